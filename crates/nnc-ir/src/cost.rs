@@ -1,0 +1,66 @@
+//! Static cost estimates: op counts and floating-point operations, used by
+//! `nnc compile`'s summary and by the optimizer's reports.
+
+use crate::graph::Graph;
+use crate::op::{BinaryOp, Op, UnaryOp};
+use std::collections::BTreeMap;
+
+/// How many values each op mnemonic defines (leaves included).
+pub fn op_counts(graph: &Graph) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::new();
+    for v in graph.values() {
+        *counts.entry(v.op.mnemonic()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Floating-point operations of one run at the given batch size. A multiply-add
+/// counts as two; transcendental functions count as one (they are cheap next to the
+/// matrix products that dominate every graph nnc targets). Data movement (reshape,
+/// transpose, broadcast, cast) counts as zero.
+pub fn flops(graph: &Graph, batch: usize) -> u64 {
+    graph
+        .ids()
+        .map(|id| {
+            let v = graph.value(id);
+            let out = v.ty.shape.numel(batch).unwrap_or(0) as u64;
+            match &v.op {
+                Op::MatMul { trans_a, .. } => {
+                    let a = graph.ty(v.args[0]).shape.resolve(batch);
+                    let k = if *trans_a { a[a.len() - 2] } else { a[a.len() - 1] };
+                    2 * out * k as u64
+                }
+                Op::Unary(UnaryOp::Identity) => 0,
+                Op::Unary(UnaryOp::Gelu { .. }) => 8 * out,
+                Op::Unary(_) | Op::Where => out,
+                Op::Binary(BinaryOp::Greater) => out,
+                Op::Binary(_) => out,
+                Op::Softmax { .. } | Op::LogSoftmax { .. } => 4 * out,
+                Op::Reduce { .. } => graph.ty(v.args[0]).shape.numel(batch).unwrap_or(0) as u64,
+                Op::Input
+                | Op::Param { .. }
+                | Op::Const(_)
+                | Op::Reshape { .. }
+                | Op::Transpose { .. }
+                | Op::Broadcast { .. }
+                | Op::Cast { .. } => 0,
+            }
+        })
+        .sum()
+}
+
+/// FLOPs per example: the growth of [`flops`] per extra batch element. For an
+/// inference graph this is exact; for a training step it leaves out the work that does
+/// not grow with the batch (the optimizer update).
+pub fn flops_per_example(graph: &Graph) -> u64 {
+    flops(graph, 2).saturating_sub(flops(graph, 1))
+}
+
+/// Number of parameter elements and their bytes.
+pub fn param_sizes(graph: &Graph) -> (usize, usize) {
+    graph.params().iter().fold((0, 0), |(n, b), &p| {
+        let ty = graph.ty(p);
+        let count = ty.shape.numel(1).unwrap_or(0);
+        (n + count, b + count * ty.dtype.size_bytes())
+    })
+}

@@ -1,0 +1,28 @@
+//! nnc's graph IR.
+//!
+//! A [`Graph`] is a list of single-result SSA values over a closed set of primitive
+//! [`Op`]s, with f32/i64/i32/bool tensor types whose dimensions are static except for
+//! one symbolic batch dimension `N`. The IR has a deterministic text form
+//! ([`print`]/[`parse`]) that round-trips exactly, a [`verify`] pass, and cost
+//! estimates used by summaries. It depends on neither protobuf nor Cranelift.
+
+mod builder;
+pub mod cost;
+mod error;
+mod graph;
+pub mod infer;
+mod op;
+mod parse;
+mod print;
+mod tensor;
+mod types;
+mod verify;
+
+pub use error::IrError;
+pub use graph::{Graph, Value, ValueId};
+pub use op::{BinaryOp, Op, ReduceOp, UnaryOp};
+pub use parse::{parse, parse_unverified};
+pub use print::{print, print_with_data};
+pub use tensor::Tensor;
+pub use types::{DType, Dim, Shape, TensorType};
+pub use verify::verify;

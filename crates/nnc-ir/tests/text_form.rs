@@ -1,0 +1,154 @@
+//! The text form: print → parse → print is the identity, data round-trips exactly,
+//! and malformed text gets an error naming line and column.
+
+use nnc_ir::{
+    parse, parse_unverified, print, print_with_data, verify, BinaryOp, DType, Dim, Graph, IrError, Op, ReduceOp, Shape,
+    Tensor, TensorType, UnaryOp,
+};
+
+/// A graph that uses every op and attribute form of the IR.
+fn every_op() -> Graph {
+    let mut g = Graph::new("every_op");
+    let x = g.input("x", TensorType::f32(&[Dim::Batch, Dim::Fixed(4)])).unwrap();
+    let labels = g.input("labels", TensorType::new(DType::I64, Shape(vec![Dim::Batch]))).unwrap();
+    let w = g.param("w", Tensor::from_f32(&[3, 4], (0..12).map(|i| i as f32 * 0.25 - 1.0).collect()).unwrap()).unwrap();
+    let b = g.param("layer 1/bias \"odd\"", Tensor::from_f32(&[3], vec![0.1, -0.2, 1e-7]).unwrap()).unwrap();
+    let mut h = g.matmul(x, w, false, true).unwrap();
+    h = g.add(h, b).unwrap();
+    for u in [
+        UnaryOp::Neg,
+        UnaryOp::Exp,
+        UnaryOp::Sigmoid,
+        UnaryOp::Log,
+        UnaryOp::Sqrt,
+        UnaryOp::Erf,
+        UnaryOp::Relu,
+        UnaryOp::LeakyRelu { alpha: 0.01 },
+        UnaryOp::Tanh,
+        UnaryOp::Gelu { approximate: false },
+        UnaryOp::Gelu { approximate: true },
+        UnaryOp::Identity,
+    ] {
+        h = g.unary(u, h).unwrap();
+    }
+    let two = g.scalar(2.0).unwrap();
+    for op in [BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Pow, BinaryOp::Max, BinaryOp::Min] {
+        h = g.binary(op, h, two).unwrap();
+    }
+    let mask = g.binary(BinaryOp::Greater, h, two).unwrap();
+    let zero = g.scalar(0.0).unwrap();
+    h = g.where_(mask, h, zero).unwrap();
+    let s = g.softmax(h, 1).unwrap();
+    let ls = g.log_softmax(s, 1).unwrap();
+    let r = g.reduce(ReduceOp::Sum, ls, &[1], true).unwrap();
+    let r = g.reduce(ReduceOp::Max, r, &[1], false).unwrap();
+    let r = g.reduce(ReduceOp::Mean, r, &[0], false).unwrap();
+    let t = g.transpose(h, &[1, 0]).unwrap();
+    let t = g.reshape(t, Shape(vec![Dim::Fixed(3), Dim::Batch, Dim::Fixed(1)])).unwrap();
+    let t = g.broadcast(t, Shape(vec![Dim::Fixed(2), Dim::Fixed(3), Dim::Batch, Dim::Fixed(5)])).unwrap();
+    let c = g.cast(labels, DType::F32).unwrap();
+    let ints = g.constant(Tensor::from_i64(&[2], vec![-3, 7]).unwrap()).unwrap();
+    let flags = g.constant(Tensor::Bool(ndarray::arr1(&[true, false]).into_dyn())).unwrap();
+    g.set_outputs(vec![r, t, c, ints, flags]);
+    g
+}
+
+#[test]
+fn print_parse_print_is_identity() {
+    let g = every_op();
+    verify(&g).unwrap();
+    let text = print(&g);
+    let reparsed = parse(&text).unwrap();
+    assert_eq!(print(&reparsed), text);
+    // Without data, parameters come back without initial values but with their types.
+    assert!(matches!(reparsed.value(reparsed.find("w").unwrap()).op, Op::Param { init: None }));
+}
+
+#[test]
+fn data_round_trips_exactly() {
+    let mut g = every_op();
+    let tricky = vec![f32::MIN_POSITIVE, -0.0, 1.0 / 3.0, f32::MAX, 1e-45, f32::INFINITY, f32::NEG_INFINITY, 7.0];
+    let p = g.param("tricky", Tensor::from_f32(&[8], tricky).unwrap()).unwrap();
+    let mut outs = g.outputs().to_vec();
+    outs.push(p);
+    g.set_outputs(outs);
+    let text = print_with_data(&g);
+    let reparsed = parse(&text).unwrap();
+    assert_eq!(reparsed, g, "the whole graph, data included, survives print/parse");
+    assert_eq!(print_with_data(&reparsed), text);
+}
+
+#[test]
+fn small_mlp_text_snapshot() {
+    let text = "graph mlp {
+  %x: f32[N,784] = input
+  %w1: f32[256,784] = param
+  %b1: f32[256] = param
+  %h: f32[N,256] = matmul[trans_b] %x, %w1
+  %hb: f32[N,256] = add %h, %b1   ; bias
+  %a: f32[N,256] = relu %hb
+  return %a
+}
+";
+    let g = parse(text).unwrap();
+    insta::assert_snapshot!(print(&g));
+}
+
+fn parse_err(text: &str) -> String {
+    match parse(text) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn parse_errors_name_line_and_column() {
+    let head = "graph g {\n  %x: f32[N,4] = input\n";
+    assert_eq!(parse_err(&format!("{head}  %y: f32[N,4] = frobnicate %x\n  return %y\n}}\n")), "line 3, column 18: unknown op 'frobnicate'");
+    assert_eq!(parse_err(&format!("{head}  %y: f32[N,4] = relu %z\n  return %y\n}}\n")), "line 3, column 24: %z is not defined before use");
+    assert_eq!(parse_err(&format!("{head}  %x: f32[N,4] = relu %x\n  return %x\n}}\n")), "line 3, column 4: %x: defined twice");
+    assert_eq!(parse_err(&format!("{head}  %y: f32[N,4] = relu[alpha=1] %x\n  return %y\n}}\n")), "line 3, column 18: relu has no attribute 'alpha'");
+    assert_eq!(parse_err(&format!("{head}  %y: f33[N,4] = relu %x\n  return %y\n}}\n")), "line 3, column 7: unknown type 'f33'");
+    assert_eq!(parse_err(&format!("{head}  %c: f32[2] = const [1.0]\n  return %c\n}}\n")), "line 3, column 16: f32[2] needs 2 values, got 1");
+    assert_eq!(parse_err(&format!("{head}  return %x\n")), "line 3, column 1: missing 'graph NAME {' ... '}'");
+    assert_eq!(parse_err(""), "line 1, column 1: missing 'graph NAME {' ... '}'");
+}
+
+#[test]
+fn verifier_checks_declared_types() {
+    let text = "graph g {
+  %a: f32[N,4] = input
+  %b: f32[5,3] = input
+  %c: f32[N,3] = matmul %a, %b
+  return %c
+}
+";
+    let err = parse(text).unwrap_err();
+    assert_eq!(err.to_string(), "%c (matmul): inner dimensions differ: [N,4] x [5,3] contracts 4 with 5");
+    let wrong_decl = "graph g {
+  %a: f32[N,4] = input
+  %r: f32[N,5] = relu %a
+  return %r
+}
+";
+    assert!(parse_unverified(wrong_decl).is_ok());
+    assert_eq!(verify(&parse_unverified(wrong_decl).unwrap()).unwrap_err().to_string(), "%r (relu): declared type f32[N,5] but the op produces f32[N,4]");
+    let no_outputs = "graph g {\n  %a: f32[2] = input\n}\n";
+    assert_eq!(parse_err(no_outputs), "%g: graph has no outputs");
+    let huge = "graph g {\n  %a: f32[N,1099511627776] = input\n  return %a\n}\n";
+    assert!(parse_err(huge).contains("more than 2147483648 elements"));
+}
+
+#[test]
+fn builder_reports_shape_errors_with_the_value_name() {
+    let mut g = Graph::new("g");
+    let x = g.input("x", TensorType::f32(&[Dim::Batch, Dim::Fixed(4)])).unwrap();
+    let b = g.param("b", Tensor::from_f32(&[3], vec![0.0; 3]).unwrap()).unwrap();
+    let err = g.add(x, b).unwrap_err();
+    assert_eq!(
+        err,
+        IrError::Type { value: "add".into(), op: "add".into(), message: "shapes [N,4] and [3] do not broadcast (axis 1: 4 vs 3)".into() }
+    );
+    let err = g.reshape(x, Shape::fixed(&[4])).unwrap_err();
+    assert!(err.to_string().contains("the batch dimension must be kept once"), "{err}");
+}
