@@ -39,6 +39,8 @@ pub fn flops(graph: &Graph, batch: usize) -> u64 {
                 Op::Reduce { .. } => graph.ty(v.args[0]).shape.numel(batch).unwrap_or(0) as u64,
                 Op::Input
                 | Op::Param { .. }
+                | Op::State { .. }
+                | Op::OneHot { .. }
                 | Op::Const(_)
                 | Op::Reshape { .. }
                 | Op::Transpose { .. }

@@ -43,6 +43,7 @@ pub struct Graph {
     pub name: String,
     values: Vec<Value>,
     outputs: Vec<ValueId>,
+    updates: Vec<(ValueId, ValueId)>,
     by_name: HashMap<String, ValueId>,
 }
 
@@ -88,6 +89,22 @@ impl Graph {
     /// Trainable parameters, in definition order.
     pub fn params(&self) -> Vec<ValueId> {
         self.ids().filter(|&id| matches!(self.value(id).op, Op::Param { .. })).collect()
+    }
+
+    /// Persistent non-trainable state (optimizer moments), in definition order.
+    pub fn states(&self) -> Vec<ValueId> {
+        self.ids().filter(|&id| matches!(self.value(id).op, Op::State { .. })).collect()
+    }
+
+    /// In-place updates `(leaf, new value)`: after a run, parameter or state `leaf`
+    /// holds `new value`. A training step declares its parameter and optimizer-state
+    /// updates this way, so a backend can write them in place without copies.
+    pub fn updates(&self) -> &[(ValueId, ValueId)] {
+        &self.updates
+    }
+
+    pub fn set_updates(&mut self, updates: Vec<(ValueId, ValueId)>) {
+        self.updates = updates;
     }
 
     pub fn outputs(&self) -> &[ValueId] {
@@ -161,9 +178,9 @@ impl Graph {
             .collect()
     }
 
-    /// Replaces the initial value of a parameter (e.g. after training).
-    pub fn set_param_init(&mut self, id: ValueId, value: Tensor) {
-        if let Op::Param { init } = &mut self.values[id.index()].op {
+    /// Replaces the initial value of a parameter or state (e.g. after training).
+    pub fn set_init(&mut self, id: ValueId, value: Tensor) {
+        if let Op::Param { init } | Op::State { init } = &mut self.values[id.index()].op {
             *init = Some(value);
         }
     }

@@ -37,9 +37,9 @@ pub fn infer_type(op: &Op, args: &[&TensorType]) -> Result<TensorType, String> {
     }
     match op {
         Op::Input => Err("an input's type is declared, not inferred".into()),
-        Op::Param { init } => match init {
+        Op::Param { init } | Op::State { init } => match init {
             Some(t) => Ok(TensorType::new(t.dtype(), t.ir_shape())),
-            None => Err("a parameter without an initial value has a declared type".into()),
+            None => Err("a parameter or state without an initial value has a declared type".into()),
         },
         Op::Const(t) => Ok(TensorType::new(t.dtype(), t.ir_shape())),
         Op::Unary(u) => {
@@ -139,6 +139,18 @@ pub fn infer_type(op: &Op, args: &[&TensorType]) -> Result<TensorType, String> {
             Ok(TensorType::new(x.dtype, shape.clone()))
         }
         Op::Cast { to } => Ok(TensorType::new(*to, args[0].shape.clone())),
+        Op::OneHot { depth } => {
+            let x = args[0];
+            if !matches!(x.dtype, DType::I64 | DType::I32) {
+                return Err(format!("needs integer class indices, got {}", x.dtype));
+            }
+            if *depth == 0 {
+                return Err("depth must be at least 1".into());
+            }
+            let mut dims = x.shape.0.clone();
+            dims.push(Dim::Fixed(*depth));
+            Ok(TensorType::new(DType::F32, Shape(dims)))
+        }
     }
 }
 

@@ -25,4 +25,4 @@ pub use parse::{parse, parse_unverified};
 pub use print::{print, print_with_data};
 pub use tensor::Tensor;
 pub use types::{DType, Dim, Shape, TensorType};
-pub use verify::verify;
+pub use verify::{verify, MAX_ELEMENTS};

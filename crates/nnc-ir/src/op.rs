@@ -61,6 +61,9 @@ pub enum Op {
     /// A trainable parameter. `init` is its initial value, if known; a parameter
     /// without one must be fed like an input.
     Param { init: Option<Tensor> },
+    /// Persistent state that is not trained: optimizer moments. Fed and updated like a
+    /// parameter, but never differentiated.
+    State { init: Option<Tensor> },
     /// A constant tensor.
     Const(Tensor),
     Unary(UnaryOp),
@@ -80,13 +83,15 @@ pub enum Op {
     /// Numpy-style broadcast to `shape`.
     Broadcast { shape: Shape },
     Cast { to: DType },
+    /// Integer class indices `[..]` to f32 one-hot rows `[.., depth]`.
+    OneHot { depth: usize },
 }
 
 impl Op {
-    /// Number of operands, or `None` for the leaves (inputs, parameters, constants).
+    /// Number of operands (0 for the leaves: inputs, parameters, state, constants).
     pub fn arity(&self) -> usize {
         match self {
-            Op::Input | Op::Param { .. } | Op::Const(_) => 0,
+            Op::Input | Op::Param { .. } | Op::State { .. } | Op::Const(_) => 0,
             Op::Unary(_)
             | Op::Softmax { .. }
             | Op::LogSoftmax { .. }
@@ -94,14 +99,15 @@ impl Op {
             | Op::Reshape { .. }
             | Op::Transpose { .. }
             | Op::Broadcast { .. }
-            | Op::Cast { .. } => 1,
+            | Op::Cast { .. }
+            | Op::OneHot { .. } => 1,
             Op::Binary(_) | Op::MatMul { .. } => 2,
             Op::Where => 3,
         }
     }
 
     pub fn is_leaf(&self) -> bool {
-        matches!(self, Op::Input | Op::Param { .. } | Op::Const(_))
+        matches!(self, Op::Input | Op::Param { .. } | Op::State { .. } | Op::Const(_))
     }
 
     /// The op's mnemonic in the text form, also used in summaries and errors.
@@ -109,6 +115,7 @@ impl Op {
         match self {
             Op::Input => "input",
             Op::Param { .. } => "param",
+            Op::State { .. } => "state",
             Op::Const(_) => "const",
             Op::Unary(u) => match u {
                 UnaryOp::Neg => "neg",
@@ -146,6 +153,7 @@ impl Op {
             Op::Transpose { .. } => "transpose",
             Op::Broadcast { .. } => "broadcast",
             Op::Cast { .. } => "cast",
+            Op::OneHot { .. } => "one_hot",
         }
     }
 }

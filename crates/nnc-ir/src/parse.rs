@@ -51,6 +51,19 @@ pub fn parse_unverified(text: &str) -> Result<Graph, IrError> {
                 return Err(c.error("a value defined after 'return'"));
             }
             statement(&mut c, g)?;
+        } else if c.rest().starts_with("update") {
+            c.keyword("update")?;
+            let leaf = c.value_ref(g)?;
+            c.skip_ws();
+            if !c.rest().starts_with("<-") {
+                return Err(c.error("expected '<-'"));
+            }
+            c.pos += 2;
+            let new = c.value_ref(g)?;
+            c.finish()?;
+            let mut updates = g.updates().to_vec();
+            updates.push((leaf, new));
+            g.set_updates(updates);
         } else {
             c.keyword("return")?;
             if outputs_seen {
@@ -135,6 +148,7 @@ fn build_op(mnemonic: &str, attrs: &Attrs, data: Option<Vec<String>>, ty: &Tenso
     let op = match mnemonic {
         "input" => Ok(Op::Input),
         "param" => Ok(Op::Param { init: data.as_ref().map(|d| tensor(d, ty)).transpose()? }),
+        "state" => Ok(Op::State { init: data.as_ref().map(|d| tensor(d, ty)).transpose()? }),
         "const" => match data.as_ref() {
             Some(d) => Ok(Op::Const(tensor(d, ty)?)),
             None => Err("a const needs its data, e.g. [1.0, 2.0]".to_string()),
@@ -178,6 +192,7 @@ fn build_op(mnemonic: &str, attrs: &Attrs, data: Option<Vec<String>>, ty: &Tenso
         "reshape" => Ok(Op::Reshape { shape: shape_attr(get("shape"))? }),
         "broadcast" => Ok(Op::Broadcast { shape: shape_attr(get("shape"))? }),
         "transpose" => Ok(Op::Transpose { perm: uint_list(get("perm"), "perm")? }),
+        "one_hot" => Ok(Op::OneHot { depth: uint(get("depth"), "depth")? }),
         "cast" => match get("to") {
             Some(AttrValue::Word(w)) => DType::from_name(w).map(|to| Op::Cast { to }).ok_or(format!("unknown type '{w}'")),
             _ => Err("cast needs to=TYPE".to_string()),
@@ -187,7 +202,7 @@ fn build_op(mnemonic: &str, attrs: &Attrs, data: Option<Vec<String>>, ty: &Tenso
     if let Some(i) = used.iter().position(|u| !u) {
         return Err(format!("{mnemonic} has no attribute '{}'", attrs[i].0));
     }
-    if data.is_some() && !matches!(op, Op::Param { .. } | Op::Const(_)) {
+    if data.is_some() && !matches!(op, Op::Param { .. } | Op::State { .. } | Op::Const(_)) {
         return Err(format!("{mnemonic} takes no data"));
     }
     Ok(op)

@@ -43,12 +43,15 @@ fn print_impl(graph: &Graph, with_data: bool) -> String {
             Op::Const(t) => {
                 let _ = write!(out, " {}", data(t));
             }
-            Op::Param { init: Some(t) } if with_data => {
+            Op::Param { init: Some(t) } | Op::State { init: Some(t) } if with_data => {
                 let _ = write!(out, " {}", data(t));
             }
             _ => {}
         }
         out.push('\n');
+    }
+    for &(leaf, new) in graph.updates() {
+        let _ = writeln!(out, "  update %{} <- %{}", ident(graph.name_of(leaf)), ident(graph.name_of(new)));
     }
     let outs: Vec<String> = graph.outputs().iter().map(|&o| format!("%{}", ident(graph.name_of(o)))).collect();
     let _ = writeln!(out, "  return {}", outs.join(", "));
@@ -108,7 +111,8 @@ fn attributes(op: &Op) -> Vec<String> {
         Op::Reshape { shape } | Op::Broadcast { shape } => attrs.push(format!("shape={shape}")),
         Op::Transpose { perm } => attrs.push(format!("perm={}", list(perm))),
         Op::Cast { to } => attrs.push(format!("to={to}")),
-        Op::Input | Op::Param { .. } | Op::Const(_) | Op::Unary(_) | Op::Binary(_) | Op::Where => {}
+        Op::OneHot { depth } => attrs.push(format!("depth={depth}")),
+        Op::Input | Op::Param { .. } | Op::State { .. } | Op::Const(_) | Op::Unary(_) | Op::Binary(_) | Op::Where => {}
     }
     attrs
 }

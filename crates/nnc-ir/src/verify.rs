@@ -26,7 +26,7 @@ pub fn verify(graph: &Graph) -> Result<(), IrError> {
         check_size(&v.ty).map_err(err)?;
         let arg_types: Vec<&TensorType> = v.args.iter().map(|&a| graph.ty(a)).collect();
         let expected = match &v.op {
-            Op::Input | Op::Param { init: None } => {
+            Op::Input | Op::Param { init: None } | Op::State { init: None } => {
                 if !v.args.is_empty() {
                     return Err(err("takes no operands".into()));
                 }
@@ -40,6 +40,22 @@ pub fn verify(graph: &Graph) -> Result<(), IrError> {
     }
     if graph.outputs().is_empty() {
         return Err(IrError::structure(&graph.name, "graph has no outputs"));
+    }
+    let mut updated = HashSet::new();
+    for &(leaf, new) in graph.updates() {
+        if leaf.index() >= graph.len() || new.index() >= graph.len() {
+            return Err(IrError::structure(&graph.name, format!("update {leaf} <- {new} refers to an undefined value")));
+        }
+        let (l, n) = (graph.value(leaf), graph.value(new));
+        if !matches!(l.op, Op::Param { .. } | Op::State { .. }) {
+            return Err(IrError::structure(&l.name, "only a param or state can be updated in place"));
+        }
+        if !updated.insert(leaf) {
+            return Err(IrError::structure(&l.name, "updated twice"));
+        }
+        if l.ty != n.ty {
+            return Err(IrError::structure(&l.name, format!("updated with %{} of type {}, not {}", n.name, n.ty, l.ty)));
+        }
     }
     if let Some(o) = graph.outputs().iter().find(|o| o.index() >= graph.len()) {
         return Err(IrError::structure(&graph.name, format!("output {o} is not defined")));

@@ -49,7 +49,11 @@ fn every_op() -> Graph {
     let c = g.cast(labels, DType::F32).unwrap();
     let ints = g.constant(Tensor::from_i64(&[2], vec![-3, 7]).unwrap()).unwrap();
     let flags = g.constant(Tensor::Bool(ndarray::arr1(&[true, false]).into_dyn())).unwrap();
-    g.set_outputs(vec![r, t, c, ints, flags]);
+    let onehot = g.op(Op::OneHot { depth: 3 }, &[labels]).unwrap();
+    let m = g.push("w.m", Op::State { init: Some(Tensor::from_f32(&[3, 4], vec![0.0; 12]).unwrap()) }, &[]).unwrap();
+    let m_new = g.add(m, w).unwrap();
+    g.set_updates(vec![(m, m_new)]);
+    g.set_outputs(vec![r, t, c, ints, flags, onehot]);
     g
 }
 
