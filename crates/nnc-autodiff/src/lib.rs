@@ -29,7 +29,7 @@ pub use loss::{LABELS, LOSS};
 pub use optim::{LR, STEP};
 
 use emit::Emitter;
-use nnc_ir::{cost, DType, Graph, Op, ValueId};
+use nnc_ir::{cost, DType, Graph, ValueId};
 use std::fmt;
 
 /// The loss attached to the model's output.
@@ -201,30 +201,9 @@ impl TrainGraph {
             }
             let s = &mut out[self.part_of(id) as usize];
             s.ops += 1;
-            s.flops += value_flops(&self.graph, id, batch);
+            s.flops += cost::value_flops(&self.graph, id, batch);
         }
         out
-    }
-}
-
-/// The FLOPs of one value, by `nnc_ir::cost::flops` on a graph of that value alone
-/// (the IR exposes only whole-graph counts; a per-value function there would do).
-fn value_flops(graph: &Graph, id: ValueId, batch: usize) -> u64 {
-    let v = graph.value(id);
-    let mut one = Graph::new("one");
-    let mut args = Vec::with_capacity(v.args.len());
-    for (i, &a) in v.args.iter().enumerate() {
-        match one.push_typed(format!("a{i}"), graph.ty(a).clone(), Op::Input, vec![]) {
-            Ok(arg) => args.push(arg),
-            Err(_) => return 0,
-        }
-    }
-    match one.push_typed("v".into(), v.ty.clone(), v.op.clone(), args) {
-        Ok(out) => {
-            one.set_outputs(vec![out]);
-            cost::flops(&one, batch)
-        }
-        Err(_) => 0,
     }
 }
 

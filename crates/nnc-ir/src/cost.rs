@@ -1,8 +1,8 @@
 //! Static cost estimates: op counts and floating-point operations, used by
 //! `nnc compile`'s summary and by the optimizer's reports.
 
-use crate::graph::Graph;
-use crate::op::{BinaryOp, Op, UnaryOp};
+use crate::graph::{Graph, ValueId};
+use crate::op::{Op, UnaryOp};
 use std::collections::BTreeMap;
 
 /// How many values each op mnemonic defines (leaves included).
@@ -19,36 +19,34 @@ pub fn op_counts(graph: &Graph) -> BTreeMap<&'static str, usize> {
 /// matrix products that dominate every graph nnc targets). Data movement (reshape,
 /// transpose, broadcast, cast) counts as zero.
 pub fn flops(graph: &Graph, batch: usize) -> u64 {
-    graph
-        .ids()
-        .map(|id| {
-            let v = graph.value(id);
-            let out = v.ty.shape.numel(batch).unwrap_or(0) as u64;
-            match &v.op {
-                Op::MatMul { trans_a, .. } => {
-                    let a = graph.ty(v.args[0]).shape.resolve(batch);
-                    let k = if *trans_a { a[a.len() - 2] } else { a[a.len() - 1] };
-                    2 * out * k as u64
-                }
-                Op::Unary(UnaryOp::Identity) => 0,
-                Op::Unary(UnaryOp::Gelu { .. }) => 8 * out,
-                Op::Unary(_) | Op::Where => out,
-                Op::Binary(BinaryOp::Greater) => out,
-                Op::Binary(_) => out,
-                Op::Softmax { .. } | Op::LogSoftmax { .. } => 4 * out,
-                Op::Reduce { .. } => graph.ty(v.args[0]).shape.numel(batch).unwrap_or(0) as u64,
-                Op::Input
-                | Op::Param { .. }
-                | Op::State { .. }
-                | Op::OneHot { .. }
-                | Op::Const(_)
-                | Op::Reshape { .. }
-                | Op::Transpose { .. }
-                | Op::Broadcast { .. }
-                | Op::Cast { .. } => 0,
-            }
-        })
-        .sum()
+    graph.ids().map(|id| value_flops(graph, id, batch)).sum()
+}
+
+/// Floating-point operations of one value at the given batch size (see [`flops`]).
+pub fn value_flops(graph: &Graph, id: ValueId, batch: usize) -> u64 {
+    let v = graph.value(id);
+    let out = v.ty.shape.numel(batch).unwrap_or(0) as u64;
+    match &v.op {
+        Op::MatMul { trans_a, .. } => {
+            let a = graph.ty(v.args[0]).shape.resolve(batch);
+            let k = if *trans_a { a[a.len() - 2] } else { a[a.len() - 1] };
+            2 * out * k as u64
+        }
+        Op::Unary(UnaryOp::Identity) => 0,
+        Op::Unary(UnaryOp::Gelu { .. }) => 8 * out,
+        Op::Unary(_) | Op::Where | Op::Binary(_) => out,
+        Op::Softmax { .. } | Op::LogSoftmax { .. } => 4 * out,
+        Op::Reduce { .. } => graph.ty(v.args[0]).shape.numel(batch).unwrap_or(0) as u64,
+        Op::Input
+        | Op::Param { .. }
+        | Op::State { .. }
+        | Op::OneHot { .. }
+        | Op::Const(_)
+        | Op::Reshape { .. }
+        | Op::Transpose { .. }
+        | Op::Broadcast { .. }
+        | Op::Cast { .. } => 0,
+    }
 }
 
 /// FLOPs per example: the growth of [`flops`] per extra batch element. For an

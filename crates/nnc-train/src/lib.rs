@@ -1,0 +1,34 @@
+//! nnc's training driver: data sets, the training loop and metrics.
+//!
+//! ```text
+//! IDX files ──► idx ──► mnist::load_mnist_dir ─┐
+//! NPY tensors ──────► Dataset::new ────────────┴─► fit_to_model ──► train ──► TrainReport
+//!                                                                     │  ▲
+//!                                      batches (seeded shuffle) ──────┘  │ per-step loss,
+//!                                      StepBackend (interp, JIT) ◄───────┘ epoch metrics
+//! ```
+//!
+//! The loop is backend-agnostic: a [`StepBackend`] takes one training step (forward,
+//! loss, backward, optimizer update) and runs inference; [`InterpBackend`] does so
+//! with the reference interpreter, and the Cranelift JIT implements the same trait.
+//! Data is validated when it is loaded and when it meets the model, so a bad file or
+//! a label out of range is a clear error before the first step, never a panic.
+
+mod backend;
+mod batches;
+mod dataset;
+mod error;
+pub mod idx;
+mod interp;
+pub mod metrics;
+mod mnist;
+mod train;
+
+pub use backend::{store_params, StepBackend, StepResult};
+pub use batches::{shuffle_rng, Batch, Batches};
+pub use dataset::{example_dims, fit_to_input, fit_to_model, Dataset, Labels};
+pub use error::TrainError;
+pub use interp::InterpBackend;
+pub use metrics::Metrics;
+pub use mnist::{default_data_dir, load_mnist_dir, load_split, DATA_ENV, DEBIAN_FASHION_MNIST};
+pub use train::{evaluate, train, EpochReport, Length, Observer, Plan, StepInfo, TrainConfig, TrainReport};
