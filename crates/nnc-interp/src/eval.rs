@@ -39,9 +39,7 @@ pub(crate) fn eval(op: &Op, args: &[&Tensor]) -> Result<Tensor, String> {
         return Err(format!("takes {} operands, got {}", op.arity(), args.len()));
     }
     match op {
-        Op::Input | Op::Param { .. } | Op::State { .. } | Op::Const(_) => {
-            Err("a leaf is bound, not evaluated".into())
-        }
+        Op::Input | Op::Param { .. } | Op::State { .. } | Op::Const(_) => Err("a leaf is bound, not evaluated".into()),
         Op::Unary(u) => unary(*u, args[0]),
         Op::Binary(b) => binary(*b, args[0], args[1]),
         Op::Where => {
@@ -53,42 +51,22 @@ pub(crate) fn eval(op: &Op, args: &[&Tensor]) -> Result<Tensor, String> {
                 (Tensor::I64(x), Tensor::I64(y)) => Tensor::I64(kernels::select(c, x, y)?),
                 (Tensor::I32(x), Tensor::I32(y)) => Tensor::I32(kernels::select(c, x, y)?),
                 (Tensor::Bool(x), Tensor::Bool(y)) => Tensor::Bool(kernels::select(c, x, y)?),
-                (x, y) => {
-                    return Err(format!(
-                        "branch types differ: {} vs {}",
-                        x.dtype(),
-                        y.dtype()
-                    ))
-                }
+                (x, y) => return Err(format!("branch types differ: {} vs {}", x.dtype(), y.dtype())),
             })
         }
         Op::MatMul { trans_a, trans_b } => {
             let (a, b) = (f32_arg(args[0])?, f32_arg(args[1])?);
             Ok(Tensor::F32(kernels::matmul(a, b, *trans_a, *trans_b)?))
         }
-        Op::Softmax { axis } => Ok(Tensor::F32(kernels::softmax(
-            f32_arg(args[0])?,
-            *axis,
-            false,
-        )?)),
-        Op::LogSoftmax { axis } => Ok(Tensor::F32(kernels::softmax(
-            f32_arg(args[0])?,
-            *axis,
-            true,
-        )?)),
-        Op::Reduce {
-            op,
-            axes,
-            keep_dims,
-        } => {
+        Op::Softmax { axis } => Ok(Tensor::F32(kernels::softmax(f32_arg(args[0])?, *axis, false)?)),
+        Op::LogSoftmax { axis } => Ok(Tensor::F32(kernels::softmax(f32_arg(args[0])?, *axis, true)?)),
+        Op::Reduce { op, axes, keep_dims } => {
             let how = match op {
                 ReduceOp::Sum => Reduction::Sum,
                 ReduceOp::Mean => Reduction::Mean,
                 ReduceOp::Max => Reduction::Max,
             };
-            Ok(map_num!(args[0], |a| kernels::reduce(
-                a, how, axes, *keep_dims
-            )?))
+            Ok(map_num!(args[0], |a| kernels::reduce(a, how, axes, *keep_dims)?))
         }
         Op::Reshape { shape } => {
             let dims = fixed(shape)?;
@@ -115,14 +93,11 @@ pub(crate) fn eval(op: &Op, args: &[&Tensor]) -> Result<Tensor, String> {
 
 /// The sizes of a shape attribute whose batch `typing::resolve_batch` resolved.
 fn fixed(shape: &Shape) -> Result<Vec<usize>, String> {
-    shape
-        .as_fixed()
-        .ok_or_else(|| format!("{shape} still has the batch dimension"))
+    shape.as_fixed().ok_or_else(|| format!("{shape} still has the batch dimension"))
 }
 
 fn f32_arg(t: &Tensor) -> Result<&ArrayD<f32>, String> {
-    t.as_f32()
-        .ok_or_else(|| format!("needs f32, got {}", t.dtype()))
+    t.as_f32().ok_or_else(|| format!("needs f32, got {}", t.dtype()))
 }
 
 fn unary(u: UnaryOp, x: &Tensor) -> Result<Tensor, String> {
@@ -150,11 +125,7 @@ fn binary(op: BinaryOp, x: &Tensor, y: &Tensor) -> Result<Tensor, String> {
         (Tensor::I64(a), Tensor::I64(b)) => binary_num(op, a, b, Tensor::I64),
         (Tensor::I32(a), Tensor::I32(b)) => binary_num(op, a, b, Tensor::I32),
         (Tensor::Bool(_), Tensor::Bool(_)) => Err("needs numbers, got bool".into()),
-        (x, y) => Err(format!(
-            "operand types differ: {} vs {}",
-            x.dtype(),
-            y.dtype()
-        )),
+        (x, y) => Err(format!("operand types differ: {} vs {}", x.dtype(), y.dtype())),
     }
 }
 

@@ -64,20 +64,8 @@ pub fn batch_size(graph: &Graph, feeds: &HashMap<String, Tensor>) -> Result<usiz
     Ok(found.map_or(1, |(_, n)| n))
 }
 
-fn mismatch(
-    kind: &'static str,
-    name: &str,
-    ty: &TensorType,
-    batch: Option<usize>,
-    got: &Tensor,
-) -> InterpError {
-    InterpError::FeedMismatch {
-        kind,
-        name: name.to_string(),
-        expected: ty.clone(),
-        batch,
-        got: describe(got),
-    }
+fn mismatch(kind: &'static str, name: &str, ty: &TensorType, batch: Option<usize>, got: &Tensor) -> InterpError {
+    InterpError::FeedMismatch { kind, name: name.to_string(), expected: ty.clone(), batch, got: describe(got) }
 }
 
 /// The tensor of every leaf (indexed by value id; `None` for computed values) and the
@@ -88,23 +76,12 @@ pub(crate) fn bind<'a>(
     graph: &'a Graph,
     feeds: &'a HashMap<String, Tensor>,
 ) -> Result<(usize, Vec<Option<&'a Tensor>>), InterpError> {
-    let feedable = |name: &str| {
-        graph
-            .find(name)
-            .is_some_and(|id| feedable_kind(&graph.value(id).op).is_some())
-    };
+    let feedable = |name: &str| graph.find(name).is_some_and(|id| feedable_kind(&graph.value(id).op).is_some());
     let mut unknown: Vec<String> = feeds.keys().filter(|n| !feedable(n)).cloned().collect();
     if !unknown.is_empty() {
         unknown.sort();
-        let inputs = graph
-            .inputs()
-            .iter()
-            .map(|&id| graph.name_of(id).to_string())
-            .collect();
-        return Err(InterpError::UnknownFeeds {
-            names: unknown,
-            inputs,
-        });
+        let inputs = graph.inputs().iter().map(|&id| graph.name_of(id).to_string()).collect();
+        return Err(InterpError::UnknownFeeds { names: unknown, inputs });
     }
 
     let missing: Vec<MissingFeed> = graph
@@ -118,11 +95,7 @@ pub(crate) fn bind<'a>(
                 Op::State { init: None } => "state",
                 _ => return None,
             };
-            Some(MissingFeed {
-                kind,
-                name: v.name.clone(),
-                ty: v.ty.clone(),
-            })
+            Some(MissingFeed { kind, name: v.name.clone(), ty: v.ty.clone() })
         })
         .collect();
     if !missing.is_empty() {
@@ -136,20 +109,15 @@ pub(crate) fn bind<'a>(
     let mut bad_leaf = None;
     for (i, v) in graph.values().iter().enumerate() {
         let (t, fed_as) = match (&v.op, feeds.get(&v.name)) {
-            (op @ (Op::Input | Op::Param { .. } | Op::State { .. }), Some(t)) => {
-                (t, feedable_kind(op))
-            }
-            (Op::Param { init: Some(t) } | Op::State { init: Some(t) }, None)
-            | (Op::Const(t), _) => (t, None),
+            (op @ (Op::Input | Op::Param { .. } | Op::State { .. }), Some(t)) => (t, feedable_kind(op)),
+            (Op::Param { init: Some(t) } | Op::State { init: Some(t) }, None) | (Op::Const(t), _) => (t, None),
             _ => continue,
         };
         if !has_type(t, &v.ty, batch) {
             match fed_as {
                 Some(kind) => return Err(mismatch(kind, &v.name, &v.ty, Some(batch), t)),
                 None => {
-                    bad_leaf.get_or_insert_with(|| {
-                        type_mismatch(graph, ValueId(i as u32), batch, &describe(t))
-                    });
+                    bad_leaf.get_or_insert_with(|| type_mismatch(graph, ValueId(i as u32), batch, &describe(t)));
                 }
             }
         }

@@ -30,27 +30,18 @@ pub(crate) fn broadcast_dims(a: &[usize], b: &[usize]) -> Result<Vec<usize>, Str
             (x, y) if x == y => Ok(x),
             (1, y) => Ok(y),
             (x, 1) => Ok(x),
-            (x, y) => Err(format!(
-                "shapes {} and {} do not broadcast (axis {i}: {x} vs {y})",
-                dims(a),
-                dims(b)
-            )),
+            (x, y) => Err(format!("shapes {} and {} do not broadcast (axis {i}: {x} vs {y})", dims(a), dims(b))),
         })
         .collect()
 }
 
 /// A read-only view of `a` broadcast to `shape`.
 fn view_as<'a, T>(a: &'a ArrayD<T>, shape: &[usize]) -> Result<ArrayViewD<'a, T>, String> {
-    a.broadcast(IxDyn(shape))
-        .ok_or_else(|| format!("cannot broadcast {} to {}", dims(a.shape()), dims(shape)))
+    a.broadcast(IxDyn(shape)).ok_or_else(|| format!("cannot broadcast {} to {}", dims(a.shape()), dims(shape)))
 }
 
 /// `f` applied elementwise to `a` and `b` broadcast against each other.
-pub(crate) fn zip2<A, B, C>(
-    a: &ArrayD<A>,
-    b: &ArrayD<B>,
-    f: impl FnMut(A, B) -> C,
-) -> Result<ArrayD<C>, String>
+pub(crate) fn zip2<A, B, C>(a: &ArrayD<A>, b: &ArrayD<B>, f: impl FnMut(A, B) -> C) -> Result<ArrayD<C>, String>
 where
     A: Copy,
     B: Copy,
@@ -77,57 +68,25 @@ pub(crate) fn divide<T: Num>(a: &ArrayD<T>, b: &ArrayD<T>) -> Result<ArrayD<T>, 
 }
 
 /// `where(cond, x, y)` with all three broadcast together.
-pub(crate) fn select<T: Clone>(
-    cond: &ArrayD<bool>,
-    x: &ArrayD<T>,
-    y: &ArrayD<T>,
-) -> Result<ArrayD<T>, String> {
+pub(crate) fn select<T: Clone>(cond: &ArrayD<bool>, x: &ArrayD<T>, y: &ArrayD<T>) -> Result<ArrayD<T>, String> {
     let shape = broadcast_dims(&broadcast_dims(cond.shape(), x.shape())?, y.shape())?;
-    let (cv, xv, yv) = (
-        view_as(cond, &shape)?,
-        view_as(x, &shape)?,
-        view_as(y, &shape)?,
-    );
-    Ok(Zip::from(&cv)
-        .and(&xv)
-        .and(&yv)
-        .map_collect(|&c, x, y| if c { x.clone() } else { y.clone() }))
+    let (cv, xv, yv) = (view_as(cond, &shape)?, view_as(x, &shape)?, view_as(y, &shape)?);
+    Ok(Zip::from(&cv).and(&xv).and(&yv).map_collect(|&c, x, y| if c { x.clone() } else { y.clone() }))
 }
 
 /// Numpy `matmul` over the last two axes, with optional transposition of each
 /// operand's last two axes and broadcasting of the leading axes. Each 2-D product is
 /// one `general_mat_mul` (matrixmultiply, accumulating in `T`).
-pub(crate) fn matmul<T: Real>(
-    a: &ArrayD<T>,
-    b: &ArrayD<T>,
-    trans_a: bool,
-    trans_b: bool,
-) -> Result<ArrayD<T>, String> {
+pub(crate) fn matmul<T: Real>(a: &ArrayD<T>, b: &ArrayD<T>, trans_a: bool, trans_b: bool) -> Result<ArrayD<T>, String> {
     let (ra, rb) = (a.ndim(), b.ndim());
     if ra < 2 || rb < 2 {
-        return Err(format!(
-            "needs operands of rank >= 2, got {} and {}",
-            dims(a.shape()),
-            dims(b.shape())
-        ));
+        return Err(format!("needs operands of rank >= 2, got {} and {}", dims(a.shape()), dims(b.shape())));
     }
     let (sa, sb) = (a.shape(), b.shape());
-    let (m, ka) = if trans_a {
-        (sa[ra - 1], sa[ra - 2])
-    } else {
-        (sa[ra - 2], sa[ra - 1])
-    };
-    let (kb, n) = if trans_b {
-        (sb[rb - 1], sb[rb - 2])
-    } else {
-        (sb[rb - 2], sb[rb - 1])
-    };
+    let (m, ka) = if trans_a { (sa[ra - 1], sa[ra - 2]) } else { (sa[ra - 2], sa[ra - 1]) };
+    let (kb, n) = if trans_b { (sb[rb - 1], sb[rb - 2]) } else { (sb[rb - 2], sb[rb - 1]) };
     if ka != kb {
-        return Err(format!(
-            "inner dimensions differ: {} x {} contracts {ka} with {kb}",
-            dims(sa),
-            dims(sb)
-        ));
+        return Err(format!("inner dimensions differ: {} x {} contracts {ka} with {kb}", dims(sa), dims(sb)));
     }
     let lead = broadcast_dims(&sa[..ra - 2], &sb[..rb - 2])?;
     let with_lead = |last: &[usize]| -> Vec<usize> { lead.iter().chain(last).copied().collect() };
@@ -153,10 +112,7 @@ pub(crate) fn matmul<T: Real>(
     Ok(out)
 }
 
-fn matrix<'a, T>(
-    mut v: ArrayViewD<'a, T>,
-    lead: &[usize],
-) -> Result<ndarray::ArrayView2<'a, T>, String> {
+fn matrix<'a, T>(mut v: ArrayViewD<'a, T>, lead: &[usize]) -> Result<ndarray::ArrayView2<'a, T>, String> {
     for &i in lead {
         v = v.index_axis_move(Axis(0), i);
     }
@@ -237,27 +193,17 @@ pub(crate) fn reduce<T: Num>(
 pub(crate) fn reshape<T: Clone>(a: &ArrayD<T>, shape: &[usize]) -> Result<ArrayD<T>, String> {
     let numel = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
     if numel != Some(a.len()) {
-        return Err(format!(
-            "cannot reshape {} ({} elements) to {}",
-            dims(a.shape()),
-            a.len(),
-            dims(shape)
-        ));
+        return Err(format!("cannot reshape {} ({} elements) to {}", dims(a.shape()), a.len(), dims(shape)));
     }
     ArrayD::from_shape_vec(IxDyn(shape), a.iter().cloned().collect()).map_err(|e| e.to_string())
 }
 
 pub(crate) fn transpose<T: Clone>(a: &ArrayD<T>, perm: &[usize]) -> Result<ArrayD<T>, String> {
     let mut seen = vec![false; a.ndim()];
-    let valid = perm.len() == a.ndim()
-        && perm
-            .iter()
-            .all(|&p| p < seen.len() && !std::mem::replace(&mut seen[p], true));
+    let valid =
+        perm.len() == a.ndim() && perm.iter().all(|&p| p < seen.len() && !std::mem::replace(&mut seen[p], true));
     if !valid {
-        return Err(format!(
-            "{perm:?} is not a permutation of {} axes",
-            a.ndim()
-        ));
+        return Err(format!("{perm:?} is not a permutation of {} axes", a.ndim()));
     }
     Ok(a.view().permuted_axes(IxDyn(perm)).to_owned())
 }
@@ -276,10 +222,7 @@ pub(crate) fn one_hot<T: Element>(a: &ArrayD<T>, depth: usize) -> Result<ArrayD<
     let mut shape = a.shape().to_vec();
     shape.push(depth);
     let mut out = ArrayD::<f32>::zeros(IxDyn(&shape));
-    let rows = out
-        .as_slice_mut()
-        .ok_or("one_hot output is not contiguous")?
-        .chunks_mut(depth);
+    let rows = out.as_slice_mut().ok_or("one_hot output is not contiguous")?.chunks_mut(depth);
     for (row, &ix) in rows.zip(a.iter()) {
         let ix = ix.to_i64();
         match usize::try_from(ix).ok().filter(|&i| i < depth) {

@@ -48,13 +48,8 @@ pub struct Step {
 pub fn run_step(graph: &Graph, feeds: &HashMap<String, Tensor>) -> Result<Step, InterpError> {
     let mut roots = graph.outputs().to_vec();
     for &(leaf, new) in graph.updates() {
-        if leaf.index() >= graph.len()
-            || !matches!(graph.value(leaf).op, Op::Param { .. } | Op::State { .. })
-        {
-            return Err(malformed(
-                graph,
-                format!("update target {leaf} is not a param or state"),
-            ));
+        if leaf.index() >= graph.len() || !matches!(graph.value(leaf).op, Op::Param { .. } | Op::State { .. }) {
+            return Err(malformed(graph, format!("update target {leaf} is not a param or state")));
         }
         roots.push(new);
     }
@@ -64,11 +59,7 @@ pub fn run_step(graph: &Graph, feeds: &HashMap<String, Tensor>) -> Result<Step, 
 }
 
 /// Computes `roots` (and what they depend on), freeing other values after last use.
-fn run_roots(
-    graph: &Graph,
-    feeds: &HashMap<String, Tensor>,
-    roots: &[ValueId],
-) -> Result<Vec<Tensor>, InterpError> {
+fn run_roots(graph: &Graph, feeds: &HashMap<String, Tensor>, roots: &[ValueId]) -> Result<Vec<Tensor>, InterpError> {
     let plan = Plan::for_roots(graph, roots)?;
     let mut ex = Executor::new(graph, feeds)?;
     for id in graph.ids() {
@@ -86,11 +77,7 @@ fn run_roots(
     for (i, r) in roots.iter().enumerate() {
         // Move a root out on its last mention; clone it if it is listed again later.
         let slot = &mut ex.values[r.index()];
-        let value = if roots[i + 1..].contains(r) {
-            slot.clone()
-        } else {
-            slot.take()
-        };
+        let value = if roots[i + 1..].contains(r) { slot.clone() } else { slot.take() };
         result.push(standard(ex.expect_value(value, *r)?.into_owned()));
     }
     Ok(result)
@@ -105,11 +92,7 @@ pub fn run_all(graph: &Graph, feeds: &HashMap<String, Tensor>) -> Result<Vec<Ten
         ex.compute(id)?;
     }
     let values = std::mem::take(&mut ex.values);
-    graph
-        .ids()
-        .zip(values)
-        .map(|(id, v)| Ok(standard(ex.expect_value(v, id)?.into_owned())))
-        .collect()
+    graph.ids().zip(values).map(|(id, v)| Ok(standard(ex.expect_value(v, id)?.into_owned()))).collect()
 }
 
 /// What `run` needs to compute and when each value can be dropped.
@@ -145,21 +128,14 @@ impl Plan {
                 if a >= id {
                     return Err(malformed(
                         graph,
-                        format!(
-                            "%{} uses {a}, which is not defined before it",
-                            graph.name_of(id)
-                        ),
+                        format!("%{} uses {a}, which is not defined before it", graph.name_of(id)),
                     ));
                 }
                 needed[a.index()] = true;
                 last_use[a.index()].get_or_insert(id);
             }
         }
-        Ok(Plan {
-            needed,
-            last_use,
-            is_root,
-        })
+        Ok(Plan { needed, last_use, is_root })
     }
 }
 
@@ -172,17 +148,9 @@ struct Executor<'a> {
 }
 
 impl<'a> Executor<'a> {
-    fn new(
-        graph: &'a Graph,
-        feeds: &'a HashMap<String, Tensor>,
-    ) -> Result<Executor<'a>, InterpError> {
+    fn new(graph: &'a Graph, feeds: &'a HashMap<String, Tensor>) -> Result<Executor<'a>, InterpError> {
         let (batch, leaves) = feed::bind(graph, feeds)?;
-        Ok(Executor {
-            graph,
-            batch,
-            leaves,
-            values: vec![None; graph.len()],
-        })
+        Ok(Executor { graph, batch, leaves, values: vec![None; graph.len()] })
     }
 
     fn compute(&mut self, id: ValueId) -> Result<(), InterpError> {
@@ -195,59 +163,33 @@ impl<'a> Executor<'a> {
         }
         let mut args = Vec::with_capacity(v.args.len());
         for &a in &v.args {
-            let t = (a < id)
-                .then(|| self.values[a.index()].as_deref())
-                .flatten();
-            args.push(t.ok_or_else(|| {
-                malformed(
-                    self.graph,
-                    format!("%{} uses {a} before it is computed", v.name),
-                )
-            })?);
+            let t = (a < id).then(|| self.values[a.index()].as_deref()).flatten();
+            args.push(t.ok_or_else(|| malformed(self.graph, format!("%{} uses {a} before it is computed", v.name)))?);
         }
-        let op_error = |message| InterpError::Op {
-            value: v.name.clone(),
-            op: v.op.mnemonic(),
-            message,
-        };
+        let op_error = |message| InterpError::Op { value: v.name.clone(), op: v.op.mnemonic(), message };
         let op = typing::resolve_batch(&v.op, self.batch);
         let ty = typing::result_type(&op, &args, self.batch).map_err(op_error)?;
         // A graph whose declared type disagrees with its operands is refused before
         // anything is computed.
         if ty.dtype != v.ty.dtype || ty.shape.as_fixed() != Some(v.ty.shape.resolve(self.batch)) {
-            return Err(feed::type_mismatch(
-                self.graph,
-                id,
-                self.batch,
-                &ty.to_string(),
-            ));
+            return Err(feed::type_mismatch(self.graph, id, self.batch, &ty.to_string()));
         }
         let out = standard(eval::eval(&op, &args).map_err(op_error)?);
         if !feed::has_type(&out, &ty, self.batch) {
-            let message = format!(
-                "interpreter bug: computed {}, but the op's type is {ty}",
-                feed::describe(&out)
-            );
+            let message = format!("interpreter bug: computed {}, but the op's type is {ty}", feed::describe(&out));
             return Err(op_error(message));
         }
         self.values[id.index()] = Some(Cow::Owned(out));
         Ok(())
     }
 
-    fn expect_value(
-        &self,
-        v: Option<Cow<'a, Tensor>>,
-        id: ValueId,
-    ) -> Result<Cow<'a, Tensor>, InterpError> {
+    fn expect_value(&self, v: Option<Cow<'a, Tensor>>, id: ValueId) -> Result<Cow<'a, Tensor>, InterpError> {
         v.ok_or_else(|| malformed(self.graph, format!("{id} was not computed")))
     }
 }
 
 fn malformed(graph: &Graph, message: String) -> InterpError {
-    InterpError::Malformed {
-        graph: graph.name.clone(),
-        message,
-    }
+    InterpError::Malformed { graph: graph.name.clone(), message }
 }
 
 /// The tensor in row-major (standard) layout, so kernels' layout choices never leak

@@ -294,11 +294,7 @@ mod tests {
     #[test]
     fn f64_instantiation_agrees_with_f32() {
         for &x in &[-3.0f64, -0.5, 0.0, 0.7, 2.5] {
-            for op in [
-                UnaryOp::Sigmoid,
-                UnaryOp::Gelu { approximate: false },
-                UnaryOp::Gelu { approximate: true },
-            ] {
+            for op in [UnaryOp::Sigmoid, UnaryOp::Gelu { approximate: false }, UnaryOp::Gelu { approximate: true }] {
                 let a = unary_real(op, x);
                 let b = unary_real(op, x as f32) as f64;
                 assert!((a - b).abs() < 1e-6, "{op:?}({x}): {a} vs {b}");

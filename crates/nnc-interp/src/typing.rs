@@ -14,12 +14,8 @@ use std::borrow::Cow;
 pub(crate) fn resolve_batch(op: &Op, batch: usize) -> Cow<'_, Op> {
     let fixed = |s: &Shape| Shape::fixed(&s.resolve(batch));
     match op {
-        Op::Reshape { shape } if shape.has_batch() => Cow::Owned(Op::Reshape {
-            shape: fixed(shape),
-        }),
-        Op::Broadcast { shape } if shape.has_batch() => Cow::Owned(Op::Broadcast {
-            shape: fixed(shape),
-        }),
+        Op::Reshape { shape } if shape.has_batch() => Cow::Owned(Op::Reshape { shape: fixed(shape) }),
+        Op::Broadcast { shape } if shape.has_batch() => Cow::Owned(Op::Broadcast { shape: fixed(shape) }),
         _ => Cow::Borrowed(op),
     }
 }
@@ -28,10 +24,7 @@ pub(crate) fn resolve_batch(op: &Op, batch: usize) -> Cow<'_, Op> {
 /// if the operands do not fit the op, or if the result would have more than
 /// `MAX_ELEMENTS` elements per batch element (the verifier's limit).
 pub(crate) fn result_type(op: &Op, args: &[&Tensor], batch: usize) -> Result<TensorType, String> {
-    let types: Vec<TensorType> = args
-        .iter()
-        .map(|t| TensorType::new(t.dtype(), t.ir_shape()))
-        .collect();
+    let types: Vec<TensorType> = args.iter().map(|t| TensorType::new(t.dtype(), t.ir_shape())).collect();
     let refs: Vec<&TensorType> = types.iter().collect();
     let ty = infer_type(op, &refs)?;
     let limit = MAX_ELEMENTS.saturating_mul(batch.max(1));

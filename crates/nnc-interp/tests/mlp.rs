@@ -19,12 +19,8 @@ fn random(rng: &mut SmallRng, n: usize) -> Vec<f32> {
 /// outputs: logits, softmax, mean cross-entropy against one-hot labels.
 fn mlp(w1: &[f32], b1: &[f32], w2: &[f32], b2: &[f32]) -> Graph {
     let mut g = Graph::new("mlp");
-    let x = g
-        .input("x", TensorType::f32(&[Dim::Batch, Dim::Fixed(IN)]))
-        .unwrap();
-    let y = g
-        .input("y", TensorType::f32(&[Dim::Batch, Dim::Fixed(OUT)]))
-        .unwrap();
+    let x = g.input("x", TensorType::f32(&[Dim::Batch, Dim::Fixed(IN)])).unwrap();
+    let y = g.input("y", TensorType::f32(&[Dim::Batch, Dim::Fixed(OUT)])).unwrap();
     let w1 = g.param("w1", f32s(&[IN, HID], w1)).unwrap();
     let b1 = g.param("b1", f32s(&[HID], b1)).unwrap();
     let w2 = g.param("w2", f32s(&[OUT, HID], w2)).unwrap();
@@ -47,12 +43,8 @@ fn mlp(w1: &[f32], b1: &[f32], w2: &[f32], b2: &[f32]) -> Graph {
 #[test]
 fn mlp_matches_hand_written_loops() {
     let mut rng = SmallRng::seed_from_u64(42);
-    let (w1, b1, w2, b2) = (
-        random(&mut rng, IN * HID),
-        random(&mut rng, HID),
-        random(&mut rng, OUT * HID),
-        random(&mut rng, OUT),
-    );
+    let (w1, b1, w2, b2) =
+        (random(&mut rng, IN * HID), random(&mut rng, HID), random(&mut rng, OUT * HID), random(&mut rng, OUT));
     let g = mlp(&w1, &b1, &w2, &b2);
 
     for batch in [1, 7] {
@@ -70,9 +62,7 @@ fn mlp_matches_hand_written_loops() {
         for r in 0..batch {
             let h: Vec<f64> = (0..HID)
                 .map(|j| {
-                    let s: f64 = (0..IN)
-                        .map(|i| x[r * IN + i] as f64 * w1[i * HID + j] as f64)
-                        .sum();
+                    let s: f64 = (0..IN).map(|i| x[r * IN + i] as f64 * w1[i * HID + j] as f64).sum();
                     (s + b1[j] as f64).max(0.0)
                 })
                 .collect();
@@ -89,10 +79,7 @@ fn mlp_matches_hand_written_loops() {
         }
         loss /= batch as f64;
 
-        let fed = feeds(&[
-            ("x", f32s(&[batch, IN], &x)),
-            ("y", f32s(&[batch, OUT], &y)),
-        ]);
+        let fed = feeds(&[("x", f32s(&[batch, IN], &x)), ("y", f32s(&[batch, OUT], &y))]);
         let outs = nnc_interp::run(&g, &fed).unwrap();
         let f = |v: &[f64]| v.iter().map(|&d| d as f32).collect::<Vec<_>>();
         assert_close(&outs[0], &[batch, OUT], &f(&logits), 1e-5);
@@ -104,12 +91,7 @@ fn mlp_matches_hand_written_loops() {
 
 #[test]
 fn fed_parameter_overrides_its_initial_value() {
-    let g = mlp(
-        &[0.0; IN * HID],
-        &[0.0; HID],
-        &[0.0; OUT * HID],
-        &[1.0, 2.0, 3.0],
-    );
+    let g = mlp(&[0.0; IN * HID], &[0.0; HID], &[0.0; OUT * HID], &[1.0, 2.0, 3.0]);
     let x = f32s(&[2, IN], &[0.5; 2 * IN]);
     let y = f32s(&[2, OUT], &[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
     // All weights zero: logits are the bias.

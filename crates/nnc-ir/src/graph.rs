@@ -124,10 +124,7 @@ impl Graph {
         if !self.by_name.contains_key(base) {
             return base.to_string();
         }
-        (1..)
-            .map(|i| format!("{base}.{i}"))
-            .find(|n| !self.by_name.contains_key(n))
-            .expect("an unused name exists")
+        (1..).map(|i| format!("{base}.{i}")).find(|n| !self.by_name.contains_key(n)).expect("an unused name exists")
     }
 
     /// Appends a value whose type is inferred from the op and operands.

@@ -44,8 +44,8 @@ pub fn infer_type(op: &Op, args: &[&TensorType]) -> Result<TensorType, String> {
         Op::Const(t) => Ok(TensorType::new(t.dtype(), t.ir_shape())),
         Op::Unary(u) => {
             let x = args[0];
-            let numeric_ok = matches!(u, UnaryOp::Identity)
-                || (matches!(u, UnaryOp::Neg | UnaryOp::Relu) && x.dtype != DType::Bool);
+            let numeric_ok =
+                matches!(u, UnaryOp::Identity) || (matches!(u, UnaryOp::Neg | UnaryOp::Relu) && x.dtype != DType::Bool);
             if x.dtype != DType::F32 && !numeric_ok {
                 return Err(format!("needs f32, got {}", x.dtype));
             }

@@ -17,11 +17,15 @@ pub enum UnaryOp {
     Sqrt,
     Erf,
     Relu,
-    LeakyRelu { alpha: f32 },
+    LeakyRelu {
+        alpha: f32,
+    },
     Sigmoid,
     Tanh,
     /// GELU; `approximate` selects the tanh approximation instead of the erf form.
-    Gelu { approximate: bool },
+    Gelu {
+        approximate: bool,
+    },
     Identity,
 }
 
@@ -60,10 +64,14 @@ pub enum Op {
     Input,
     /// A trainable parameter. `init` is its initial value, if known; a parameter
     /// without one must be fed like an input.
-    Param { init: Option<Tensor> },
+    Param {
+        init: Option<Tensor>,
+    },
     /// Persistent state that is not trained: optimizer moments. Fed and updated like a
     /// parameter, but never differentiated.
-    State { init: Option<Tensor> },
+    State {
+        init: Option<Tensor>,
+    },
     /// A constant tensor.
     Const(Tensor),
     Unary(UnaryOp),
@@ -72,19 +80,40 @@ pub enum Op {
     Where,
     /// Matrix product over the last two axes, leading axes broadcast (numpy `matmul`).
     /// The flags transpose the last two axes of an operand before multiplying.
-    MatMul { trans_a: bool, trans_b: bool },
-    Softmax { axis: usize },
-    LogSoftmax { axis: usize },
+    MatMul {
+        trans_a: bool,
+        trans_b: bool,
+    },
+    Softmax {
+        axis: usize,
+    },
+    LogSoftmax {
+        axis: usize,
+    },
     /// Reduction over `axes` (sorted, distinct).
-    Reduce { op: ReduceOp, axes: Vec<usize>, keep_dims: bool },
+    Reduce {
+        op: ReduceOp,
+        axes: Vec<usize>,
+        keep_dims: bool,
+    },
     /// Same elements, new shape (at most one batch dimension, in a consistent place).
-    Reshape { shape: Shape },
-    Transpose { perm: Vec<usize> },
+    Reshape {
+        shape: Shape,
+    },
+    Transpose {
+        perm: Vec<usize>,
+    },
     /// Numpy-style broadcast to `shape`.
-    Broadcast { shape: Shape },
-    Cast { to: DType },
+    Broadcast {
+        shape: Shape,
+    },
+    Cast {
+        to: DType,
+    },
     /// Integer class indices `[..]` to f32 one-hot rows `[.., depth]`.
-    OneHot { depth: usize },
+    OneHot {
+        depth: usize,
+    },
 }
 
 impl Op {

@@ -82,7 +82,9 @@ pub fn parse_unverified(text: &str) -> Result<Graph, IrError> {
     }
     match graph {
         Some(g) if closed => Ok(g),
-        _ => Err(IrError::Parse { line: last_line.max(1), column: 1, message: "missing 'graph NAME {' ... '}'".into() }),
+        _ => {
+            Err(IrError::Parse { line: last_line.max(1), column: 1, message: "missing 'graph NAME {' ... '}'".into() })
+        }
     }
 }
 
@@ -194,7 +196,9 @@ fn build_op(mnemonic: &str, attrs: &Attrs, data: Option<Vec<String>>, ty: &Tenso
         "transpose" => Ok(Op::Transpose { perm: uint_list(get("perm"), "perm")? }),
         "one_hot" => Ok(Op::OneHot { depth: uint(get("depth"), "depth")? }),
         "cast" => match get("to") {
-            Some(AttrValue::Word(w)) => DType::from_name(w).map(|to| Op::Cast { to }).ok_or(format!("unknown type '{w}'")),
+            Some(AttrValue::Word(w)) => {
+                DType::from_name(w).map(|to| Op::Cast { to }).ok_or(format!("unknown type '{w}'"))
+            }
             _ => Err("cast needs to=TYPE".to_string()),
         },
         other => Err(format!("unknown op '{other}'")),
@@ -224,10 +228,9 @@ fn uint(v: Option<&AttrValue>, key: &str) -> Result<usize, String> {
 
 fn uint_list(v: Option<&AttrValue>, key: &str) -> Result<Vec<usize>, String> {
     match v {
-        Some(AttrValue::List(items)) => items
-            .iter()
-            .map(|w| w.parse().map_err(|_| format!("{key}: '{w}' is not a non-negative integer")))
-            .collect(),
+        Some(AttrValue::List(items)) => {
+            items.iter().map(|w| w.parse().map_err(|_| format!("{key}: '{w}' is not a non-negative integer"))).collect()
+        }
         _ => Err(format!("needs {key}=[...]")),
     }
 }
@@ -252,7 +255,12 @@ fn tensor(items: &[String], ty: &TensorType) -> Result<Tensor, String> {
     };
     let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     if numel != Some(items.len()) {
-        return Err(format!("{} needs {} values, got {}", ty, numel.map_or("too many".into(), |n| n.to_string()), items.len()));
+        return Err(format!(
+            "{} needs {} values, got {}",
+            ty,
+            numel.map_or("too many".into(), |n| n.to_string()),
+            items.len()
+        ));
     }
     fn parse_all<T: std::str::FromStr>(items: &[String], what: &str) -> Result<Vec<T>, String> {
         items.iter().map(|s| s.parse::<T>().map_err(|_| format!("'{s}' is not {what}"))).collect()
@@ -380,7 +388,8 @@ impl<'a> Cursor<'a> {
         let start = self.pos;
         let len = self.rest().find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(self.rest().len());
         let dtype_name = &self.rest()[..len];
-        let dtype = DType::from_name(dtype_name).ok_or_else(|| self.error_at(start, format!("unknown type '{dtype_name}'")))?;
+        let dtype =
+            DType::from_name(dtype_name).ok_or_else(|| self.error_at(start, format!("unknown type '{dtype_name}'")))?;
         self.pos += len;
         let items = self.list()?;
         let dims = items.iter().map(|w| dim(w).map_err(|m| self.error_at(start, m))).collect::<Result<_, _>>()?;

@@ -121,10 +121,7 @@ impl Shape {
     /// size (raised to the number of batch dimensions, which is 0 or 1 in practice).
     /// `None` on overflow.
     pub fn fixed_product(&self) -> Option<usize> {
-        self.0
-            .iter()
-            .filter_map(|d| d.fixed())
-            .try_fold(1usize, |acc, d| acc.checked_mul(d))
+        self.0.iter().filter_map(|d| d.fixed()).try_fold(1usize, |acc, d| acc.checked_mul(d))
     }
 
     /// How many times the batch dimension appears.
@@ -134,9 +131,7 @@ impl Shape {
 
     /// Element count for a concrete batch size; `None` on overflow.
     pub fn numel(&self, batch: usize) -> Option<usize> {
-        self.0
-            .iter()
-            .try_fold(1usize, |acc, d| acc.checked_mul(d.resolve(batch)))
+        self.0.iter().try_fold(1usize, |acc, d| acc.checked_mul(d.resolve(batch)))
     }
 }
 

@@ -44,7 +44,10 @@ pub fn verify(graph: &Graph) -> Result<(), IrError> {
     let mut updated = HashSet::new();
     for &(leaf, new) in graph.updates() {
         if leaf.index() >= graph.len() || new.index() >= graph.len() {
-            return Err(IrError::structure(&graph.name, format!("update {leaf} <- {new} refers to an undefined value")));
+            return Err(IrError::structure(
+                &graph.name,
+                format!("update {leaf} <- {new} refers to an undefined value"),
+            ));
         }
         let (l, n) = (graph.value(leaf), graph.value(new));
         if !matches!(l.op, Op::Param { .. } | Op::State { .. }) {
@@ -54,7 +57,10 @@ pub fn verify(graph: &Graph) -> Result<(), IrError> {
             return Err(IrError::structure(&l.name, "updated twice"));
         }
         if l.ty != n.ty {
-            return Err(IrError::structure(&l.name, format!("updated with %{} of type {}, not {}", n.name, n.ty, l.ty)));
+            return Err(IrError::structure(
+                &l.name,
+                format!("updated with %{} of type {}, not {}", n.name, n.ty, l.ty),
+            ));
         }
     }
     if let Some(o) = graph.outputs().iter().find(|o| o.index() >= graph.len()) {

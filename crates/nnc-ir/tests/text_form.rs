@@ -108,12 +108,30 @@ fn parse_err(text: &str) -> String {
 #[test]
 fn parse_errors_name_line_and_column() {
     let head = "graph g {\n  %x: f32[N,4] = input\n";
-    assert_eq!(parse_err(&format!("{head}  %y: f32[N,4] = frobnicate %x\n  return %y\n}}\n")), "line 3, column 18: unknown op 'frobnicate'");
-    assert_eq!(parse_err(&format!("{head}  %y: f32[N,4] = relu %z\n  return %y\n}}\n")), "line 3, column 24: %z is not defined before use");
-    assert_eq!(parse_err(&format!("{head}  %x: f32[N,4] = relu %x\n  return %x\n}}\n")), "line 3, column 4: %x: defined twice");
-    assert_eq!(parse_err(&format!("{head}  %y: f32[N,4] = relu[alpha=1] %x\n  return %y\n}}\n")), "line 3, column 18: relu has no attribute 'alpha'");
-    assert_eq!(parse_err(&format!("{head}  %y: f33[N,4] = relu %x\n  return %y\n}}\n")), "line 3, column 7: unknown type 'f33'");
-    assert_eq!(parse_err(&format!("{head}  %c: f32[2] = const [1.0]\n  return %c\n}}\n")), "line 3, column 16: f32[2] needs 2 values, got 1");
+    assert_eq!(
+        parse_err(&format!("{head}  %y: f32[N,4] = frobnicate %x\n  return %y\n}}\n")),
+        "line 3, column 18: unknown op 'frobnicate'"
+    );
+    assert_eq!(
+        parse_err(&format!("{head}  %y: f32[N,4] = relu %z\n  return %y\n}}\n")),
+        "line 3, column 24: %z is not defined before use"
+    );
+    assert_eq!(
+        parse_err(&format!("{head}  %x: f32[N,4] = relu %x\n  return %x\n}}\n")),
+        "line 3, column 4: %x: defined twice"
+    );
+    assert_eq!(
+        parse_err(&format!("{head}  %y: f32[N,4] = relu[alpha=1] %x\n  return %y\n}}\n")),
+        "line 3, column 18: relu has no attribute 'alpha'"
+    );
+    assert_eq!(
+        parse_err(&format!("{head}  %y: f33[N,4] = relu %x\n  return %y\n}}\n")),
+        "line 3, column 7: unknown type 'f33'"
+    );
+    assert_eq!(
+        parse_err(&format!("{head}  %c: f32[2] = const [1.0]\n  return %c\n}}\n")),
+        "line 3, column 16: f32[2] needs 2 values, got 1"
+    );
     assert_eq!(parse_err(&format!("{head}  return %x\n")), "line 3, column 1: missing 'graph NAME {' ... '}'");
     assert_eq!(parse_err(""), "line 1, column 1: missing 'graph NAME {' ... '}'");
 }
@@ -136,7 +154,10 @@ fn verifier_checks_declared_types() {
 }
 ";
     assert!(parse_unverified(wrong_decl).is_ok());
-    assert_eq!(verify(&parse_unverified(wrong_decl).unwrap()).unwrap_err().to_string(), "%r (relu): declared type f32[N,5] but the op produces f32[N,4]");
+    assert_eq!(
+        verify(&parse_unverified(wrong_decl).unwrap()).unwrap_err().to_string(),
+        "%r (relu): declared type f32[N,5] but the op produces f32[N,4]"
+    );
     let no_outputs = "graph g {\n  %a: f32[2] = input\n}\n";
     assert_eq!(parse_err(no_outputs), "%g: graph has no outputs");
     let huge = "graph g {\n  %a: f32[N,1099511627776] = input\n  return %a\n}\n";
@@ -151,7 +172,11 @@ fn builder_reports_shape_errors_with_the_value_name() {
     let err = g.add(x, b).unwrap_err();
     assert_eq!(
         err,
-        IrError::Type { value: "add".into(), op: "add".into(), message: "shapes [N,4] and [3] do not broadcast (axis 1: 4 vs 3)".into() }
+        IrError::Type {
+            value: "add".into(),
+            op: "add".into(),
+            message: "shapes [N,4] and [3] do not broadcast (axis 1: 4 vs 3)".into()
+        }
     );
     let err = g.reshape(x, Shape::fixed(&[4])).unwrap_err();
     assert!(err.to_string().contains("the batch dimension must be kept once"), "{err}");

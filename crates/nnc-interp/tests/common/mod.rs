@@ -23,10 +23,7 @@ pub fn bools(shape: &[usize], data: &[bool]) -> Tensor {
 }
 
 pub fn feeds(pairs: &[(&str, Tensor)]) -> HashMap<String, Tensor> {
-    pairs
-        .iter()
-        .map(|(n, t)| (n.to_string(), t.clone()))
-        .collect()
+    pairs.iter().map(|(n, t)| (n.to_string(), t.clone())).collect()
 }
 
 /// Builds a one-op graph whose operands are inputs `a0, a1, ...` of the operands'
@@ -37,10 +34,7 @@ pub fn eval1<const K: usize>(op: Op, args: [Tensor; K]) -> Result<Tensor, Interp
     let mut fed = HashMap::new();
     for (i, t) in args.iter().enumerate() {
         let name = format!("a{i}");
-        ids.push(
-            g.input(&name, TensorType::new(t.dtype(), t.ir_shape()))
-                .unwrap(),
-        );
+        ids.push(g.input(&name, TensorType::new(t.dtype(), t.ir_shape())).unwrap());
         fed.insert(name, t.clone());
     }
     let out = g.op(op, &ids).expect("the op type-checks");
@@ -63,9 +57,6 @@ pub fn assert_close(got: &Tensor, shape: &[usize], want: &[f32], tol: f32) {
         } else {
             (g - w).abs() <= tol * w.abs().max(1.0)
         };
-        assert!(
-            ok,
-            "element {i}: got {g}, want {w} (tol {tol})\n got: {got:?}\nwant: {want:?}"
-        );
+        assert!(ok, "element {i}: got {g}, want {w} (tol {tol})\n got: {got:?}\nwant: {want:?}");
     }
 }

@@ -1,0 +1,310 @@
+//! The `nnc` command-line tool.
+
+mod cli;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use cli::train::{DataSource, TrainRequest};
+use nnc::mlp::{build_mlp, Activation, Init, MlpSpec};
+use nnc::{npy, summary};
+use nnc_ir::Tensor;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "nnc", version, about = "A compile-ahead neural-network compiler")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build a multi-layer perceptron with seeded initial weights and write it as ONNX.
+    NewMlp {
+        /// Layer widths, input first (e.g. 784,256,10).
+        #[arg(long, value_delimiter = ',', default_values_t = [784usize, 256, 10])]
+        layers: Vec<usize>,
+        #[arg(long, value_enum, default_value = "relu")]
+        activation: Activation,
+        #[arg(long, value_enum, default_value = "he")]
+        init: Init,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where to write the model.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Import and verify a model, then print a summary or the IR.
+    Compile {
+        model: PathBuf,
+        /// What to print.
+        #[arg(long, value_enum, default_value = "summary")]
+        emit: Emit,
+        /// Compile the training step (loss, backward pass, optimizer update) instead of inference.
+        #[arg(long)]
+        train: bool,
+        #[command(flatten)]
+        step: StepArgs,
+    },
+    /// Train a model (default: the seed 784-256-10 MLP) on MNIST-format data or NPY arrays.
+    Train {
+        /// The model to train; without one, the seed MLP (as `nnc new-mlp` makes it).
+        model: Option<PathBuf>,
+        /// An MNIST-format directory [default: $NNC_DATA, then /usr/share/datasets/fashion-mnist].
+        #[arg(long, conflicts_with_all = ["inputs", "labels"])]
+        data: Option<PathBuf>,
+        /// Training inputs as NPY (float32 [N, ...]); needs --labels.
+        #[arg(long, requires = "labels")]
+        inputs: Option<PathBuf>,
+        /// Training labels as NPY (integer [N] for --loss ce); needs --inputs.
+        #[arg(long, requires = "inputs")]
+        labels: Option<PathBuf>,
+        /// Number of passes over the training set.
+        #[arg(long, conflicts_with = "steps")]
+        epochs: Option<usize>,
+        /// Number of steps [default: 1000, the seed workload].
+        #[arg(long)]
+        steps: Option<u64>,
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Seed for shuffling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Keep the data set's order.
+        #[arg(long)]
+        no_shuffle: bool,
+        #[command(flatten)]
+        step: StepArgs,
+        #[arg(long, value_enum, default_value = "interp")]
+        backend: Backend,
+        /// Write the trained model here as ONNX.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Loss and accuracy of a classifier on the test split of an MNIST-format directory.
+    Eval {
+        model: PathBuf,
+        /// An MNIST-format directory [default: $NNC_DATA, then /usr/share/datasets/fashion-mnist].
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+    },
+    /// Run inference on NPY inputs.
+    Run {
+        model: PathBuf,
+        /// An input as PATH (for the first graph input) or NAME=PATH; repeatable.
+        #[arg(long = "input", required = true)]
+        inputs: Vec<String>,
+        /// Write the first output to this NPY file (otherwise print all outputs).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "interp")]
+        backend: Backend,
+    },
+}
+
+/// How the training step is formed.
+#[derive(clap::Args, Clone)]
+struct StepArgs {
+    /// The loss attached to the model's output.
+    #[arg(long, value_enum, default_value = "ce")]
+    loss: LossArg,
+    #[arg(long, value_enum, default_value = "sgd")]
+    optimizer: OptimizerArg,
+    /// Learning rate (a run-time input of the step).
+    #[arg(long, default_value_t = 0.01)]
+    lr: f32,
+    /// Weight decay: L2 for sgd/momentum, decoupled for adam.
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f32,
+}
+
+impl StepArgs {
+    fn options(&self) -> nnc_autodiff::TrainOptions {
+        nnc_autodiff::TrainOptions {
+            loss: match self.loss {
+                LossArg::Ce => nnc_autodiff::Loss::CrossEntropy,
+                LossArg::Mse => nnc_autodiff::Loss::Mse,
+            },
+            optimizer: match self.optimizer {
+                OptimizerArg::Sgd => nnc_autodiff::Optimizer::Sgd,
+                OptimizerArg::Momentum => nnc_autodiff::Optimizer::momentum(),
+                OptimizerArg::Adam => nnc_autodiff::Optimizer::adam(),
+            },
+            weight_decay: self.weight_decay,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LossArg {
+    /// Softmax cross-entropy with integer class labels.
+    Ce,
+    /// Mean squared error.
+    Mse,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OptimizerArg {
+    Sgd,
+    /// SGD with momentum 0.9.
+    Momentum,
+    /// Adam (0.9, 0.999, 1e-8).
+    Adam,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Emit {
+    /// Inputs, outputs, parameters, op counts and FLOPs.
+    Summary,
+    /// The IR text form (parameter values omitted).
+    Ir,
+    /// The IR text form with every parameter value.
+    IrData,
+    /// The training step's IR (implies --train).
+    TrainIr,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    /// The reference interpreter.
+    Interp,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::NewMlp { layers, activation, init, seed, output } => {
+            let graph = build_mlp(&MlpSpec { layers, activation, init, seed })?;
+            nnc_onnx::write_file(&graph, &output, &nnc_onnx::ExportOptions::default())?;
+            eprintln!("wrote {}", output.display());
+            Ok(())
+        }
+        Command::Compile { model, emit, train, step } => {
+            let graph = import(&model)?;
+            if train || emit == Emit::TrainIr {
+                let tg = nnc_autodiff::training_graph(&graph, &step.options())
+                    .with_context(|| format!("cannot form the training step of {}", model.display()))?;
+                match emit {
+                    Emit::Summary => print!("{}", summary::train_summary(&tg, &step.options(), step.lr)),
+                    Emit::Ir | Emit::TrainIr => print!("{}", nnc_ir::print(&tg.graph)),
+                    Emit::IrData => print!("{}", nnc_ir::print_with_data(&tg.graph)),
+                }
+                return Ok(());
+            }
+            match emit {
+                Emit::Summary => print!("{}", summary::summary(&graph)),
+                // TrainIr never gets here: it implies --train.
+                Emit::Ir | Emit::TrainIr => print!("{}", nnc_ir::print(&graph)),
+                Emit::IrData => print!("{}", nnc_ir::print_with_data(&graph)),
+            }
+            Ok(())
+        }
+        Command::Train {
+            model,
+            data,
+            inputs,
+            labels,
+            epochs,
+            steps,
+            batch,
+            seed,
+            no_shuffle,
+            step,
+            backend: Backend::Interp,
+            out,
+            quiet,
+        } => {
+            let model = match model {
+                Some(path) => import(&path)?,
+                None => build_mlp(&MlpSpec::seed_model())?,
+            };
+            let data = match (inputs, labels) {
+                (Some(inputs), Some(labels)) => DataSource::Npy { inputs, labels },
+                _ => DataSource::Mnist(data.unwrap_or_else(nnc_train::default_data_dir)),
+            };
+            let config = nnc_train::TrainConfig {
+                batch,
+                length: cli::train::length(epochs, steps),
+                lr: step.lr,
+                seed,
+                shuffle: !no_shuffle,
+                ..Default::default()
+            };
+            cli::train::run_train(TrainRequest { model, options: step.options(), data, config, out, quiet })
+        }
+        Command::Eval { model, data, batch } => {
+            let graph = import(&model)?;
+            cli::train::run_eval(&graph, &data.unwrap_or_else(nnc_train::default_data_dir), batch)
+        }
+        Command::Run { model, inputs, output, backend: Backend::Interp } => {
+            let graph = import(&model)?;
+            let feeds = read_feeds(&graph, &inputs)?;
+            let outputs = nnc_interp::run(&graph, &feeds)?;
+            match output {
+                Some(path) => {
+                    npy::write_npy(&path, &outputs[0])?;
+                    eprintln!("wrote {} ({} {:?})", path.display(), outputs[0].dtype(), outputs[0].shape());
+                }
+                None => {
+                    for (&id, t) in graph.outputs().iter().zip(&outputs) {
+                        println!("{}: {} {:?}", graph.name_of(id), t.dtype(), t.shape());
+                        println!("{}", display(t));
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn import(path: &Path) -> Result<nnc_ir::Graph> {
+    nnc_onnx::import_file(path).with_context(|| format!("cannot import {}", path.display()))
+}
+
+/// `PATH` feeds the first graph input; `NAME=PATH` feeds the input called NAME.
+fn read_feeds(graph: &nnc_ir::Graph, specs: &[String]) -> Result<HashMap<String, Tensor>> {
+    let mut feeds = HashMap::new();
+    for spec in specs {
+        let (name, path) = match spec.split_once('=') {
+            Some((name, path)) => (name.to_string(), path),
+            None => {
+                let Some(&first) = graph.inputs().first() else {
+                    bail!("the model has no inputs to feed {spec} to");
+                };
+                (graph.name_of(first).to_string(), spec.as_str())
+            }
+        };
+        let tensor = npy::read_npy(Path::new(path))?;
+        if feeds.insert(name.clone(), tensor).is_some() {
+            bail!("input {name} is given twice");
+        }
+    }
+    Ok(feeds)
+}
+
+fn display(t: &Tensor) -> String {
+    match t {
+        Tensor::F32(a) => format!("{a}"),
+        Tensor::I64(a) => format!("{a}"),
+        Tensor::I32(a) => format!("{a}"),
+        Tensor::Bool(a) => format!("{a}"),
+    }
+}
