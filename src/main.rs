@@ -77,7 +77,7 @@ enum Command {
         no_shuffle: bool,
         #[command(flatten)]
         step: StepArgs,
-        #[arg(long, value_enum, default_value = "interp")]
+        #[arg(long, value_enum, default_value = "jit")]
         backend: Backend,
         /// Write the trained model here as ONNX.
         #[arg(long)]
@@ -89,6 +89,8 @@ enum Command {
     /// Loss and accuracy of a classifier on the test split of an MNIST-format directory.
     Eval {
         model: PathBuf,
+        #[arg(long, value_enum, default_value = "jit")]
+        backend: Backend,
         /// An MNIST-format directory [default: $NNC_DATA, then /usr/share/datasets/fashion-mnist].
         #[arg(long)]
         data: Option<PathBuf>,
@@ -104,7 +106,7 @@ enum Command {
         /// Write the first output to this NPY file (otherwise print all outputs).
         #[arg(long)]
         output: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "interp")]
+        #[arg(long, value_enum, default_value = "jit")]
         backend: Backend,
     },
 }
@@ -173,8 +175,10 @@ enum Emit {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Backend {
-    /// The reference interpreter.
+pub enum Backend {
+    /// Native code generated with Cranelift.
+    Jit,
+    /// The reference interpreter (slow, exact, every op).
     Interp,
 }
 
@@ -228,7 +232,7 @@ fn run(command: Command) -> Result<()> {
             seed,
             no_shuffle,
             step,
-            backend: Backend::Interp,
+            backend,
             out,
             quiet,
         } => {
@@ -248,16 +252,19 @@ fn run(command: Command) -> Result<()> {
                 shuffle: !no_shuffle,
                 ..Default::default()
             };
-            cli::train::run_train(TrainRequest { model, options: step.options(), data, config, out, quiet })
+            cli::train::run_train(TrainRequest { model, options: step.options(), backend, data, config, out, quiet })
         }
-        Command::Eval { model, data, batch } => {
+        Command::Eval { model, backend, data, batch } => {
             let graph = import(&model)?;
-            cli::train::run_eval(&graph, &data.unwrap_or_else(nnc_train::default_data_dir), batch)
+            cli::train::run_eval(&graph, backend, &data.unwrap_or_else(nnc_train::default_data_dir), batch)
         }
-        Command::Run { model, inputs, output, backend: Backend::Interp } => {
+        Command::Run { model, inputs, output, backend } => {
             let graph = import(&model)?;
             let feeds = read_feeds(&graph, &inputs)?;
-            let outputs = nnc_interp::run(&graph, &feeds)?;
+            let outputs = match backend {
+                Backend::Interp => nnc_interp::run(&graph, &feeds)?,
+                Backend::Jit => nnc_cranelift::compile(&graph, &Default::default())?.run(&feeds)?,
+            };
             match output {
                 Some(path) => {
                     npy::write_npy(&path, &outputs[0])?;

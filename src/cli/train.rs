@@ -1,15 +1,17 @@
 //! `nnc train` and `nnc eval`: load data, form the training step, drive the loop with
 //! a progress bar, report, and write the trained model.
 
+use crate::Backend;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use nnc_ir::Graph;
 use nnc_train::{
-    evaluate, fit_to_model, load_mnist_dir, store_params, train, Dataset, EpochReport, InterpBackend, Length, Metrics,
-    Observer, Plan, StepBackend, StepInfo, TrainConfig,
+    evaluate, fit_to_model, load_mnist_dir, store_params, train, Dataset, EpochReport, InterpBackend, JitBackend,
+    Length, Metrics, Observer, Plan, StepBackend, StepInfo, TrainConfig,
 };
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// Where the training examples come from.
 pub enum DataSource {
@@ -22,6 +24,7 @@ pub enum DataSource {
 pub struct TrainRequest {
     pub model: Graph,
     pub options: nnc_autodiff::TrainOptions,
+    pub backend: Backend,
     pub data: DataSource,
     pub config: TrainConfig,
     pub out: Option<PathBuf>,
@@ -29,14 +32,11 @@ pub struct TrainRequest {
 }
 
 pub fn run_train(req: TrainRequest) -> Result<()> {
-    let TrainRequest { mut model, options, data, config, out, quiet } = req;
+    let TrainRequest { mut model, options, backend, data, config, out, quiet } = req;
     if let Some(out) = &out {
         check_writable(out)?;
     }
-    let mut backend = InterpBackend::new(&model, &options).context("cannot form the training step")?;
-    for note in backend.notes() {
-        eprintln!("note: {note}");
-    }
+    let mut backend = make_backend(&model, &options, backend)?;
     let (train_set, test_set) = load_data(&data)?;
     let input_ty = backend.input_type().clone();
     let labels = backend.labels().clone();
@@ -46,7 +46,7 @@ pub fn run_train(req: TrainRequest) -> Result<()> {
         .transpose()?;
 
     let mut observer = ProgressObserver::new(quiet);
-    let report = train(&mut backend, &train_set, test_set.as_ref(), &config, &mut observer);
+    let report = train(backend.as_mut(), &train_set, test_set.as_ref(), &config, &mut observer);
     observer.finish();
     let report = report?;
     eprintln!(
@@ -69,13 +69,35 @@ pub fn run_train(req: TrainRequest) -> Result<()> {
     Ok(())
 }
 
+/// The training step on the chosen backend; prints the differentiation's notes.
+fn make_backend(model: &Graph, options: &nnc_autodiff::TrainOptions, backend: Backend) -> Result<Box<dyn StepBackend>> {
+    let tg = nnc_autodiff::training_graph(model, options).context("cannot form the training step")?;
+    for note in &tg.notes {
+        eprintln!("note: {note}");
+    }
+    Ok(match backend {
+        Backend::Interp => Box::new(InterpBackend::from_train_graph(&tg)?),
+        Backend::Jit => {
+            let started = Instant::now();
+            let jit =
+                JitBackend::from_train_graph(&tg, &Default::default()).context("cannot compile the training step")?;
+            eprintln!(
+                "compiled the training step: {} kernels in {:.0} ms",
+                jit.kernel_count(),
+                started.elapsed().as_secs_f64() * 1e3
+            );
+            Box::new(jit)
+        }
+    })
+}
+
 /// `nnc eval`: loss and accuracy of a model on the test split of a data directory.
-pub fn run_eval(model: &Graph, data: &Path, batch: usize) -> Result<()> {
+pub fn run_eval(model: &Graph, backend: Backend, data: &Path, batch: usize) -> Result<()> {
     let options = nnc_autodiff::TrainOptions::default();
-    let mut backend = InterpBackend::new(model, &options).context("cannot evaluate the model")?;
+    let mut backend = make_backend(model, &options, backend).context("cannot evaluate the model")?;
     let (_, test) = load_mnist_dir(data)?;
     let test = fit_to_model(test, &backend.input_type().clone(), &backend.labels().clone())?;
-    let m = evaluate(&mut backend, &test, batch)?;
+    let m = evaluate(backend.as_mut(), &test, batch)?;
     println!("test: {}", describe(&m));
     Ok(())
 }

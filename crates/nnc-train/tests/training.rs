@@ -312,3 +312,43 @@ fn trains_an_mlp_on_fashion_mnist() {
     assert!(test.accuracy.unwrap() > 0.65, "test accuracy {:?}", test.accuracy);
     assert!(test.loss < 1.2, "test loss {}", test.loss);
 }
+
+/// The JIT backend trains exactly like the interpreter: the same losses step by step
+/// and the same parameters at the end (relative error ≤ 1e-5), for every optimizer,
+/// with a batch size that leaves a partial batch at the end of each epoch.
+#[test]
+fn jit_backend_matches_the_interpreter() {
+    let model = mlp(&[12, 16, 3], 5);
+    let data = toy_classes(50, 12, 6);
+    for optimizer in [Optimizer::Sgd, Optimizer::momentum(), Optimizer::adam()] {
+        let opts = TrainOptions { optimizer, ..TrainOptions::default() };
+        let config = TrainConfig { batch: 7, length: Length::Steps(30), lr: 0.05, ..TrainConfig::default() };
+        let mut interp = InterpBackend::new(&model, &opts).unwrap();
+        let mut jit = nnc_train::JitBackend::new(&model, &opts, &Default::default()).unwrap();
+        let a = train(&mut interp, &data, None, &config, &mut ()).unwrap();
+        let b = train(&mut jit, &data, None, &config, &mut ()).unwrap();
+        assert_eq!(a.losses.len(), 30);
+        for (step, (x, y)) in a.losses.iter().zip(&b.losses).enumerate() {
+            assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "{optimizer:?} step {step}: interp {x}, jit {y}");
+        }
+        for ((name, p), (_, q)) in
+            interp.params().iter().chain(&interp.state()).zip(jit.params().iter().chain(&jit.state()))
+        {
+            let (p, q) = (p.as_f32().unwrap(), q.as_f32().unwrap());
+            let scale = p.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            let worst = p.iter().zip(q.iter()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst <= 1e-5 * scale, "{optimizer:?} {name}: max difference {worst} at scale {scale}");
+        }
+        // Inference after training sees the trained parameters.
+        let x = data.head(5).into_parts().0;
+        let (pi, pj) = (interp.infer(&x).unwrap(), jit.infer(&x).unwrap());
+        let worst = pi
+            .as_f32()
+            .unwrap()
+            .iter()
+            .zip(pj.as_f32().unwrap().iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst <= 1e-4, "{optimizer:?}: inference differs by {worst}");
+    }
+}

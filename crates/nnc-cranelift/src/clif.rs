@@ -1,0 +1,242 @@
+//! A small layer over Cranelift's `FunctionBuilder` for writing kernels: loops, the
+//! buffer table, batch-dependent sizes, memory access and calls to math helpers.
+//!
+//! Every kernel function has the signature
+//! `fn(table: *const *mut u8, batch: i64, part: i64, begin: i64, end: i64)`:
+//! `table[slot]` is the base address of a buffer (see `plan.rs`), `batch` the run-time
+//! batch size, `part` the index of one matrix in a batched matrix product (0
+//! otherwise), and `[begin, end)` the range of work items to do. Kernels keep no state
+//! and write only the outputs of their own items, so a later increment can split the
+//! items across threads without touching them:
+//!
+//! | kernel | work items | splittable |
+//! |---|---|---|
+//! | elementwise, copy, cast | outermost dimension of the collapsed loop nest | yes |
+//! | matmul `compute` | rows of C (its packed-A rows too) | yes, after `pack` |
+//! | matmul `pack` | one item (B for this `part`) | no: run once per part |
+//! | reduce | outermost dimension if it is kept, else one item | if kept |
+//! | softmax | the dimensions before the axis | yes |
+//! | one_hot | rows | yes |
+
+use crate::math::MathFn;
+use crate::shape::Sz;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_frontend::{FunctionBuilder, Variable};
+use cranelift_jit::JITModule;
+use cranelift_module::{FuncId, Module};
+use std::collections::BTreeMap;
+
+/// Memory flags for the generated code's loads and stores: the planner guarantees every
+/// address is inside a live buffer, but not any alignment beyond the element size.
+pub(crate) fn mem() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+/// The function being built, with the kernel's parameters.
+pub(crate) struct Fx<'a> {
+    pub b: FunctionBuilder<'a>,
+    module: &'a mut JITModule,
+    math: &'a BTreeMap<MathFn, FuncId>,
+    pub table: Value,
+    pub batch: Value,
+    pub part: Value,
+    pub begin: Value,
+    pub end: Value,
+    /// The target has fused multiply-add (without it Cranelift calls a slow libcall).
+    pub fma: bool,
+}
+
+/// Pointer-sized integer type of the generated code.
+pub(crate) const PTR: Type = types::I64;
+
+impl<'a> Fx<'a> {
+    /// Wraps a builder whose entry block is current. `params` are the function's
+    /// parameters: all five of a kernel, or `(table, batch)` of the step function, whose
+    /// `part`, `begin` and `end` are then 0.
+    pub fn new(
+        mut b: FunctionBuilder<'a>,
+        module: &'a mut JITModule,
+        math: &'a BTreeMap<MathFn, FuncId>,
+        params: &[Value],
+        fma: bool,
+    ) -> Fx<'a> {
+        let zero = b.ins().iconst(PTR, 0);
+        let p = |i: usize| params.get(i).copied().unwrap_or(zero);
+        Fx { table: p(0), batch: p(1), part: p(2), begin: p(3), end: p(4), b, module, math, fma }
+    }
+
+    pub fn iconst(&mut self, v: i64) -> Value {
+        self.b.ins().iconst(PTR, v)
+    }
+
+    /// A batch-dependent size as a run-time value.
+    pub fn sz(&mut self, s: Sz) -> Value {
+        let k = self.iconst(s.k as i64);
+        if s.batch {
+            self.b.ins().imul(k, self.batch)
+        } else {
+            k
+        }
+    }
+
+    /// `x·s` for a run-time `x`, folding the common constant cases.
+    pub fn mul_sz(&mut self, x: Value, s: Sz) -> Value {
+        match s.as_fixed() {
+            Some(0) => self.iconst(0),
+            Some(1) => x,
+            _ => {
+                let v = self.sz(s);
+                self.b.ins().imul(x, v)
+            }
+        }
+    }
+
+    /// The base address of a buffer slot.
+    pub fn slot(&mut self, slot: usize) -> Value {
+        let table = self.table;
+        self.b.ins().load(PTR, mem().with_readonly(), table, (slot * 8) as i32)
+    }
+
+    pub fn add(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().iadd(a, b)
+    }
+
+    pub fn mul(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().imul(a, b)
+    }
+
+    pub fn mul_imm(&mut self, a: Value, k: i64) -> Value {
+        if k == 1 {
+            a
+        } else {
+            self.b.ins().imul_imm_s(a, k)
+        }
+    }
+
+    pub fn min(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().smin(a, b)
+    }
+
+    pub fn lt(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().icmp(IntCC::SignedLessThan, a, b)
+    }
+
+    pub fn load(&mut self, ty: Type, addr: Value, offset: i32) -> Value {
+        self.b.ins().load(ty, mem(), addr, offset)
+    }
+
+    pub fn store(&mut self, v: Value, addr: Value, offset: i32) {
+        self.b.ins().store(mem(), v, addr, offset);
+    }
+
+    pub fn var(&mut self, ty: Type, init: Value) -> Variable {
+        let v = self.b.declare_var(ty);
+        self.b.def_var(v, init);
+        v
+    }
+
+    pub fn get(&mut self, v: Variable) -> Value {
+        self.b.use_var(v)
+    }
+
+    pub fn set(&mut self, v: Variable, x: Value) {
+        self.b.def_var(v, x);
+    }
+
+    /// `for i in (start..end).step_by(step) { body(i) }` for a positive `step`; the
+    /// test is at the top, so an empty range runs nothing.
+    pub fn for_range(&mut self, start: Value, end: Value, step: i64, body: impl FnOnce(&mut Self, Value)) {
+        let header = self.b.create_block();
+        let looped = self.b.create_block();
+        let exit = self.b.create_block();
+        self.b.append_block_param(header, PTR);
+        self.b.ins().jump(header, &[start.into()]);
+        self.b.switch_to_block(header);
+        let i = self.b.block_params(header)[0];
+        let go = self.lt(i, end);
+        self.b.ins().brif(go, looped, &[], exit, &[]);
+        self.b.switch_to_block(looped);
+        body(self, i);
+        let next = self.b.ins().iadd_imm_s(i, step);
+        self.b.ins().jump(header, &[next.into()]);
+        self.b.switch_to_block(exit);
+    }
+
+    /// `for i in (start..end).step_by(step)` while `i + step <= end`: whole steps only.
+    /// Returns the first index not covered, where a remainder loop can continue.
+    pub fn for_whole_steps(
+        &mut self,
+        start: Value,
+        end: Value,
+        step: i64,
+        body: impl FnOnce(&mut Self, Value),
+    ) -> Value {
+        let i_var = self.var(PTR, start);
+        let header = self.b.create_block();
+        let looped = self.b.create_block();
+        let exit = self.b.create_block();
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(header);
+        let i = self.get(i_var);
+        let last = self.b.ins().iadd_imm_s(i, step);
+        let go = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, last, end);
+        self.b.ins().brif(go, looped, &[], exit, &[]);
+        self.b.switch_to_block(looped);
+        body(self, i);
+        let i = self.get(i_var);
+        let next = self.b.ins().iadd_imm_s(i, step);
+        self.set(i_var, next);
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(exit);
+        self.get(i_var)
+    }
+
+    /// `if cond != 0 { then() }`.
+    pub fn if_then(&mut self, cond: Value, then: impl FnOnce(&mut Self)) {
+        let yes = self.b.create_block();
+        let done = self.b.create_block();
+        self.b.ins().brif(cond, yes, &[], done, &[]);
+        self.b.switch_to_block(yes);
+        then(self);
+        self.b.ins().jump(done, &[]);
+        self.b.switch_to_block(done);
+    }
+
+    /// `if cond != 0 { then() } else { otherwise() }`.
+    pub fn if_else(&mut self, cond: Value, then: impl FnOnce(&mut Self), otherwise: impl FnOnce(&mut Self)) {
+        let yes = self.b.create_block();
+        let no = self.b.create_block();
+        let done = self.b.create_block();
+        self.b.ins().brif(cond, yes, &[], no, &[]);
+        self.b.switch_to_block(yes);
+        then(self);
+        self.b.ins().jump(done, &[]);
+        self.b.switch_to_block(no);
+        otherwise(self);
+        self.b.ins().jump(done, &[]);
+        self.b.switch_to_block(done);
+    }
+
+    /// Calls another function of the module.
+    pub fn call(&mut self, id: FuncId, args: &[Value]) {
+        let func_ref = self.module.declare_func_in_func(id, &mut *self.b.func);
+        self.b.ins().call(func_ref, args);
+    }
+
+    /// Calls a math helper on f32 arguments.
+    pub fn call_math(&mut self, f: MathFn, args: &[Value]) -> Value {
+        let id = self.math[&f];
+        let func_ref = self.module.declare_func_in_func(id, &mut *self.b.func);
+        let call = self.b.ins().call(func_ref, args);
+        self.b.inst_results(call)[0]
+    }
+
+    /// Records a run-time error (`code` names the kernel) in the status word; the step
+    /// function checks it after the kernel and returns it.
+    pub fn set_status(&mut self, status_slot: usize, code: u32) {
+        let addr = self.slot(status_slot);
+        let c = self.b.ins().iconst(types::I32, code as i64);
+        self.store(c, addr, 0);
+    }
+}

@@ -1,0 +1,253 @@
+//! Program → Cranelift functions → JIT'd machine code.
+//!
+//! One function per kernel phase (`k7_map`, `k3_matmul_pack`, `k3_matmul`, ...) and
+//! one exported `step(table: *const *mut u8, batch: i64) -> i32` that calls them in
+//! order with their full work range (and, for a batched matrix product, once per
+//! matrix), checks the status word after kernels that can fail, and returns it
+//! (0 = success). Keeping kernels as separate functions keeps Cranelift's compile
+//! time linear in the graph and gives the later threading increment its unit of work.
+
+use crate::clif::{Fx, PTR};
+use crate::error::BackendError;
+use crate::math::MathFn;
+use crate::program::{Body, Program};
+use crate::provider::MicroKernelProvider;
+use crate::shape::Sz;
+use crate::{elementwise, matmul, onehot, reduce, softmax};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, UserFuncName};
+use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::Context;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
+use std::collections::BTreeMap;
+
+/// The step function: `table` of buffer addresses, batch size; returns the status.
+pub(crate) type StepFn = unsafe extern "C" fn(*const *mut u8, i64) -> i32;
+
+/// JIT'd code and the module that owns its memory.
+pub(crate) struct JitCode {
+    module: Option<JITModule>,
+    pub step: StepFn,
+    /// Every function's name, address and size in bytes (for profilers).
+    pub functions: Vec<(String, usize, usize)>,
+}
+
+impl Drop for JitCode {
+    fn drop(&mut self) {
+        if let Some(module) = self.module.take() {
+            // SAFETY: `step` (the only pointer into this module's code) lives in `self`
+            // and is never used after `drop`, so no code of the module can still run.
+            unsafe { module.free_memory() };
+        }
+    }
+}
+
+fn codegen_err(e: impl std::fmt::Display) -> BackendError {
+    BackendError::Codegen(e.to_string())
+}
+
+fn isa() -> Result<(OwnedTargetIsa, bool), BackendError> {
+    let mut flags = settings::builder();
+    flags.set("opt_level", "speed").map_err(codegen_err)?;
+    // The JIT places code anywhere in the address space: absolute calls, no PIC.
+    flags.set("use_colocated_libcalls", "false").map_err(codegen_err)?;
+    flags.set("is_pic", "false").map_err(codegen_err)?;
+    let builder = cranelift_native::builder().map_err(codegen_err)?;
+    let isa = builder.finish(settings::Flags::new(flags)).map_err(codegen_err)?;
+    // Without FMA, Cranelift lowers vector fma to a slow libcall; use mul + add.
+    #[cfg(target_arch = "x86_64")]
+    let fma = std::is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    let fma = cfg!(target_arch = "aarch64");
+    Ok((isa, fma))
+}
+
+/// A kernel in the step: its index, how many parts (matrices of a batched product),
+/// and per phase the function and its work items.
+type Scheduled = (usize, Sz, Vec<(FuncId, Sz)>);
+
+/// One generated function: name, work items per call, and how to emit its body.
+struct Phase<'p> {
+    name: String,
+    items: Sz,
+    emit: Box<dyn Fn(&mut Fx) + 'p>,
+}
+
+fn phases<'p>(
+    program: &'p Program,
+    index: usize,
+    provider: &'p dyn MicroKernelProvider,
+) -> Result<(Sz, Vec<Phase<'p>>), BackendError> {
+    let k = &program.kernels[index];
+    let status = (program.status_slot, index as u32 + 1);
+    let fails = k.body.can_fail().then_some(status);
+    let name = k.name.clone();
+    let one = |items: Sz, emit: Box<dyn Fn(&mut Fx) + 'p>| Phase { name: name.clone(), items, emit };
+    Ok(match &k.body {
+        Body::Elementwise(e) => {
+            (Sz::ONE, vec![one(elementwise::items(e), Box::new(move |fx| elementwise::emit(fx, e, fails)))])
+        }
+        Body::Reduce(r) => (Sz::ONE, vec![one(reduce::items(r), Box::new(move |fx| reduce::emit(fx, r, fails)))]),
+        Body::Softmax(s) => (Sz::ONE, vec![one(softmax::items(s), Box::new(move |fx| softmax::emit(fx, s)))]),
+        Body::OneHot(h) => (Sz::ONE, vec![one(onehot::items(h), Box::new(move |fx| onehot::emit(fx, h, status)))]),
+        Body::MatMul(m) => {
+            let parts = matmul::parts(m).ok_or_else(|| codegen_err("batched matrix product with an N² count"))?;
+            (
+                parts,
+                vec![
+                    Phase {
+                        name: format!("{name}_pack"),
+                        items: Sz::ONE,
+                        emit: Box::new(move |fx| matmul::emit_pack(fx, m)),
+                    },
+                    Phase {
+                        name: name.clone(),
+                        items: m.m,
+                        emit: Box::new(move |fx| matmul::emit_compute(fx, m, provider)),
+                    },
+                ],
+            )
+        }
+    })
+}
+
+/// Builds every function. With `jit`, compiles and links them and returns the code;
+/// with `text`, returns the CLIF of every function as generated (before optimization).
+pub(crate) fn generate(
+    program: &Program,
+    provider: &dyn MicroKernelProvider,
+    jit: bool,
+    text: bool,
+) -> Result<(Option<JitCode>, String), BackendError> {
+    let (isa, fma) = isa()?;
+    let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
+    for f in MathFn::ALL {
+        builder.symbol(f.symbol(), f.address());
+    }
+    let mut module = JITModule::new(builder);
+    let call_conv = module.isa().default_call_conv();
+    let mut math = BTreeMap::new();
+    for f in MathFn::ALL {
+        let id = module.declare_function(f.symbol(), Linkage::Import, &f.signature(call_conv)).map_err(codegen_err)?;
+        math.insert(f, id);
+    }
+
+    let mut kernel_sig = Signature::new(call_conv);
+    kernel_sig.params.extend([AbiParam::new(PTR); 5]);
+    let mut step_sig = Signature::new(call_conv);
+    step_sig.params.extend([AbiParam::new(PTR); 2]);
+    step_sig.returns.push(AbiParam::new(types::I32));
+
+    let frontend = module.target_config();
+    let mut ctx = module.make_context();
+    let mut fctx = FunctionBuilderContext::new();
+    let mut clif = String::new();
+    let mut defined: Vec<(FuncId, String, usize)> = Vec::new();
+    let mut define = |module: &mut JITModule,
+                      ctx: &mut Context,
+                      id: FuncId,
+                      name: &str,
+                      clif: &mut String|
+     -> Result<(), BackendError> {
+        if text {
+            clif.push_str(&format!("; {name}\n{}\n", ctx.func.display()));
+        }
+        if jit {
+            module.define_function(id, ctx).map_err(|e| codegen_err(format!("{name}: {e:?}")))?;
+            let size = ctx.compiled_code().map_or(0, |c| c.code_info().total_size as usize);
+            defined.push((id, name.to_string(), size));
+        }
+        module.clear_context(ctx);
+        Ok(())
+    };
+
+    // Kernel functions, and for each kernel its parts and phases for the step.
+    let mut schedule: Vec<Scheduled> = Vec::new();
+    for index in 0..program.kernels.len() {
+        let (parts, list) = phases(program, index, provider)?;
+        let mut calls = Vec::new();
+        for phase in list {
+            let id = module.declare_function(&phase.name, Linkage::Local, &kernel_sig).map_err(codegen_err)?;
+            ctx.func.signature = kernel_sig.clone();
+            ctx.func.name = UserFuncName::user(0, id.as_u32());
+            {
+                let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+                let entry = b.create_block();
+                b.append_block_params_for_function_params(entry);
+                b.switch_to_block(entry);
+                let params = b.block_params(entry).to_vec();
+                let mut fx = Fx::new(b, &mut module, &math, &params, fma);
+                (phase.emit)(&mut fx);
+                fx.b.ins().return_(&[]);
+                fx.b.seal_all_blocks();
+                fx.b.finalize(frontend);
+            }
+            define(&mut module, &mut ctx, id, &phase.name, &mut clif)?;
+            calls.push((id, phase.items));
+        }
+        schedule.push((index, parts, calls));
+    }
+
+    // The step function.
+    let step_id = module.declare_function("step", Linkage::Export, &step_sig).map_err(codegen_err)?;
+    ctx.func.signature = step_sig.clone();
+    ctx.func.name = UserFuncName::user(0, step_id.as_u32());
+    {
+        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let params = b.block_params(entry).to_vec();
+        let mut fx = Fx::new(b, &mut module, &math, &params, fma);
+        for (index, parts, calls) in &schedule {
+            let call_all = |fx: &mut Fx, part| {
+                for &(id, items) in calls {
+                    let zero = fx.iconst(0);
+                    let items = fx.sz(items);
+                    let (table, batch) = (fx.table, fx.batch);
+                    fx.call(id, &[table, batch, part, zero, items]);
+                }
+            };
+            if parts.is_fixed(1) {
+                let zero = fx.iconst(0);
+                call_all(&mut fx, zero);
+            } else {
+                let zero = fx.iconst(0);
+                let n = fx.sz(*parts);
+                fx.for_range(zero, n, 1, |fx, p| call_all(fx, p));
+            }
+            if program.kernels[*index].body.can_fail() {
+                let addr = fx.slot(program.status_slot);
+                let status = fx.load(types::I32, addr, 0);
+                let failed = fx.b.ins().icmp_imm_s(IntCC::NotEqual, status, 0);
+                fx.if_then(failed, |fx| {
+                    fx.b.ins().return_(&[status]);
+                    // Unreachable continuation block for the builder.
+                    let after = fx.b.create_block();
+                    fx.b.switch_to_block(after);
+                });
+            }
+        }
+        let ok = fx.b.ins().iconst(types::I32, 0);
+        fx.b.ins().return_(&[ok]);
+        fx.b.seal_all_blocks();
+        fx.b.finalize(frontend);
+    }
+    define(&mut module, &mut ctx, step_id, "step", &mut clif)?;
+
+    if !jit {
+        return Ok((None, clif));
+    }
+    module.finalize_definitions().map_err(codegen_err)?;
+    let ptr = module.get_finalized_function(step_id);
+    // SAFETY: `ptr` is the entry of the function just defined with `step_sig`, i.e.
+    // `(i64, i64) -> i32` in the platform's default calling convention, which is the
+    // `extern "C"` ABI of `StepFn` (pointers are 64-bit on every supported host).
+    let step = unsafe { std::mem::transmute::<*const u8, StepFn>(ptr) };
+    let functions =
+        defined.into_iter().map(|(id, name, size)| (name, module.get_finalized_function(id) as usize, size)).collect();
+    Ok((Some(JitCode { module: Some(module), step, functions }), clif))
+}

@@ -1,0 +1,353 @@
+//! Matrix products: `C = op(A)·op(B)` for every transpose combination, with leading
+//! (batch-of-matrices) axes.
+//!
+//! Two functions per product, called once per leading index `part`:
+//! - `pack`: copies B into panels of `nr` columns (`K × nr` contiguous f32 each, zero
+//!   past N). A row-major B (`trans_b = false`) is read in place by the micro-kernel,
+//!   so only its last, partial panel is packed; a transposed B has every panel packed
+//!   (this is where `trans_b` is absorbed).
+//! - `compute`: for rows `[begin, end)` of C, blocks K by `kc`, then walks B panels
+//!   and row tiles of `mr` rows, asking the [`MicroKernelProvider`] for each tile. A is
+//!   read in place: the transpose of A is only a different stride. Tiles at the M edge
+//!   (and at the N edge when N is the run-time batch) go through a stack buffer whose
+//!   valid part is copied out; at a static N edge the micro-kernel stores only the
+//!   valid columns.
+//!
+//! `compute` only reads shared data and writes its own rows of C, so rows can later be
+//! split across threads.
+
+use crate::clif::{Fx, PTR};
+use crate::program::MatMul;
+use crate::provider::{ARows, MicroKernelProvider, Step, TileArgs};
+use crate::shape::Sz;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, StackSlotData, StackSlotKind, Value};
+
+/// Number of `part` values: the product of the leading dimensions.
+pub(crate) fn parts(mm: &MatMul) -> Option<Sz> {
+    mm.lead.iter().try_fold(Sz::ONE, |acc, l| acc.mul(l.dim))
+}
+
+/// Byte offsets of A, B and C for leading index `fx.part`.
+fn lead_offsets(fx: &mut Fx, mm: &MatMul) -> (Value, Value, Value) {
+    let zero = fx.iconst(0);
+    let (mut a, mut b, mut c) = (zero, zero, zero);
+    let mut rest = fx.part;
+    for l in mm.lead.iter().rev() {
+        let d = fx.sz(l.dim);
+        let idx = fx.b.ins().urem(rest, d);
+        rest = fx.b.ins().udiv(rest, d);
+        for (off, stride) in [(&mut a, l.a), (&mut b, l.b), (&mut c, l.c)] {
+            let delta = fx.mul_sz(idx, bytes_of(stride));
+            *off = fx.add(*off, delta);
+        }
+    }
+    (a, b, c)
+}
+
+/// An element stride in bytes.
+fn bytes_of(s: Sz) -> Sz {
+    Sz { k: s.k * 4, batch: s.batch }
+}
+
+/// A byte stride as a static immediate when it is static.
+fn step_of(fx: &mut Fx, s: Sz) -> Step {
+    match s.as_fixed() {
+        Some(k) => Step::Static(k as i64 * 4),
+        None => Step::Dynamic(fx.sz(bytes_of(s))),
+    }
+}
+
+/// Full panels and the width of the partial one: `(N / nr, N % nr)`.
+fn panels(fx: &mut Fx, mm: &MatMul, n: Value) -> (Value, Value) {
+    let nr = mm.tile.nr() as i64;
+    let full = fx.b.ins().udiv_imm_u(n, nr);
+    let covered = fx.mul_imm(full, nr);
+    (full, fx.b.ins().isub(n, covered))
+}
+
+/// Packs B for one leading index into `nr`-column panels (every panel, or only the
+/// partial one, see the module comment).
+pub(crate) fn emit_pack(fx: &mut Fx, mm: &MatMul) {
+    let nr = mm.tile.nr() as i64;
+    let (_, b_off, _) = lead_offsets(fx, mm);
+    let b_base = fx.slot(mm.b);
+    let b_base = fx.add(b_base, b_off);
+    let packed = fx.slot(mm.packed);
+    let k = fx.sz(mm.k);
+    let n = fx.sz(mm.n);
+    let bk = fx.sz(bytes_of(mm.b_k));
+    let bc = fx.sz(bytes_of(mm.b_col));
+    let (full, rem) = panels(fx, mm, n);
+    let panel_bytes = fx.mul_imm(k, nr * 4);
+
+    if mm.pack_all {
+        let zero = fx.iconst(0);
+        fx.for_range(zero, full, 1, |fx, p| {
+            let col0 = fx.mul_imm(p, nr);
+            let src_p = fx.mul(col0, bc);
+            let src_p = fx.add(b_base, src_p);
+            let dst_p = fx.mul(p, panel_bytes);
+            let dst_p = fx.add(packed, dst_p);
+            let zero = fx.iconst(0);
+            fx.for_range(zero, k, 1, |fx, kk| {
+                let src = fx.mul(kk, bk);
+                let src = fx.add(src_p, src);
+                let dst = fx.mul_imm(kk, nr * 4);
+                let dst = fx.add(dst_p, dst);
+                let mut addr = src;
+                for c in 0..nr as i32 {
+                    let x = fx.load(types::F32, addr, 0);
+                    fx.store(x, dst, c * 4);
+                    if c + 1 < nr as i32 {
+                        addr = fx.add(addr, bc);
+                    }
+                }
+            });
+        });
+    }
+
+    // The partial panel: columns past N are zero.
+    let has_rem = fx.b.ins().icmp_imm_s(IntCC::NotEqual, rem, 0);
+    fx.if_then(has_rem, |fx| {
+        let col0 = fx.mul_imm(full, nr);
+        let src_p = fx.mul(col0, bc);
+        let src_p = fx.add(b_base, src_p);
+        let dst_p = if mm.pack_all {
+            let off = fx.mul(full, panel_bytes);
+            fx.add(packed, off)
+        } else {
+            packed
+        };
+        let last = fx.b.ins().iadd_imm_s(rem, -1);
+        let fzero = fx.b.ins().f32const(0.0);
+        let zero = fx.iconst(0);
+        fx.for_range(zero, k, 1, |fx, kk| {
+            let src = fx.mul(kk, bk);
+            let src = fx.add(src_p, src);
+            let dst = fx.mul_imm(kk, nr * 4);
+            let dst = fx.add(dst_p, dst);
+            for c in 0..nr {
+                // Clamp the column so the load stays inside B, then zero it.
+                let cc = fx.iconst(c);
+                let clamped = fx.min(cc, last);
+                let off = fx.mul(clamped, bc);
+                let addr = fx.add(src, off);
+                let x = fx.load(types::F32, addr, 0);
+                let valid = fx.lt(cc, rem);
+                let x = fx.b.ins().select(valid, x, fzero);
+                fx.store(x, dst, (c * 4) as i32);
+            }
+        });
+    });
+}
+
+/// Computes rows `[fx.begin, fx.end)` of C for one leading index.
+pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider) {
+    let tile = mm.tile;
+    let (mr, nr) = (tile.mr as i64, tile.nr() as i64);
+    let (a_off, b_off, c_off) = lead_offsets(fx, mm);
+    let a_base = fx.slot(mm.a);
+    let a_base = fx.add(a_base, a_off);
+    let b_base = fx.slot(mm.b);
+    let b_base = fx.add(b_base, b_off);
+    let c_base = fx.slot(mm.c);
+    let c_base = fx.add(c_base, c_off);
+    let packed = fx.slot(mm.packed);
+    let k = fx.sz(mm.k);
+    let n = fx.sz(mm.n);
+    let a_row = fx.sz(bytes_of(mm.a_row));
+    let a_step_v = fx.sz(bytes_of(mm.a_k));
+    let a_step = if mm.packed_a.is_some() { Step::Static(mr * 4) } else { step_of(fx, mm.a_k) };
+    let a_row_static = mm.a_row.as_fixed().map(|s| s as i64 * 4);
+    let b_row = fx.sz(bytes_of(mm.b_k));
+    let ldc = fx.mul_imm(n, 4);
+    let (full, rem) = panels(fx, mm, n);
+    let panel_bytes = fx.mul_imm(k, nr * 4);
+    let (begin, end) = (fx.begin, fx.end);
+    // Panels read in place step by B's row stride; packed ones by `nr` floats.
+    let packed_step = Step::Static(nr * 4);
+    let full_step = if mm.pack_all { packed_step } else { step_of(fx, mm.b_k) };
+    let static_rem = mm.n.as_fixed().map(|n| (n % nr as u64) as usize);
+
+    let kc = mm.kc as i64;
+
+    let stack = fx.b.create_sized_stack_slot(StackSlotData::new(
+        StackSlotKind::ExplicitSlot,
+        (mr * nr * 4) as u32,
+        4, // 16-byte aligned
+    ));
+
+    // K blocks as a do-while loop: with K = 0 one empty block still writes C = 0.
+    let k0 = fx.iconst(0);
+    let kv = fx.var(PTR, k0);
+    let body = fx.b.create_block();
+    let done = fx.b.create_block();
+    fx.b.ins().jump(body, &[]);
+    fx.b.switch_to_block(body);
+    let k_start = fx.get(kv);
+    let left = fx.b.ins().isub(k, k_start);
+    let kc_v = fx.iconst(kc);
+    let kb = fx.min(kc_v, left);
+    let accumulate = fx.b.ins().icmp_imm_s(IntCC::NotEqual, k_start, 0);
+    let a_k0 = fx.mul(k_start, a_step_v);
+    let a_k0 = fx.add(a_base, a_k0);
+    let packed_k0 = fx.mul_imm(k_start, nr * 4);
+    let packed_k0 = fx.add(packed, packed_k0);
+    if let Some(slot) = mm.packed_a {
+        pack_a(fx, mm, slot, a_k0, a_row, a_step_v, kb);
+    }
+    let packed_a = mm.packed_a.map(|slot| fx.slot(slot));
+    let b_k0 = if mm.pack_all {
+        packed_k0
+    } else {
+        let off = fx.mul(k_start, b_row);
+        fx.add(b_base, off)
+    };
+
+    // A rows of a tile starting at row `i` (clamped to the last row at the M edge).
+    let rows = |fx: &mut Fx, i: Value, clamp_to: Option<Value>| -> ARows {
+        if let Some(base) = packed_a {
+            // Packed tiles are contiguous, with the edge rows already clamped.
+            let off = fx.mul_imm(i, kc * 4);
+            return ARows::Uniform { base: fx.add(base, off), stride: 4 };
+        }
+        if let (Some(stride), None) = (a_row_static, clamp_to) {
+            let off = fx.mul(i, a_row);
+            return ARows::Uniform { base: fx.add(a_k0, off), stride };
+        }
+        ARows::Each(
+            (0..mr)
+                .map(|r| {
+                    let mut row = fx.b.ins().iadd_imm_s(i, r);
+                    if let Some(last) = clamp_to {
+                        row = fx.min(row, last);
+                    }
+                    let off = fx.mul(row, a_row);
+                    fx.add(a_k0, off)
+                })
+                .collect(),
+        )
+    };
+
+    // A tile computed into the stack buffer, then `min(mr, end - i) × cols` of it
+    // written to C.
+    let stack_tile = |fx: &mut Fx, i: Value, b_panel: Value, b_step: Step, c_panel: Value, cols: Value| {
+        let rows_left = fx.b.ins().isub(end, i);
+        let mr_v = fx.iconst(mr);
+        let n_rows = fx.min(rows_left, mr_v);
+        let last_row = fx.b.ins().iadd_imm_s(end, -1);
+        let a = rows(fx, i, Some(last_row));
+        let buf = fx.b.ins().stack_addr(PTR, stack, 0);
+        let buf_ld = fx.iconst(nr * 4);
+        let no = fx.b.ins().iconst(types::I8, 0);
+        let args = TileArgs { a, a_step, b_panel, b_step, kb, c: buf, ldc: buf_ld, accumulate: no, cols: nr as usize };
+        provider.emit_tile(fx, tile, &args);
+        let c_off = fx.mul(i, ldc);
+        let c_tile = fx.add(c_panel, c_off);
+        let zero = fx.iconst(0);
+        fx.for_range(zero, n_rows, 1, |fx, r| {
+            let src_row = fx.mul_imm(r, nr * 4);
+            let src_row = fx.add(buf, src_row);
+            let dst_row = fx.mul(r, ldc);
+            let dst_row = fx.add(c_tile, dst_row);
+            let zero = fx.iconst(0);
+            fx.for_range(zero, cols, 1, |fx, c| {
+                let off = fx.mul_imm(c, 4);
+                let src = fx.add(src_row, off);
+                let dst = fx.add(dst_row, off);
+                let x = fx.load(types::F32, src, 0);
+                let old = fx.load(types::F32, dst, 0);
+                let sum = fx.b.ins().fadd(old, x);
+                let y = fx.b.ins().select(accumulate, sum, x);
+                fx.store(y, dst, 0);
+            });
+        });
+    };
+
+    // Row tiles of one panel: whole tiles straight into C, then the row edge.
+    let panel = |fx: &mut Fx, b_panel: Value, b_step: Step, c_panel: Value, cols: usize| {
+        let i = fx.for_whole_steps(begin, end, mr, |fx, i| {
+            let a = rows(fx, i, None);
+            let c_off = fx.mul(i, ldc);
+            let c = fx.add(c_panel, c_off);
+            provider.emit_tile(fx, tile, &TileArgs { a, a_step, b_panel, b_step, kb, c, ldc, accumulate, cols });
+        });
+        let edge = fx.lt(i, end);
+        fx.if_then(edge, |fx| {
+            let cols_v = fx.iconst(cols as i64);
+            stack_tile(fx, i, b_panel, b_step, c_panel, cols_v);
+        });
+    };
+
+    let zero = fx.iconst(0);
+    fx.for_range(zero, full, 1, |fx, p| {
+        let b_panel = if mm.pack_all {
+            let pb = fx.mul(p, panel_bytes);
+            fx.add(b_k0, pb)
+        } else {
+            let pb = fx.mul_imm(p, nr * 4);
+            fx.add(b_k0, pb)
+        };
+        let pc = fx.mul_imm(p, nr * 4);
+        let c_panel = fx.add(c_base, pc);
+        panel(fx, b_panel, full_step, c_panel, nr as usize);
+    });
+
+    // The partial panel, always packed.
+    let has_rem = fx.b.ins().icmp_imm_s(IntCC::NotEqual, rem, 0);
+    fx.if_then(has_rem, |fx| {
+        let b_panel = if mm.pack_all {
+            let pb = fx.mul(full, panel_bytes);
+            fx.add(packed_k0, pb)
+        } else {
+            packed_k0
+        };
+        let pc = fx.mul_imm(full, nr * 4);
+        let c_panel = fx.add(c_base, pc);
+        match static_rem {
+            Some(cols) if cols > 0 => panel(fx, b_panel, packed_step, c_panel, cols),
+            _ => fx.for_range(begin, end, mr, |fx, i| stack_tile(fx, i, b_panel, packed_step, c_panel, rem)),
+        }
+    });
+
+    let next = fx.b.ins().iadd_imm_s(k_start, kc);
+    fx.set(kv, next);
+    let more = fx.lt(next, k);
+    fx.b.ins().brif(more, body, &[], done, &[]);
+    fx.b.switch_to_block(done);
+}
+
+/// Packs rows `[fx.begin, fx.end)` of A for the K block at `a_k0` (`kb` deep) into
+/// `[row tile][k][mr]`: the tile starting at row `i` at `i·kc` floats, rows past the
+/// end repeating the last row. Each call packs only its own rows, so row ranges on
+/// different threads write disjoint parts.
+fn pack_a(fx: &mut Fx, mm: &MatMul, slot: usize, a_k0: Value, a_row: Value, a_step: Value, kb: Value) {
+    let (mr, kc) = (mm.tile.mr as i64, mm.kc as i64);
+    let packed = fx.slot(slot);
+    let (begin, end) = (fx.begin, fx.end);
+    let last = fx.b.ins().iadd_imm_s(end, -1);
+    fx.for_range(begin, end, mr, |fx, i| {
+        let tile = fx.mul_imm(i, kc * 4);
+        let tile = fx.add(packed, tile);
+        let srcs: Vec<Value> = (0..mr)
+            .map(|r| {
+                let row = fx.b.ins().iadd_imm_s(i, r);
+                let row = fx.min(row, last);
+                let off = fx.mul(row, a_row);
+                fx.add(a_k0, off)
+            })
+            .collect();
+        let zero = fx.iconst(0);
+        fx.for_range(zero, kb, 1, |fx, k| {
+            let src_k = fx.mul(k, a_step);
+            let dst = fx.mul_imm(k, mr * 4);
+            let dst = fx.add(tile, dst);
+            for (r, &src) in srcs.iter().enumerate() {
+                let addr = fx.add(src, src_k);
+                let x = fx.load(types::F32, addr, 0);
+                fx.store(x, dst, (r * 4) as i32);
+            }
+        });
+    });
+}

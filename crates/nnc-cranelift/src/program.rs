@@ -1,0 +1,218 @@
+//! The lowered program: a list of kernels over buffer slots, in execution order.
+//!
+//! `lower.rs` builds it from a graph, the kernel files turn each kernel into Cranelift
+//! functions, and `codegen.rs` strings them together into the step function. Every
+//! kernel description is static except for the batch size, which stays a run-time
+//! argument (`Sz`).
+
+use crate::plan::MemoryPlan;
+use crate::provider::TileShape;
+use crate::shape::{Nest, Sz};
+use nnc_ir::{BinaryOp, DType, ReduceOp, Tensor, TensorType, UnaryOp, ValueId};
+
+/// An array argument of a kernel: its slot in the buffer table and element type.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Arr {
+    pub slot: usize,
+    pub dtype: DType,
+}
+
+/// What an elementwise kernel computes per element.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum EwFunc {
+    Unary(UnaryOp),
+    Binary(BinaryOp),
+    /// `where(cond, a, b)`.
+    Where,
+    /// Conversion from the argument's dtype to the output's.
+    Cast,
+    /// Copies elements (transpose, broadcast, update copies, output snapshots).
+    Copy,
+}
+
+/// `out[i] = f(args[0][i'], ...)` over a loop nest; `nest.strides[0]` is the output's
+/// (row-major), `nest.strides[1 + j]` argument `j`'s (0 on broadcast axes).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Elementwise {
+    pub func: EwFunc,
+    pub out: Arr,
+    pub args: Vec<Arr>,
+    pub nest: Nest,
+}
+
+/// A reduction: `nest` runs over the input, `strides[0]` is the output's (0 along
+/// reduced axes), `strides[1]` the input's.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Reduce {
+    pub op: ReduceOp,
+    pub input: Arr,
+    pub out: Arr,
+    pub nest: Nest,
+    pub out_numel: Sz,
+    /// Elements per output element (the divisor of a mean).
+    pub count: Sz,
+}
+
+/// Softmax or log-softmax along an axis of length `len`, viewed as `[outer, len, inner]`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Softmax {
+    pub log: bool,
+    pub x: Arr,
+    pub out: Arr,
+    pub outer: Sz,
+    pub len: Sz,
+    pub inner: Sz,
+}
+
+/// Integer class indices `[rows]` to f32 rows `[rows, depth]`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct OneHot {
+    pub idx: Arr,
+    pub out: Arr,
+    pub rows: Sz,
+    pub depth: u64,
+}
+
+/// One leading (batch-of-matrices) axis of a matrix product, with each operand's stride
+/// along it in elements (0 where the operand is broadcast).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Lead {
+    pub dim: Sz,
+    pub a: Sz,
+    pub b: Sz,
+    pub c: Sz,
+}
+
+/// `C[M,N] = A[M,K]·B[K,N]` for every leading index, where `A(r,k)` is at
+/// `a[r·a_row + k·a_k]` and `B(k,j)` at `b[k·b_k + j·b_col]`: the transpose flags
+/// become strides. `C` is row-major with leading dimension `n`. `packed` is scratch
+/// for B in panels of `tile.nr` columns: every panel when `pack_all` (B is not
+/// row-major), else only the last, partial one (the micro-kernel reads whole panels
+/// of a row-major B in place).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct MatMul {
+    pub a: usize,
+    pub b: usize,
+    pub c: usize,
+    pub packed: usize,
+    pub m: Sz,
+    pub k: Sz,
+    pub n: Sz,
+    pub a_row: Sz,
+    pub a_k: Sz,
+    pub b_k: Sz,
+    pub b_col: Sz,
+    pub lead: Vec<Lead>,
+    pub tile: TileShape,
+    pub pack_all: bool,
+    /// Scratch for A packed per K block as `[row tile][k][mr]`, when A's rows are not
+    /// contiguous in K (`trans_a`): its K stride would be a whole row of the stored
+    /// matrix, often a power of two that maps every k to the same few cache sets.
+    pub packed_a: Option<usize>,
+    /// K block depth (a static K is split into equal blocks no deeper than `tile.kc`).
+    pub kc: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Body {
+    Elementwise(Elementwise),
+    MatMul(MatMul),
+    Reduce(Reduce),
+    Softmax(Softmax),
+    OneHot(OneHot),
+}
+
+impl Body {
+    /// The op family, used in function names.
+    pub fn family(&self) -> &'static str {
+        match self {
+            Body::Elementwise(e) => match e.func {
+                EwFunc::Copy => "copy",
+                EwFunc::Cast => "cast",
+                _ => "map",
+            },
+            Body::MatMul(_) => "matmul",
+            Body::Reduce(_) => "reduce",
+            Body::Softmax(_) => "softmax",
+            Body::OneHot(_) => "one_hot",
+        }
+    }
+
+    /// Every table slot the kernel reads or writes (for lifetimes).
+    pub fn slots(&self) -> Vec<usize> {
+        match self {
+            Body::Elementwise(e) => std::iter::once(e.out.slot).chain(e.args.iter().map(|a| a.slot)).collect(),
+            Body::MatMul(m) => [m.a, m.b, m.c, m.packed].into_iter().chain(m.packed_a).collect(),
+            Body::Reduce(r) => vec![r.input.slot, r.out.slot],
+            Body::Softmax(s) => vec![s.x.slot, s.out.slot],
+            Body::OneHot(h) => vec![h.idx.slot, h.out.slot],
+        }
+    }
+
+    /// Whether the kernel can report a run-time error through the status word.
+    pub fn can_fail(&self) -> bool {
+        match self {
+            Body::Elementwise(e) => {
+                matches!(e.func, EwFunc::Binary(BinaryOp::Div)) && matches!(e.out.dtype, DType::I64 | DType::I32)
+            }
+            Body::Reduce(r) => r.op == ReduceOp::Mean && r.out.dtype != DType::F32,
+            Body::OneHot(_) => true,
+            Body::MatMul(_) | Body::Softmax(_) => false,
+        }
+    }
+}
+
+/// One kernel of the step, computing `value` (or copying, for updates and snapshots).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Kernel {
+    /// Unique symbol-friendly name, e.g. `k3_matmul`.
+    pub name: String,
+    /// The graph value it computes, or the leaf it updates.
+    pub value: ValueId,
+    pub body: Body,
+}
+
+/// A parameter or state buffer the compiled step owns.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct LeafSpec {
+    pub value: ValueId,
+    pub name: String,
+    pub kind: &'static str,
+    pub ty: TensorType,
+    pub init: Option<Tensor>,
+}
+
+/// A graph input the caller feeds.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct InputSpec {
+    pub value: ValueId,
+    pub name: String,
+    pub ty: TensorType,
+}
+
+/// A graph output: the slot it is read from after the step, and its type.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct OutputSpec {
+    pub slot: usize,
+    pub ty: TensorType,
+}
+
+/// The whole lowered step.
+#[derive(Clone, Debug)]
+pub(crate) struct Program {
+    pub kernels: Vec<Kernel>,
+    pub plan: MemoryPlan,
+    /// Every value's name and op mnemonic, for messages.
+    pub names: Vec<(String, &'static str)>,
+    pub inputs: Vec<InputSpec>,
+    pub leaves: Vec<LeafSpec>,
+    pub consts: Vec<(ValueId, Tensor)>,
+    pub outputs: Vec<OutputSpec>,
+    /// Table slots: one per graph value, then scratch buffers, then the status word.
+    pub n_slots: usize,
+    pub status_slot: usize,
+    /// One-hot kernels reading a graph input directly: `(index in inputs, depth,
+    /// one-hot value)`. The host checks those labels before running, so bad labels fail
+    /// before any parameter changes.
+    pub label_checks: Vec<(usize, u64, ValueId)>,
+}

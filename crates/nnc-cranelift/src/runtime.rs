@@ -1,0 +1,239 @@
+//! [`Compiled`]: the JIT'd step with the buffers it runs on.
+//!
+//! A run checks the feeds (`feeds.rs`), lays out the arena for the batch size (only
+//! when it changes; the arena never shrinks), fills the buffer table, calls the step,
+//! and copies the outputs out. Parameters and state live in buffers owned here and are
+//! updated in place by the step itself.
+
+use crate::buffers::{contiguous_ptr, read_tensor, write_tensor, AlignedBuf};
+use crate::codegen::JitCode;
+use crate::error::BackendError;
+use crate::feeds::{self, bind};
+use crate::plan::{ArenaLayout, StorageKind};
+use crate::program::Program;
+use nnc_ir::Tensor;
+use std::collections::HashMap;
+
+/// A graph compiled to native code, with its parameter and state buffers.
+///
+/// Not `Send`: the buffer table holds raw addresses.
+pub struct Compiled {
+    program: Program,
+    code: JitCode,
+    /// Parameter and state buffers, in `Program::leaves` order, and whether each holds
+    /// a value (from its initial value, `set_param`, or a feed).
+    leaves: Vec<AlignedBuf>,
+    leaf_set: Vec<bool>,
+    consts: Vec<AlignedBuf>,
+    arena: AlignedBuf,
+    layout: Option<ArenaLayout>,
+    /// Copies of inputs that were not contiguous row-major tensors.
+    staging: Vec<AlignedBuf>,
+    table: Vec<*mut u8>,
+    status: Box<u32>,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled")
+            .field("kernels", &self.program.kernels.len())
+            .field("params", &self.program.leaves.iter().map(|l| &l.name).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Compiled {
+    pub(crate) fn new(program: Program, code: JitCode) -> Result<Compiled, BackendError> {
+        let too_large = |message: String| BackendError::TooLarge { batch: 1, message };
+        let mut leaves = Vec::with_capacity(program.leaves.len());
+        for l in &program.leaves {
+            let mut buf =
+                AlignedBuf::zeroed(l.ty.shape.numel(1).unwrap_or(0) * l.ty.dtype.size_bytes()).map_err(too_large)?;
+            if let Some(init) = &l.init {
+                write_tensor(init, buf.bytes_mut());
+            }
+            leaves.push(buf);
+        }
+        let leaf_set = program.leaves.iter().map(|l| l.init.is_some()).collect();
+        let mut consts = Vec::with_capacity(program.consts.len());
+        for (_, t) in &program.consts {
+            let mut buf = AlignedBuf::zeroed(t.size_bytes()).map_err(too_large)?;
+            write_tensor(t, buf.bytes_mut());
+            consts.push(buf);
+        }
+        let staging = program.inputs.iter().map(|_| AlignedBuf::default()).collect();
+        let table = vec![std::ptr::null_mut(); program.n_slots];
+        Ok(Compiled {
+            program,
+            code,
+            leaves,
+            leaf_set,
+            consts,
+            arena: AlignedBuf::default(),
+            layout: None,
+            staging,
+            table,
+            status: Box::new(0),
+        })
+    }
+
+    /// Runs one step: computes the outputs (in `graph.outputs()` order) and applies the
+    /// graph's updates to the parameters and state held here.
+    ///
+    /// Every input must be fed. Feeding a parameter or state sets it (as `set_param`
+    /// does) before the step, and the value persists.
+    pub fn run(&mut self, feeds: &HashMap<String, Tensor>) -> Result<Vec<Tensor>, BackendError> {
+        let bound = bind(&self.program, feeds, &self.leaf_set)?;
+        let batch = bound.batch;
+        for &(i, t) in &bound.leaves {
+            write_tensor(t, self.leaves[i].bytes_mut());
+            self.leaf_set[i] = true;
+        }
+        if self.layout.as_ref().is_none_or(|l| l.batch != batch) {
+            let too_large = |message| BackendError::TooLarge { batch, message };
+            let layout = self.program.plan.layout(batch).map_err(too_large)?;
+            self.arena.ensure(layout.total).map_err(too_large)?;
+            self.layout = Some(layout);
+        }
+        let Some(layout) = self.layout.as_ref() else {
+            return Err(BackendError::Codegen("internal: no arena layout".into()));
+        };
+
+        // Inputs: the caller's memory when it is contiguous, else a row-major copy.
+        let mut input_ptrs = Vec::with_capacity(bound.inputs.len());
+        for (i, t) in bound.inputs.iter().enumerate() {
+            let ptr = match contiguous_ptr(t) {
+                Some(p) => p.cast_mut(),
+                None => {
+                    let buf = &mut self.staging[i];
+                    buf.ensure(t.size_bytes()).map_err(|message| BackendError::TooLarge { batch, message })?;
+                    write_tensor(t, &mut buf.bytes_mut()[..t.size_bytes()]);
+                    buf.as_mut_ptr()
+                }
+            };
+            input_ptrs.push(ptr);
+        }
+
+        let arena = self.arena.as_mut_ptr();
+        let plan = &self.program.plan;
+        for (slot, storage) in plan.slot_storage.iter().enumerate() {
+            self.table[slot] = match storage.map(|s| (s, plan.storages[s].kind)) {
+                None => std::ptr::null_mut(),
+                Some((_, StorageKind::Input(i))) => input_ptrs[i],
+                Some((_, StorageKind::Leaf(i))) => self.leaves[i].as_mut_ptr(),
+                Some((_, StorageKind::Const(i))) => self.consts[i].as_mut_ptr(),
+                // SAFETY: `layout` places every arena storage inside `layout.total`
+                // bytes, and `ensure` made the arena at least that long.
+                Some((s, StorageKind::Arena { .. })) => unsafe { arena.add(layout.offsets[s]) },
+            };
+        }
+        *self.status = 0;
+        let status_ptr: *mut u32 = &mut *self.status;
+        self.table[self.program.status_slot] = status_ptr.cast();
+
+        // SAFETY: the table holds, for every slot the code touches, the address of a
+        // live buffer of the size the code assumes for this batch: inputs were checked
+        // against their declared types (`bind`), parameters and constants have their
+        // static sizes, arena storages are placed for `batch`, and the status slot
+        // points at a u32. Inputs are only read (no kernel writes an input storage).
+        // Nothing else runs on these buffers during the call (`&mut self`).
+        let status = unsafe { (self.code.step)(self.table.as_ptr(), batch as i64) };
+        if status != 0 {
+            return Err(self.runtime_error(status));
+        }
+
+        let mut outputs = Vec::with_capacity(self.program.outputs.len());
+        for o in &self.program.outputs {
+            let shape = o.ty.shape.resolve(batch);
+            let len = shape.iter().product::<usize>() * o.ty.dtype.size_bytes();
+            let ptr = self.table[o.slot];
+            let bytes: &[u8] = if len == 0 {
+                &[]
+            } else {
+                // SAFETY: the output's slot points at a live buffer of the output's
+                // type for this batch (`len` bytes); nothing writes it while we read.
+                unsafe { std::slice::from_raw_parts(ptr, len) }
+            };
+            let t = read_tensor(o.ty.dtype, &shape, bytes)
+                .ok_or_else(|| BackendError::Codegen("internal: output size mismatch".into()))?;
+            outputs.push(t);
+        }
+        Ok(outputs)
+    }
+
+    fn runtime_error(&self, status: i32) -> BackendError {
+        let kernel = usize::try_from(status - 1).ok().and_then(|i| self.program.kernels.get(i));
+        match kernel {
+            Some(k) => {
+                let (name, op) = &self.program.names[k.value.index()];
+                let message = match *op {
+                    "one_hot" => "a class index is out of range".to_string(),
+                    "div" => "integer division by zero".to_string(),
+                    _ => "integer mean over an empty axis".to_string(),
+                };
+                BackendError::Runtime { value: name.clone(), op, message }
+            }
+            None => BackendError::Codegen(format!("internal: unknown status {status}")),
+        }
+    }
+
+    fn leaf(&self, name: &str) -> Result<usize, BackendError> {
+        self.program
+            .leaves
+            .iter()
+            .position(|l| l.name == name)
+            .ok_or_else(|| BackendError::UnknownParam { name: name.to_string() })
+    }
+
+    /// The current value of a parameter or state.
+    pub fn param(&self, name: &str) -> Result<Tensor, BackendError> {
+        let i = self.leaf(name)?;
+        if !self.leaf_set[i] {
+            return Err(BackendError::ParamUnset { names: vec![name.to_string()] });
+        }
+        let ty = &self.program.leaves[i].ty;
+        let shape = ty.shape.resolve(1);
+        read_tensor(ty.dtype, &shape, self.leaves[i].bytes())
+            .ok_or_else(|| BackendError::Codegen("internal: parameter size mismatch".into()))
+    }
+
+    /// Replaces the value of a parameter or state.
+    pub fn set_param(&mut self, name: &str, value: &Tensor) -> Result<(), BackendError> {
+        let i = self.leaf(name)?;
+        let l = &self.program.leaves[i];
+        if !feeds::has_type(value, &l.ty, 1) {
+            return Err(feeds::mismatch(l.kind, &l.name, &l.ty, None, value));
+        }
+        write_tensor(value, self.leaves[i].bytes_mut());
+        self.leaf_set[i] = true;
+        Ok(())
+    }
+
+    /// Names of the parameters and state, in definition order.
+    pub fn param_names(&self) -> Vec<String> {
+        self.program.leaves.iter().map(|l| l.name.clone()).collect()
+    }
+
+    /// Arena bytes the memory plan needs at this batch size (intermediates and kernel
+    /// scratch; inputs, parameters and constants are not in the arena).
+    pub fn arena_bytes(&self, batch: usize) -> Result<usize, BackendError> {
+        self.program.plan.layout(batch).map(|l| l.total).map_err(|message| BackendError::TooLarge { batch, message })
+    }
+
+    /// Appends the JIT'd functions to `/tmp/perf-<pid>.map`, the file `perf report`
+    /// reads to name JIT code, and returns its path.
+    pub fn write_perf_map(&self) -> std::io::Result<std::path::PathBuf> {
+        use std::io::Write;
+        let path = std::path::PathBuf::from(format!("/tmp/perf-{}.map", std::process::id()));
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        for (name, addr, size) in &self.code.functions {
+            writeln!(f, "{addr:x} {size:x} nnc::{name}")?;
+        }
+        Ok(path)
+    }
+
+    /// Number of kernels in the step (for summaries).
+    pub fn kernel_count(&self) -> usize {
+        self.program.kernels.len()
+    }
+}

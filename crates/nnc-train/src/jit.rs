@@ -1,0 +1,120 @@
+//! [`StepBackend`] on the Cranelift JIT: the training step and the inference pass are
+//! each compiled once to native code, which then holds the parameters and optimizer
+//! state in its own buffers and updates them in place.
+//!
+//! The two compiled functions have separate parameter buffers, so after training steps
+//! the inference function is brought up to date (one copy of the parameters) before
+//! it runs; evaluation happens once per epoch, so the copy is cheap next to training.
+
+use crate::backend::{check_type, StepBackend, StepResult};
+use crate::dataset::Labels;
+use crate::error::TrainError;
+use crate::spec::StepSpec;
+use nnc_autodiff::{TrainGraph, TrainOptions, LABELS, LR, STEP};
+use nnc_cranelift::{BackendError, CompileOptions, Compiled};
+use nnc_ir::{Graph, Tensor, TensorType};
+use std::collections::HashMap;
+
+pub struct JitBackend {
+    spec: StepSpec,
+    step: Compiled,
+    infer: Compiled,
+    /// Parameters changed since `infer` last received them.
+    infer_stale: bool,
+    /// The per-step feeds, kept to reuse the map's allocation.
+    feeds: HashMap<String, Tensor>,
+}
+
+fn backend_error(e: BackendError) -> TrainError {
+    TrainError::Backend(e.to_string())
+}
+
+impl JitBackend {
+    /// Differentiates `model` with `opts` and compiles the training step.
+    pub fn new(model: &Graph, opts: &TrainOptions, compile: &CompileOptions) -> Result<JitBackend, TrainError> {
+        JitBackend::from_train_graph(&nnc_autodiff::training_graph(model, opts)?, compile)
+    }
+
+    pub fn from_train_graph(tg: &TrainGraph, compile: &CompileOptions) -> Result<JitBackend, TrainError> {
+        let spec = StepSpec::new(tg)?;
+        let step = nnc_cranelift::compile(&spec.step_graph, compile).map_err(backend_error)?;
+        let infer = nnc_cranelift::compile(&spec.infer_graph, compile).map_err(backend_error)?;
+        Ok(JitBackend { spec, step, infer, infer_stale: false, feeds: HashMap::new() })
+    }
+
+    /// Decisions the differentiation made that are worth telling the user.
+    pub fn notes(&self) -> &[String] {
+        &self.spec.notes
+    }
+
+    /// Kernels in the compiled training step.
+    pub fn kernel_count(&self) -> usize {
+        self.step.kernel_count()
+    }
+
+    fn leaves(&self, list: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
+        list.iter().filter_map(|(n, _)| Some((n.clone(), self.step.param(n).ok()?))).collect()
+    }
+}
+
+impl StepBackend for JitBackend {
+    fn name(&self) -> &str {
+        "jit"
+    }
+
+    fn input_type(&self) -> &TensorType {
+        &self.spec.input_type
+    }
+
+    fn labels(&self) -> &Labels {
+        &self.spec.labels
+    }
+
+    fn step(&mut self, x: &Tensor, y: &Tensor, lr: f32, step: u64) -> Result<StepResult, TrainError> {
+        self.feeds.clear();
+        self.feeds.insert(self.spec.input.clone(), x.clone());
+        self.feeds.insert(LABELS.to_string(), y.clone());
+        self.feeds.insert(LR.to_string(), Tensor::scalar_f32(lr));
+        if let Some(step) = self.spec.step_feed(step)? {
+            self.feeds.insert(STEP.to_string(), step);
+        }
+        let outputs = self.step.run(&self.feeds).map_err(backend_error)?;
+        self.infer_stale = true;
+        let mut outputs = outputs.into_iter();
+        let loss = outputs
+            .next()
+            .and_then(|t| t.as_f32().and_then(|a| a.iter().next().copied()))
+            .ok_or_else(|| TrainError::Model("the training step's loss is not an f32 scalar".into()))?;
+        Ok(StepResult { loss, logits: outputs.next() })
+    }
+
+    fn infer(&mut self, x: &Tensor) -> Result<Tensor, TrainError> {
+        if self.infer_stale {
+            for (name, _) in &self.spec.params {
+                if self.spec.infer_graph.find(name).is_some() {
+                    let value = self.step.param(name).map_err(backend_error)?;
+                    self.infer.set_param(name, &value).map_err(backend_error)?;
+                }
+            }
+            self.infer_stale = false;
+        }
+        let feeds = HashMap::from([(self.spec.input.clone(), x.clone())]);
+        let mut outputs = self.infer.run(&feeds).map_err(backend_error)?;
+        outputs.pop().ok_or_else(|| TrainError::Model("the inference graph has no output".into()))
+    }
+
+    fn params(&self) -> Vec<(String, Tensor)> {
+        self.leaves(&self.spec.params)
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        self.leaves(&self.spec.state)
+    }
+
+    fn set_value(&mut self, name: &str, value: Tensor) -> Result<(), TrainError> {
+        check_type(name, self.spec.leaf_type(name)?, &value)?;
+        self.step.set_param(name, &value).map_err(backend_error)?;
+        self.infer_stale = true;
+        Ok(())
+    }
+}

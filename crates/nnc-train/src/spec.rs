@@ -1,0 +1,150 @@
+//! What every backend needs to know about a training-step graph: its one model input,
+//! the labels it expects, whether it takes a step counter, its parameters and state
+//! with their initial values, and the forward pass for inference. Computed once, here,
+//! so the interpreter and JIT backends cannot disagree about it.
+
+use crate::dataset::{example_dims, Labels};
+use crate::error::TrainError;
+use nnc_autodiff::{Part, TrainGraph, LABELS, STEP};
+use nnc_ir::{DType, Dim, Graph, Op, Tensor, TensorType, ValueId};
+
+pub(crate) struct StepSpec {
+    pub step_graph: Graph,
+    /// The forward part of the step, ending at the prediction (see
+    /// [`crate::StepBackend::infer`]).
+    pub infer_graph: Graph,
+    pub input: String,
+    pub input_type: TensorType,
+    pub labels: Labels,
+    /// The step graph has a `step` input (Adam).
+    pub takes_step: bool,
+    /// Parameters and state with their initial values, in definition order.
+    pub params: Vec<(String, Tensor)>,
+    pub state: Vec<(String, Tensor)>,
+    pub notes: Vec<String>,
+}
+
+impl StepSpec {
+    /// Every parameter and state must have an initial value; the step must have
+    /// exactly one model input.
+    pub fn new(tg: &TrainGraph) -> Result<StepSpec, TrainError> {
+        let g = &tg.graph;
+        // The parts tell the model's inputs from `labels` (loss) and `lr`/`step`
+        // (update), even if the model has an input of one of those names.
+        let model_inputs: Vec<ValueId> = g.inputs().into_iter().filter(|&id| tg.part_of(id) == Part::Forward).collect();
+        let input = match model_inputs.as_slice() {
+            [one] => *one,
+            other => {
+                let names: Vec<String> = other.iter().map(|&id| format!("%{}", g.name_of(id))).collect();
+                return Err(TrainError::Model(format!(
+                    "nnc-train feeds exactly one model input, and the training step has {} ({})",
+                    names.len(),
+                    names.join(", ")
+                )));
+            }
+        };
+        let input_type = g.ty(input).clone();
+        example_dims(&input_type)?;
+        let labels_id =
+            g.find(LABELS).ok_or_else(|| TrainError::Model("the training step has no `labels` input".into()))?;
+        let labels = label_spec(g.ty(labels_id), g.ty(tg.prediction))?;
+        if g.outputs().first() != Some(&tg.loss) {
+            return Err(TrainError::Model("the training step's first output is not its loss".into()));
+        }
+        let (mut params, mut state) = (Vec::new(), Vec::new());
+        for id in g.ids() {
+            let v = g.value(id);
+            let (init, list) = match &v.op {
+                Op::Param { init } => (init, &mut params),
+                Op::State { init } => (init, &mut state),
+                _ => continue,
+            };
+            let init = init.as_ref().ok_or_else(|| {
+                TrainError::Model(format!(
+                    "%{} has no initial value (an imported model must carry its weights)",
+                    v.name
+                ))
+            })?;
+            list.push((v.name.clone(), init.clone()));
+        }
+        Ok(StepSpec {
+            step_graph: g.clone(),
+            infer_graph: forward_graph(tg)?,
+            input: g.name_of(input).to_string(),
+            input_type,
+            labels,
+            takes_step: g
+                .find(STEP)
+                .is_some_and(|id| matches!(g.value(id).op, Op::Input) && tg.part_of(id) == Part::Update),
+            params,
+            state,
+            notes: tg.notes.clone(),
+        })
+    }
+
+    /// The `step` feed (1-based), if the step takes one.
+    pub fn step_feed(&self, step: u64) -> Result<Option<Tensor>, TrainError> {
+        if !self.takes_step {
+            return Ok(None);
+        }
+        let step = i64::try_from(step).map_err(|_| TrainError::Config(format!("step {step} is too large")))?;
+        Ok(Some(Tensor::scalar_i64(step)))
+    }
+
+    /// The type of parameter or state `name`, or an error if there is none.
+    pub fn leaf_type(&self, name: &str) -> Result<&TensorType, TrainError> {
+        let g = &self.step_graph;
+        g.find(name)
+            .filter(|&id| matches!(g.value(id).op, Op::Param { .. } | Op::State { .. }))
+            .map(|id| g.ty(id))
+            .ok_or_else(|| TrainError::Model(format!("the training step has no parameter or state \"{name}\"")))
+    }
+}
+
+/// What the `labels` input of a training step expects: i64 `[N]` class indices over
+/// the prediction's `C` classes, or f32 targets shaped like the prediction.
+fn label_spec(labels: &TensorType, prediction: &TensorType) -> Result<Labels, TrainError> {
+    let dims = labels.shape.dims();
+    match (labels.dtype, dims) {
+        (DType::I64, [Dim::Batch]) => match prediction.shape.dims() {
+            [Dim::Batch, Dim::Fixed(c)] => Ok(Labels::Classes(*c)),
+            _ => Err(TrainError::Model(format!("cross-entropy over a prediction of type {prediction}, not [N,C]"))),
+        },
+        (DType::F32, [Dim::Batch, rest @ ..]) => rest
+            .iter()
+            .map(|d| d.fixed())
+            .collect::<Option<Vec<usize>>>()
+            .map(Labels::Targets)
+            .ok_or_else(|| TrainError::Model(format!("labels of type {labels} have more than one batch dimension"))),
+        _ => Err(TrainError::Model(format!("labels of type {labels}: expected i64[N] or f32 with the batch N first"))),
+    }
+}
+
+/// The forward part of the training step, with the prediction as its output: the
+/// model as differentiated, with the same names, so parameters are shared by name.
+fn forward_graph(tg: &TrainGraph) -> Result<Graph, TrainError> {
+    let g = &tg.graph;
+    if tg.part_of(tg.prediction) != Part::Forward {
+        return Err(TrainError::Model(format!(
+            "the prediction %{} is not part of the model",
+            g.name_of(tg.prediction)
+        )));
+    }
+    let mut out = Graph::new(format!("{}_infer", g.name));
+    let mut map: Vec<Option<ValueId>> = vec![None; g.len()];
+    let internal = |e: String| TrainError::Model(format!("cannot extract the forward pass: {e}"));
+    for id in g.ids().filter(|&id| tg.part_of(id) == Part::Forward) {
+        let v = g.value(id);
+        let args = v
+            .args
+            .iter()
+            .map(|a| map[a.index()].ok_or_else(|| internal(format!("%{} uses a value outside the model", v.name))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let new =
+            out.push_typed(v.name.clone(), v.ty.clone(), v.op.clone(), args).map_err(|e| internal(e.to_string()))?;
+        map[id.index()] = Some(new);
+    }
+    out.set_outputs(vec![map[tg.prediction.index()].ok_or_else(|| internal("the prediction was not copied".into()))?]);
+    nnc_ir::verify(&out).map_err(|e| internal(e.to_string()))?;
+    Ok(out)
+}
