@@ -172,6 +172,8 @@ enum Emit {
     IrData,
     /// The training step's IR (implies --train).
     TrainIr,
+    /// The Cranelift IR the JIT generates (of the training step with --train).
+    Clif,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -207,17 +209,19 @@ fn run(command: Command) -> Result<()> {
                 let tg = nnc_autodiff::training_graph(&graph, &step.options())
                     .with_context(|| format!("cannot form the training step of {}", model.display()))?;
                 match emit {
-                    Emit::Summary => print!("{}", summary::train_summary(&tg, &step.options(), step.lr)),
-                    Emit::Ir | Emit::TrainIr => print!("{}", nnc_ir::print(&tg.graph)),
-                    Emit::IrData => print!("{}", nnc_ir::print_with_data(&tg.graph)),
+                    Emit::Summary => write_stdout(&summary::train_summary(&tg, &step.options(), step.lr))?,
+                    Emit::Ir | Emit::TrainIr => write_stdout(&nnc_ir::print(&tg.graph))?,
+                    Emit::IrData => write_stdout(&nnc_ir::print_with_data(&tg.graph))?,
+                    Emit::Clif => write_stdout(&nnc_cranelift::emit_clif(&tg.graph, &Default::default())?)?,
                 }
                 return Ok(());
             }
             match emit {
-                Emit::Summary => print!("{}", summary::summary(&graph)),
+                Emit::Summary => write_stdout(&summary::summary(&graph))?,
                 // TrainIr never gets here: it implies --train.
-                Emit::Ir | Emit::TrainIr => print!("{}", nnc_ir::print(&graph)),
-                Emit::IrData => print!("{}", nnc_ir::print_with_data(&graph)),
+                Emit::Ir | Emit::TrainIr => write_stdout(&nnc_ir::print(&graph))?,
+                Emit::IrData => write_stdout(&nnc_ir::print_with_data(&graph))?,
+                Emit::Clif => write_stdout(&nnc_cranelift::emit_clif(&graph, &Default::default())?)?,
             }
             Ok(())
         }
@@ -272,13 +276,28 @@ fn run(command: Command) -> Result<()> {
                 }
                 None => {
                     for (&id, t) in graph.outputs().iter().zip(&outputs) {
-                        println!("{}: {} {:?}", graph.name_of(id), t.dtype(), t.shape());
-                        println!("{}", display(t));
+                        write_stdout(&format!(
+                            "{}: {} {:?}\n{}\n",
+                            graph.name_of(id),
+                            t.dtype(),
+                            t.shape(),
+                            display(t)
+                        ))?;
                     }
                 }
             }
             Ok(())
         }
+    }
+}
+
+/// Writes to stdout; a closed pipe (`nnc ... | head`) ends the output quietly instead
+/// of panicking like `print!` does.
+fn write_stdout(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("cannot write to stdout"),
+        _ => Ok(()),
     }
 }
 

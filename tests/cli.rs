@@ -337,3 +337,22 @@ fn bad_training_input_gets_one_line_errors_and_no_output_file() {
     assert!(err.contains("does not exist"), "{err}");
     assert!(!out.exists(), "no --out file after a failed run");
 }
+
+#[test]
+fn emit_clif_shows_vector_fma_kernels_and_survives_a_closed_pipe() {
+    let o = nnc(&["compile", &repo("models/mlp.onnx"), "--train", "--emit", "clif"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let clif = stdout(&o);
+    assert!(clif.contains("function "), "{}", &clif[..clif.len().min(400)]);
+    assert!(clif.contains(" = fma ") && clif.contains("f32x4"), "the matmul kernels use f32x4 FMA");
+    // `nnc compile --emit clif | head -1` must not panic on the closed pipe.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nnc"))
+        .args(["compile", &repo("models/mlp.onnx"), "--emit", "clif"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -59,7 +59,7 @@ pub fn run_train(req: TrainRequest) -> Result<()> {
         report.losses.last().copied().unwrap_or(f32::NAN)
     );
     if let Some(m) = report.final_test() {
-        println!("test: {}", describe(&m));
+        crate::write_stdout(&format!("test: {}\n", describe(&m)))?;
     }
     if let Some(out) = out {
         store_params(&mut model, &backend.params())?;
@@ -98,7 +98,7 @@ pub fn run_eval(model: &Graph, backend: Backend, data: &Path, batch: usize) -> R
     let (_, test) = load_mnist_dir(data)?;
     let test = fit_to_model(test, &backend.input_type().clone(), &backend.labels().clone())?;
     let m = evaluate(backend.as_mut(), &test, batch)?;
-    println!("test: {}", describe(&m));
+    crate::write_stdout(&format!("test: {}\n", describe(&m)))?;
     Ok(())
 }
 
