@@ -47,6 +47,8 @@ enum Command {
         train: bool,
         #[command(flatten)]
         step: StepArgs,
+        #[command(flatten)]
+        opt: OptArgs,
     },
     /// Train a model (default: the seed 784-256-10 MLP) on MNIST-format data or NPY arrays.
     Train {
@@ -109,6 +111,26 @@ enum Command {
         #[arg(long, value_enum, default_value = "jit")]
         backend: Backend,
     },
+}
+
+/// Graph-optimizer control (for `--emit ir-opt` and `--emit opt-report`).
+#[derive(clap::Args, Clone)]
+struct OptArgs {
+    /// No optimization passes.
+    #[arg(short = 'O', value_parser = ["0", "1"], default_value = "1", value_name = "LEVEL")]
+    level: String,
+    /// Run exactly these passes, in this order (comma-separated; see --help of nnc-opt's pass list).
+    #[arg(long, value_name = "A,B,C")]
+    passes: Option<String>,
+    /// Print the graph after each run of this pass.
+    #[arg(long, value_name = "PASS")]
+    dump_after: Option<String>,
+}
+
+impl OptArgs {
+    fn options(&self) -> nnc_opt::OptOptions {
+        nnc_opt::OptOptions::from_flags(self.level == "0", self.passes.as_deref(), self.dump_after.as_deref())
+    }
 }
 
 /// How the training step is formed.
@@ -174,6 +196,10 @@ enum Emit {
     TrainIr,
     /// The Cranelift IR the JIT generates (of the training step with --train).
     Clif,
+    /// The IR after the graph optimizer (fusion, clean-up).
+    IrOpt,
+    /// The optimizer's report: kernels, bytes moved and the memory plan, before and after.
+    OptReport,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -203,8 +229,29 @@ fn run(command: Command) -> Result<()> {
             eprintln!("wrote {}", output.display());
             Ok(())
         }
-        Command::Compile { model, emit, train, step } => {
+        Command::Compile { model, emit, train, step, opt } => {
             let graph = import(&model)?;
+            if matches!(emit, Emit::IrOpt | Emit::OptReport) {
+                let graph = if train {
+                    nnc_autodiff::training_graph(&graph, &step.options())
+                        .with_context(|| format!("cannot form the training step of {}", model.display()))?
+                        .graph
+                } else {
+                    graph
+                };
+                let optimized = nnc_opt::optimize(&graph, &opt.options())?;
+                for dump in &optimized.dumps {
+                    write_stdout(&format!("; after {} (run {})\n{}", dump.pass, dump.run, dump.text))?;
+                }
+                return match emit {
+                    Emit::IrOpt => write_stdout(&nnc_ir::print(&optimized.graph)),
+                    _ => write_stdout(&format!(
+                        "{}\n{}",
+                        optimized.report.render(100),
+                        optimized.plan.describe(&optimized.graph)
+                    )),
+                };
+            }
             if train || emit == Emit::TrainIr {
                 let tg = nnc_autodiff::training_graph(&graph, &step.options())
                     .with_context(|| format!("cannot form the training step of {}", model.display()))?;
@@ -213,6 +260,7 @@ fn run(command: Command) -> Result<()> {
                     Emit::Ir | Emit::TrainIr => write_stdout(&nnc_ir::print(&tg.graph))?,
                     Emit::IrData => write_stdout(&nnc_ir::print_with_data(&tg.graph))?,
                     Emit::Clif => write_stdout(&nnc_cranelift::emit_clif(&tg.graph, &Default::default())?)?,
+                    Emit::IrOpt | Emit::OptReport => {} // handled above
                 }
                 return Ok(());
             }
@@ -222,6 +270,7 @@ fn run(command: Command) -> Result<()> {
                 Emit::Ir | Emit::TrainIr => write_stdout(&nnc_ir::print(&graph))?,
                 Emit::IrData => write_stdout(&nnc_ir::print_with_data(&graph))?,
                 Emit::Clif => write_stdout(&nnc_cranelift::emit_clif(&graph, &Default::default())?)?,
+                Emit::IrOpt | Emit::OptReport => {} // handled above
             }
             Ok(())
         }

@@ -76,21 +76,23 @@ fn run_writes_the_interpreter_outputs_as_npy() {
     let x_path = dir.path().join("x.npy");
     let y_path = dir.path().join("y.npy");
     nnc::npy::write_npy(&x_path, &input).unwrap();
-    let o = nnc(&[
-        "run",
-        &repo("models/mlp.onnx"),
-        "--input",
-        x_path.to_str().unwrap(),
-        "--output",
-        y_path.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let got = nnc::npy::read_npy(&y_path).unwrap();
     let graph = nnc_onnx::import_file(Path::new(&repo("models/mlp.onnx"))).unwrap();
     let feeds = [("input".to_string(), input)].into_iter().collect();
-    let expected = nnc_interp::run(&graph, &feeds).unwrap();
-    assert_eq!(got.shape(), &[3, 10]);
-    assert_eq!(got, expected[0]);
+    let expected = nnc_interp::run(&graph, &feeds).unwrap().remove(0);
+    let expected = expected.as_f32().unwrap();
+    for backend in ["interp", "jit"] {
+        let (x, y) = (x_path.to_str().unwrap(), y_path.to_str().unwrap());
+        let o = nnc(&["run", &repo("models/mlp.onnx"), "--backend", backend, "--input", x, "--output", y]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let got = nnc::npy::read_npy(&y_path).unwrap();
+        assert_eq!(got.shape(), &[3, 10]);
+        let got = got.as_f32().unwrap();
+        // The interpreter is the oracle; the JIT sums in another order (≤ 1e-5 of the scale).
+        let scale = expected.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        let worst = got.iter().zip(expected.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let bound = if backend == "interp" { 0.0 } else { 1e-5 * scale };
+        assert!(worst <= bound, "{backend}: differs from the interpreter by {worst}");
+    }
 }
 
 /// The seed model decoded, to be corrupted by the tests below.
@@ -355,4 +357,29 @@ fn emit_clif_shows_vector_fma_kernels_and_survives_a_closed_pipe() {
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn optimizer_flags() {
+    let seed = repo("models/mlp.onnx");
+    let o = nnc(&["compile", &seed, "--train", "--emit", "ir-opt"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    insta::assert_snapshot!("ir_opt_seed_sgd", stdout(&o));
+    // -O0 leaves the training step as differentiation made it.
+    let o0 = nnc(&["compile", &seed, "--train", "--emit", "ir-opt", "-O0"]);
+    let unoptimized = nnc(&["compile", &seed, "--emit", "train-ir"]);
+    assert!(o0.status.success());
+    assert_eq!(stdout(&o0), stdout(&unoptimized));
+    // --passes runs exactly those; --dump-after prints the graph after that pass.
+    let o =
+        nnc(&["compile", &seed, "--train", "--emit", "ir-opt", "--passes", "fuse_dense", "--dump-after", "fuse_dense"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = stdout(&o);
+    assert!(text.starts_with("; after fuse_dense (run 1)\n"), "{text}");
+    assert!(text.contains("fused.dense") && !text.contains("fused.softmax_ce"), "{text}");
+    let err = expect_error(&["compile", &seed, "--emit", "ir-opt", "--passes", "fuse_dense,bogus"]);
+    assert!(err.contains("unknown pass 'bogus'"), "{err}");
+    let o = nnc(&["compile", &seed, "--train", "--emit", "opt-report"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("kernels per step: 37 -> 8"), "{}", stdout(&o));
 }

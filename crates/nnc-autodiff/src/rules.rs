@@ -194,6 +194,8 @@ pub(crate) fn vjp(
         Op::Cast { to: DType::F32 } => out[0] = Some(g),
         Op::Cast { .. } => return Err(no_rule()),
         Op::OneHot { .. } => return Err(no_rule()),
+        // Differentiate first, then fuse: fused ops only appear in optimized graphs.
+        Op::Fused(_) => return Err(no_rule()),
     }
     Ok(out)
 }

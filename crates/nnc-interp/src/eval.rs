@@ -88,6 +88,7 @@ pub(crate) fn eval(op: &Op, args: &[&Tensor]) -> Result<Tensor, String> {
             Tensor::I32(a) => cast(a, *to),
             Tensor::Bool(a) => cast(a, *to),
         }),
+        Op::Fused(f) => crate::fused::eval_fused(f, args),
     }
 }
 

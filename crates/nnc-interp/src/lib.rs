@@ -12,6 +12,7 @@
 mod error;
 mod eval;
 mod feed;
+mod fused;
 mod kernels;
 mod scalar;
 mod typing;

@@ -1,8 +1,10 @@
 //! Static cost estimates: op counts and floating-point operations, used by
 //! `nnc compile`'s summary and by the optimizer's reports.
 
+use crate::fused::FusedOp;
 use crate::graph::{Graph, ValueId};
 use crate::op::{Op, UnaryOp};
+use crate::types::TensorType;
 use std::collections::BTreeMap;
 
 /// How many values each op mnemonic defines (leaves included).
@@ -46,6 +48,27 @@ pub fn value_flops(graph: &Graph, id: ValueId, batch: usize) -> u64 {
         | Op::Transpose { .. }
         | Op::Broadcast { .. }
         | Op::Cast { .. } => 0,
+        Op::Fused(f) if v.args.len() != f.arity() => 0,
+        Op::Fused(f) => {
+            // A kernel's work is counted once, on its first result in the graph.
+            let sibling = |w: ValueId| match &graph.value(w).op {
+                Op::Fused(g) => g.kernel() == f.kernel() && graph.value(w).args == v.args,
+                _ => false,
+            };
+            if graph.ids().take(id.index()).any(sibling) {
+                return 0;
+            }
+            let outs: Vec<FusedOp> = graph
+                .ids()
+                .filter(|&w| sibling(w))
+                .filter_map(|w| match graph.value(w).op {
+                    Op::Fused(g) => Some(g),
+                    _ => None,
+                })
+                .collect();
+            let args: Vec<&TensorType> = v.args.iter().map(|&a| graph.ty(a)).collect();
+            crate::fused::kernel_flops(f, &outs, &args, batch)
+        }
     }
 }
 

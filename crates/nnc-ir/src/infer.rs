@@ -151,10 +151,11 @@ pub fn infer_type(op: &Op, args: &[&TensorType]) -> Result<TensorType, String> {
             dims.push(Dim::Fixed(*depth));
             Ok(TensorType::new(DType::F32, Shape(dims)))
         }
+        Op::Fused(f) => crate::fused::infer(f, args),
     }
 }
 
-fn infer_matmul(a: &TensorType, b: &TensorType, trans_a: bool, trans_b: bool) -> Result<TensorType, String> {
+pub(crate) fn infer_matmul(a: &TensorType, b: &TensorType, trans_a: bool, trans_b: bool) -> Result<TensorType, String> {
     if a.dtype != DType::F32 || b.dtype != DType::F32 {
         return Err(format!("needs f32 operands, got {} and {}", a.dtype, b.dtype));
     }

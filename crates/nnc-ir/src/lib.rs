@@ -1,7 +1,8 @@
 //! nnc's graph IR.
 //!
 //! A [`Graph`] is a list of single-result SSA values over a closed set of primitive
-//! [`Op`]s, with f32/i64/i32/bool tensor types whose dimensions are static except for
+//! [`Op`]s (plus the optimizer's [`FusedOp`] kernels, each defined by its primitive
+//! expansion), with f32/i64/i32/bool tensor types whose dimensions are static except for
 //! one symbolic batch dimension `N`. The IR has a deterministic text form
 //! ([`print`]/[`parse`]) that round-trips exactly, a [`verify`] pass, and cost
 //! estimates used by summaries. It depends on neither protobuf nor Cranelift.
@@ -9,6 +10,7 @@
 mod builder;
 pub mod cost;
 mod error;
+pub mod fused;
 mod graph;
 pub mod infer;
 mod op;
@@ -19,6 +21,7 @@ mod types;
 mod verify;
 
 pub use error::IrError;
+pub use fused::{expand_fused, CeOut, FusedOp, GradOut, UpdateOut, UpdateRule};
 pub use graph::{Graph, Value, ValueId};
 pub use op::{BinaryOp, Op, ReduceOp, UnaryOp};
 pub use parse::{parse, parse_unverified};

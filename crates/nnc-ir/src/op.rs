@@ -5,6 +5,7 @@
 //! learn about it. Keep the set small: frontends lower richer ops (Gemm, Flatten,
 //! Squeeze, Dropout, ...) into these.
 
+use crate::fused::FusedOp;
 use crate::tensor::Tensor;
 use crate::types::{DType, Shape};
 
@@ -114,6 +115,9 @@ pub enum Op {
     OneHot {
         depth: usize,
     },
+    /// A kernel standing for a sequence of the primitives above, made by the optimizer
+    /// after differentiation (see [`FusedOp`]).
+    Fused(FusedOp),
 }
 
 impl Op {
@@ -132,6 +136,7 @@ impl Op {
             | Op::OneHot { .. } => 1,
             Op::Binary(_) | Op::MatMul { .. } => 2,
             Op::Where => 3,
+            Op::Fused(f) => f.arity(),
         }
     }
 
@@ -183,6 +188,7 @@ impl Op {
             Op::Broadcast { .. } => "broadcast",
             Op::Cast { .. } => "cast",
             Op::OneHot { .. } => "one_hot",
+            Op::Fused(f) => f.mnemonic(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `;` starts a comment. Errors name the line and column.
 
 use crate::error::IrError;
+use crate::fused::{CeOut, FusedOp, GradOut, UpdateOut, UpdateRule};
 use crate::graph::{Graph, ValueId};
 use crate::op::{BinaryOp, Op, ReduceOp, UnaryOp};
 use crate::print::is_bare_char;
@@ -201,6 +202,7 @@ fn build_op(mnemonic: &str, attrs: &Attrs, data: Option<Vec<String>>, ty: &Tenso
             }
             _ => Err("cast needs to=TYPE".to_string()),
         },
+        m if m.starts_with("fused.") => fused_op(m, &mut get).map(Op::Fused),
         other => Err(format!("unknown op '{other}'")),
     }?;
     if let Some(i) = used.iter().position(|u| !u) {
@@ -210,6 +212,109 @@ fn build_op(mnemonic: &str, attrs: &Attrs, data: Option<Vec<String>>, ty: &Tenso
         return Err(format!("{mnemonic} takes no data"));
     }
     Ok(op)
+}
+
+/// A fused op from its mnemonic and attributes (see `FusedOp`'s text form).
+fn fused_op<'a>(mnemonic: &str, get: &mut impl FnMut(&str) -> Option<&'a AttrValue>) -> Result<FusedOp, String> {
+    fn flag<'a>(get: &mut impl FnMut(&str) -> Option<&'a AttrValue>, key: &str) -> Result<bool, String> {
+        match get(key) {
+            None => Ok(false),
+            Some(AttrValue::Flag) => Ok(true),
+            Some(other) => Err(format!("{key}: expected a flag, got {other:?}")),
+        }
+    }
+    fn float_or<'a>(
+        get: &mut impl FnMut(&str) -> Option<&'a AttrValue>,
+        key: &str,
+        default: f32,
+    ) -> Result<f32, String> {
+        match get(key) {
+            None => Ok(default),
+            v => float(v, key),
+        }
+    }
+    fn word<'a>(get: &mut impl FnMut(&str) -> Option<&'a AttrValue>, key: &str) -> Result<Option<&'a str>, String> {
+        match get(key) {
+            None => Ok(None),
+            Some(AttrValue::Word(w)) => Ok(Some(w.as_str())),
+            Some(other) => Err(format!("{key}: expected a word, got {other:?}")),
+        }
+    }
+    let bad_out = |o: &str| format!("{mnemonic} has no result '{o}'");
+    let update_out = |o: Option<&str>| match o {
+        None => Ok(UpdateOut::Param),
+        Some("m") => Ok(UpdateOut::M),
+        Some("v") => Ok(UpdateOut::V),
+        Some(o) => Err(bad_out(o)),
+    };
+    fn rule<'a>(
+        mnemonic: &str,
+        get: &mut impl FnMut(&str) -> Option<&'a AttrValue>,
+    ) -> Result<Option<UpdateRule>, String> {
+        let kind = mnemonic.trim_start_matches("fused.").trim_start_matches("dense_");
+        Ok(Some(match kind {
+            "sgd" => UpdateRule::Sgd { weight_decay: float_or(get, "weight_decay", 0.0)? },
+            "momentum" => UpdateRule::Momentum {
+                momentum: float(get("momentum"), "momentum")?,
+                nesterov: flag(get, "nesterov")?,
+                weight_decay: float_or(get, "weight_decay", 0.0)?,
+            },
+            "adam" => UpdateRule::Adam {
+                beta1: float(get("beta1"), "beta1")?,
+                beta2: float(get("beta2"), "beta2")?,
+                eps: float(get("eps"), "eps")?,
+                decay: flag(get, "decay")?,
+            },
+            _ => return Ok(None),
+        }))
+    }
+    Ok(match mnemonic {
+        "fused.dense" => {
+            let (trans_a, trans_b) = (flag(get, "trans_a")?, flag(get, "trans_b")?);
+            let alpha = float_or(get, "alpha", 1.0)?;
+            let bias = flag(get, "bias")?;
+            let act = match word(get, "act")? {
+                None => None,
+                Some("relu") => Some(UnaryOp::Relu),
+                Some("leaky_relu") => Some(UnaryOp::LeakyRelu { alpha: float(get("slope"), "slope")? }),
+                Some("sigmoid") => Some(UnaryOp::Sigmoid),
+                Some("tanh") => Some(UnaryOp::Tanh),
+                Some("gelu") => match word(get, "approximate")? {
+                    None => Some(UnaryOp::Gelu { approximate: false }),
+                    Some("tanh") => Some(UnaryOp::Gelu { approximate: true }),
+                    Some(o) => return Err(format!("approximate must be 'tanh', got '{o}'")),
+                },
+                Some(o) => return Err(format!("'{o}' is not a dense activation")),
+            };
+            FusedOp::Dense { trans_a, trans_b, alpha, bias, act }
+        }
+        "fused.dense_relu_grad" => {
+            let (trans_a, trans_b) = (flag(get, "trans_a")?, flag(get, "trans_b")?);
+            let out = match word(get, "out")? {
+                None => GradOut::Grad,
+                Some("col_sum") => GradOut::ColSum,
+                Some(o) => return Err(bad_out(o)),
+            };
+            FusedOp::DenseReluGrad { trans_a, trans_b, out }
+        }
+        "fused.softmax_ce" => FusedOp::SoftmaxCrossEntropy {
+            out: match word(get, "out")? {
+                None => CeOut::Loss,
+                Some("grad") => CeOut::Grad,
+                Some("grad_col_sum") => CeOut::GradColSum,
+                Some(o) => return Err(bad_out(o)),
+            },
+        },
+        m if m.starts_with("fused.dense_") => {
+            let (trans_a, trans_b) = (flag(get, "trans_a")?, flag(get, "trans_b")?);
+            let Some(rule) = rule(m, get)? else { return Err(format!("unknown op '{m}'")) };
+            FusedOp::DenseUpdate { trans_a, trans_b, rule, out: update_out(word(get, "out")?)? }
+        }
+        m => {
+            let Some(rule) = rule(m, get)? else { return Err(format!("unknown op '{m}'")) };
+            FusedOp::Update { rule, out: update_out(word(get, "out")?)? }
+        }
+    })
 }
 
 fn float(v: Option<&AttrValue>, key: &str) -> Result<f32, String> {

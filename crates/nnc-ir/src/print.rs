@@ -112,6 +112,7 @@ fn attributes(op: &Op) -> Vec<String> {
         Op::Transpose { perm } => attrs.push(format!("perm={}", list(perm))),
         Op::Cast { to } => attrs.push(format!("to={to}")),
         Op::OneHot { depth } => attrs.push(format!("depth={depth}")),
+        Op::Fused(f) => attrs = f.attributes(),
         Op::Input | Op::Param { .. } | Op::State { .. } | Op::Const(_) | Op::Unary(_) | Op::Binary(_) | Op::Where => {}
     }
     attrs

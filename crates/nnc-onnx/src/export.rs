@@ -74,6 +74,16 @@ pub fn export_model(graph: &Graph, opts: &ExportOptions) -> Result<ModelProto, O
     }
     // The node builders rely on the IR's invariants (arities, ranks, types).
     nnc_ir::verify(graph).map_err(|e| OnnxError::Export { value: graph.name.clone(), message: e.to_string() })?;
+    // ONNX has no fused ops: an optimized graph is written as the primitives its
+    // fused ops stand for, which is standard ONNX any runtime executes.
+    let expanded;
+    let graph = if nnc_ir::fused::has_fused(graph) {
+        expanded = nnc_ir::expand_fused(graph)
+            .map_err(|e| OnnxError::Export { value: graph.name.clone(), message: e.to_string() })?;
+        &expanded
+    } else {
+        graph
+    };
     if let Some(v) = graph.values().iter().find(|v| v.name.is_empty()) {
         return Err(OnnxError::Export {
             value: String::new(),

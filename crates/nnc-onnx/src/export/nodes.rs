@@ -61,6 +61,13 @@ impl Exporter<'_> {
             Op::Cast { to } => {
                 self.node("Cast", &args, name, vec![pb::attr_int("to", pb::data_type(*to) as i64)]);
             }
+            // `export_model` expands fused ops before it gets here.
+            Op::Fused(f) => {
+                return Err(OnnxError::Export {
+                    value: name.to_string(),
+                    message: format!("internal: {} was not expanded into primitives", f.mnemonic()),
+                })
+            }
         }
         Ok(())
     }
