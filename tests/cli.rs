@@ -155,6 +155,29 @@ fn bad_models_get_one_line_errors() {
     let err = expect_error(&["compile", write_model(d, "mismatch.onnx", &m).to_str().unwrap()]);
     assert!(err.contains("785") && err.contains("784"), "{err}");
 
+    // Gemm with transB=1 over the seed's [784, 256] weight contracts 784 with 256.
+    let mut m = seed_proto();
+    let g = m.graph.as_mut().unwrap();
+    let (bias_out, add_index) = {
+        let add = g.node.iter().position(|n| n.op_type == "Add").unwrap();
+        (g.node[add].output[0].clone(), add)
+    };
+    let bias = g.node[add_index].input[1].clone();
+    let gemm = &mut g.node[0];
+    gemm.op_type = "Gemm".into();
+    gemm.name = "fc1_gemm".into();
+    gemm.input.push(bias);
+    gemm.output[0] = bias_out;
+    gemm.attribute.push(nnc_onnx::proto::AttributeProto {
+        name: "transB".into(),
+        r#type: nnc_onnx::proto::attribute_proto::AttributeType::Int as i32,
+        i: 1,
+        ..Default::default()
+    });
+    g.node.remove(add_index);
+    let err = expect_error(&["compile", write_model(d, "gemm.onnx", &m).to_str().unwrap()]);
+    assert!(err.contains("fc1_gemm") && err.contains("Gemm") && err.contains("784") && err.contains("256"), "{err}");
+
     // A cycle: the first node consumes the last node's output.
     let mut m = seed_proto();
     let g = m.graph.as_mut().unwrap();
