@@ -99,6 +99,20 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         batch: usize,
     },
+    /// Time the jitted training step of a model (default: the seed MLP) on random data.
+    Bench {
+        model: Option<PathBuf>,
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Timed steps (after 5 warm-up steps); the median is reported.
+        #[arg(long, default_value_t = 200)]
+        steps: usize,
+        #[command(flatten)]
+        step: StepArgs,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run inference on NPY inputs.
     Run {
         model: PathBuf,
@@ -306,6 +320,13 @@ fn run(command: Command) -> Result<()> {
                 ..Default::default()
             };
             cli::train::run_train(TrainRequest { model, options: step.options(), backend, data, config, out, quiet })
+        }
+        Command::Bench { model, batch, steps, step, json } => {
+            let model = match model {
+                Some(path) => import(&path)?,
+                None => build_mlp(&MlpSpec::seed_model())?,
+            };
+            cli::bench::run_bench(cli::bench::BenchRequest { model, options: step.options(), batch, steps, json })
         }
         Command::Eval { model, backend, data, batch } => {
             let graph = import(&model)?;

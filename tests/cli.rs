@@ -406,3 +406,19 @@ fn optimizer_flags() {
     assert!(o.status.success());
     assert!(stdout(&o).contains("kernels per step: 37 -> 8"), "{}", stdout(&o));
 }
+
+#[test]
+fn bench_reports_json_figures() {
+    let o = nnc(&["bench", &repo("models/mlp.onnx"), "--batch", "7", "--steps", "3", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    for key in ["step_ms_median", "samples_per_s", "gflops", "compile_ms"] {
+        assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key} in {v}");
+    }
+    assert_eq!(v["kernels"], "cranelift-f32x4");
+    assert_eq!(v["batch"], 7);
+    // 2·7·(784·256 + 256·10) forward plus the backward products, from the IR.
+    assert!(v["flops_per_step"].as_u64().unwrap() > 2 * 2 * 7 * (784 * 256 + 256 * 10), "{v}");
+    let err = expect_error(&["bench", "--batch", "0"]);
+    assert!(err.contains("at least 1"), "{err}");
+}
