@@ -16,6 +16,19 @@ pub struct StepResult {
     pub logits: Option<Tensor>,
 }
 
+impl StepResult {
+    /// From a training step's outputs: the loss (an f32 scalar) first, then the
+    /// prediction if the step outputs it.
+    pub(crate) fn from_outputs(outputs: Vec<Tensor>) -> Result<StepResult, TrainError> {
+        let mut outputs = outputs.into_iter();
+        let loss = outputs
+            .next()
+            .and_then(|t| t.as_f32().and_then(|a| a.iter().next().copied()))
+            .ok_or_else(|| TrainError::Model("the training step's loss is not an f32 scalar".into()))?;
+        Ok(StepResult { loss, logits: outputs.next() })
+    }
+}
+
 /// A compiled (or interpreted) training step with its parameters and optimizer state.
 ///
 /// The backend owns the current values of every parameter and state leaf and updates

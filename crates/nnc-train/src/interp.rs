@@ -77,12 +77,7 @@ impl StepBackend for InterpBackend {
                 *slot = value;
             }
         }
-        let mut outputs = step.outputs.into_iter();
-        let loss = outputs
-            .next()
-            .and_then(|t| t.as_f32().and_then(|a| a.iter().next().copied()))
-            .ok_or_else(|| TrainError::Model("the training step's loss is not an f32 scalar".into()))?;
-        Ok(StepResult { loss, logits: outputs.next() })
+        StepResult::from_outputs(step.outputs)
     }
 
     fn infer(&mut self, x: &Tensor) -> Result<Tensor, TrainError> {

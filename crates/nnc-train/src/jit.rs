@@ -80,12 +80,7 @@ impl StepBackend for JitBackend {
         }
         let outputs = self.step.run(&self.feeds).map_err(backend_error)?;
         self.infer_stale = true;
-        let mut outputs = outputs.into_iter();
-        let loss = outputs
-            .next()
-            .and_then(|t| t.as_f32().and_then(|a| a.iter().next().copied()))
-            .ok_or_else(|| TrainError::Model("the training step's loss is not an f32 scalar".into()))?;
-        Ok(StepResult { loss, logits: outputs.next() })
+        StepResult::from_outputs(outputs)
     }
 
     fn infer(&mut self, x: &Tensor) -> Result<Tensor, TrainError> {
