@@ -16,6 +16,7 @@ pub mod infer;
 mod op;
 mod parse;
 mod print;
+mod retain;
 mod tensor;
 mod types;
 mod verify;
