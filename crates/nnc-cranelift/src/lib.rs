@@ -51,6 +51,10 @@ pub struct CompileOptions {
     /// Use this register tile for every matrix product instead of the per-shape
     /// heuristic (for benchmarks and tests).
     pub tile: Option<TileShape>,
+    /// Worker threads a step runs on (0: one per available core). Results are
+    /// bitwise identical for every count: work is split by output rows, never
+    /// inside a sum.
+    pub threads: usize,
 }
 
 fn provider(opts: &CompileOptions) -> Result<CraneliftTiles, BackendError> {
