@@ -13,7 +13,7 @@ use crate::math::MathFn;
 use crate::program::{Body, Program};
 use crate::provider::MicroKernelProvider;
 use crate::shape::Sz;
-use crate::{elementwise, matmul, onehot, reduce, softmax};
+use crate::{cross_entropy, elementwise, matmul, onehot, reduce, softmax, update};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, UserFuncName};
 use cranelift_codegen::isa::OwnedTargetIsa;
@@ -93,6 +93,19 @@ fn phases<'p>(
         Body::Reduce(r) => (Sz::ONE, vec![one(reduce::items(r), Box::new(move |fx| reduce::emit(fx, r, fails)))]),
         Body::Softmax(s) => (Sz::ONE, vec![one(softmax::items(s), Box::new(move |fx| softmax::emit(fx, s)))]),
         Body::OneHot(h) => (Sz::ONE, vec![one(onehot::items(h), Box::new(move |fx| onehot::emit(fx, h, status)))]),
+        Body::Update(u) => (Sz::ONE, vec![one(update::items(u), Box::new(move |fx| update::emit(fx, u)))]),
+        Body::CrossEntropy(ce) => {
+            let mut list =
+                vec![one(cross_entropy::row_items(ce), Box::new(move |fx| cross_entropy::emit_rows(fx, ce, status)))];
+            if ce.loss.is_some() {
+                list.push(Phase {
+                    name: format!("{name}_loss"),
+                    items: Sz::ONE,
+                    emit: Box::new(move |fx| cross_entropy::emit_loss(fx, ce)),
+                });
+            }
+            (Sz::ONE, list)
+        }
         Body::MatMul(m) => {
             let parts = matmul::parts(m).ok_or_else(|| codegen_err("batched matrix product with an N² count"))?;
             (

@@ -246,7 +246,7 @@ impl Ctx<'_> {
     }
 }
 
-fn unary_f32(fx: &mut Fx, u: UnaryOp, x: Value) -> Value {
+pub(crate) fn unary_f32(fx: &mut Fx, u: UnaryOp, x: Value) -> Value {
     match u {
         UnaryOp::Neg => fx.b.ins().fneg(x),
         UnaryOp::Sqrt => fx.b.ins().sqrt(x),
@@ -286,6 +286,11 @@ fn binary_f32(fx: &mut Fx, b: BinaryOp, x: Value, y: Value) -> Value {
         BinaryOp::Greater => fx.b.ins().fcmp(FloatCC::GreaterThan, x, y),
         BinaryOp::Pow => fx.call_math(MathFn::Pow, &[x, y]),
     }
+}
+
+/// The f32x4 version of a vectorizable unary function (see `vectorizable`).
+pub(crate) fn vector_unary(fx: &mut Fx, u: UnaryOp, x: Value) -> Value {
+    vector_op(fx, EwFunc::Unary(u), &[x])
 }
 
 /// The f32x4 version of the vectorizable functions.

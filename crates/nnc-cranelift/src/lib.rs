@@ -23,7 +23,9 @@
 mod buffers;
 mod clif;
 mod codegen;
+mod cross_entropy;
 mod elementwise;
+mod epilogue;
 mod error;
 mod feeds;
 mod lower;
@@ -37,6 +39,7 @@ mod reduce;
 mod runtime;
 mod shape;
 mod softmax;
+mod update;
 
 pub use error::{BackendError, Unsupported};
 pub use provider::TileShape;

@@ -16,7 +16,7 @@ use crate::plan::{Bytes, MemoryPlan, Storage, StorageKind};
 use crate::program::*;
 use crate::provider::{GemmShape, MicroKernelProvider};
 use crate::shape::{broadcast_strides, dims, numel, strides, Nest, Sz};
-use nnc_ir::{DType, Graph, Op, Shape, UnaryOp, Value, ValueId};
+use nnc_ir::{CeOut, DType, FusedOp, GradOut, Graph, Op, ReduceOp, Shape, UnaryOp, UpdateOut, Value, ValueId};
 
 const TWO_BATCH: &str = "sizes with more than one batch dimension (N²) are not supported";
 
@@ -38,6 +38,10 @@ struct Lowering<'g> {
     g: &'g Graph,
     n: usize,
     needed: Vec<bool>,
+    /// The value whose kernel computes each value: itself, or for a result of a fused
+    /// kernel with several results (siblings, see `nnc_ir::FusedOp::kernel`), the
+    /// first needed sibling. Kernel time is the leader's index.
+    leader: Vec<ValueId>,
     unsupported: Vec<Unsupported>,
     storages: Vec<Storage>,
     /// Storage per table slot; slots `0..n` are the graph's values.
@@ -72,6 +76,48 @@ fn reads_in_place(v: &Value) -> bool {
     matches!(v.op, Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast { .. })
 }
 
+/// Whether operand `pos` of `v` is read only at the position of the element being
+/// written (same-shape operands of elementwise ops; see `FusedOp::reads_elementwise`).
+fn reads_in_place_at(g: &Graph, v: &Value, pos: usize) -> bool {
+    match &v.op {
+        Op::Fused(f) => f.reads_elementwise(pos),
+        _ => reads_in_place(v) && g.ty(v.args[pos]).shape == v.ty.shape,
+    }
+}
+
+/// A read of a storage's current contents: at kernel `time`, by the kernel of
+/// `reader` (`None`: the host, after the step), which may write its result over the
+/// element it reads (`in_place`).
+#[derive(Clone, Copy)]
+struct Read {
+    time: usize,
+    reader: Option<ValueId>,
+    operand: ValueId,
+    in_place: bool,
+}
+
+/// Each value's leader (see `Lowering::leader`).
+fn leaders(g: &Graph, needed: &[bool]) -> Vec<ValueId> {
+    let mut groups: Vec<(nnc_ir::FusedOp, &[ValueId], ValueId)> = Vec::new();
+    g.ids()
+        .map(|id| {
+            let v = g.value(id);
+            let Op::Fused(f) = &v.op else { return id };
+            if !needed[id.index()] {
+                return id;
+            }
+            let key = f.kernel();
+            match groups.iter().find(|(k, args, _)| *k == key && *args == v.args.as_slice()) {
+                Some(&(_, _, leader)) => leader,
+                None => {
+                    groups.push((key, &v.args, id));
+                    id
+                }
+            }
+        })
+        .collect()
+}
+
 impl<'g> Lowering<'g> {
     fn new(g: &'g Graph) -> Lowering<'g> {
         let n = g.len();
@@ -93,6 +139,7 @@ impl<'g> Lowering<'g> {
         Lowering {
             g,
             n,
+            leader: leaders(g, &needed),
             needed,
             unsupported: Vec::new(),
             storages: Vec::new(),
@@ -182,9 +229,9 @@ impl<'g> Lowering<'g> {
         }
     }
 
-    /// Reads of each storage's *current* contents: `(time, reader, operand)`, with the
-    /// end of the step for outputs and update sources (`reader` = `None`).
-    fn reads(&self) -> Vec<Vec<(usize, Option<ValueId>, ValueId)>> {
+    /// Reads of each storage's *current* contents, by kernels and, at the end of the
+    /// step, by the host (outputs and update sources).
+    fn reads(&self) -> Vec<Vec<Read>> {
         let g = self.g;
         let mut reads = vec![Vec::new(); self.storages.len()];
         for id in g.ids() {
@@ -192,16 +239,19 @@ impl<'g> Lowering<'g> {
             if !self.needed[id.index()] || v.op.is_leaf() || is_alias(g, v) {
                 continue;
             }
-            for &a in &v.args {
+            let leader = self.leader[id.index()];
+            for (pos, &a) in v.args.iter().enumerate() {
                 if let Some(s) = self.storage(a) {
-                    reads[s].push((id.index(), Some(id), a));
+                    let in_place =
+                        reads_in_place_at(g, v, pos) && g.ty(a).dtype.size_bytes() == v.ty.dtype.size_bytes();
+                    reads[s].push(Read { time: leader.index(), reader: Some(leader), operand: a, in_place });
                 }
             }
         }
         let end = self.n + 3;
         for &o in g.outputs().iter().chain(g.updates().iter().map(|(_, new)| new)) {
             if let Some(s) = self.storage(o) {
-                reads[s].push((end, None, o));
+                reads[s].push(Read { time: end, reader: None, operand: o, in_place: false });
             }
         }
         reads
@@ -217,18 +267,11 @@ impl<'g> Lowering<'g> {
             if l == s {
                 continue; // `p ← p`: nothing to do
             }
-            let t = new.index();
-            let nv = g.value(new);
+            let leader = self.leader[new.index()];
+            let t = leader.index();
             let creates = matches!(self.storages[s].kind, StorageKind::Arena { .. }) && self.creator[s] == Some(new);
             let legal = creates
-                && reads[l].iter().all(|&(time, reader, operand)| {
-                    time < t
-                        || (time == t
-                            && reader == Some(new)
-                            && reads_in_place(nv)
-                            && g.ty(operand).shape == nv.ty.shape
-                            && g.ty(operand).dtype.size_bytes() == nv.ty.dtype.size_bytes())
-                });
+                && reads[l].iter().all(|r| r.time < t || (r.time == t && r.reader == Some(leader) && r.in_place));
             if legal {
                 for slot in self.slot_storage.iter_mut() {
                     if *slot == Some(s) {
@@ -263,9 +306,9 @@ impl<'g> Lowering<'g> {
             let t = id.index();
             let target = v.args.iter().filter(|&&a| same_layout(a)).find_map(|&a| {
                 let s = self.storage(a)?;
-                let dies_here = reads[s].iter().all(|&(time, reader, operand)| {
-                    time < t || (time == t && reader == Some(id) && same_layout(operand))
-                });
+                let dies_here = reads[s]
+                    .iter()
+                    .all(|r| r.time < t || (r.time == t && r.reader == Some(id) && same_layout(r.operand)));
                 (s != own && matches!(self.storages[s].kind, StorageKind::Arena { .. }) && dies_here).then_some(s)
             });
             if let Some(s) = target {
@@ -288,6 +331,22 @@ impl<'g> Lowering<'g> {
             }
             if v.args.iter().any(|&a| self.storage(a).is_none()) {
                 continue; // an operand was refused; it is already reported
+            }
+            if let Op::Fused(f) = &v.op {
+                if self.leader[id.index()] != id {
+                    continue; // computed by its leader's kernel
+                }
+                match self.lower_fused(id, f, provider) {
+                    Ok(bodies) => {
+                        for (j, (value, body)) in bodies.into_iter().enumerate() {
+                            let suffix = if j == 0 { String::new() } else { format!("_{j}") };
+                            let name = format!("k{}_{}{suffix}", id.index(), body.family());
+                            self.kernels.push((Kernel { name, value, body }, id.index()));
+                        }
+                    }
+                    Err(reason) => self.refuse(id, reason),
+                }
+                continue;
             }
             match self.lower_value(id, provider) {
                 Ok(body) => {
@@ -320,7 +379,10 @@ impl<'g> Lowering<'g> {
                 return Ok(Body::Elementwise(Elementwise { func: EwFunc::Copy, out, args: vec![arr(x)], nest }));
             }
             Op::MatMul { trans_a, trans_b } => {
-                return self.lower_matmul(id, *trans_a, *trans_b, provider).map(Body::MatMul);
+                let operands = (v.args[0], v.args[1]);
+                return self
+                    .lower_matmul(operands, (id.index(), &v.ty.shape), (*trans_a, *trans_b), provider)
+                    .map(Body::MatMul);
             }
             Op::Softmax { axis } | Op::LogSoftmax { axis } => {
                 let d = dims(&v.ty.shape);
@@ -376,13 +438,10 @@ impl<'g> Lowering<'g> {
                     depth: *depth as u64,
                 }));
             }
-            // Leaves and aliases never get here; any other op (the fused ops of
-            // `nnc-opt`) has no lowering in this backend yet.
-            other if other.is_leaf() || matches!(other, Op::Reshape { .. }) => {
-                return Err("internal: a leaf or alias has no kernel".into());
+            // Leaves and aliases have no kernel; fused ops go through `lower_fused`.
+            Op::Input | Op::Param { .. } | Op::State { .. } | Op::Const(_) | Op::Reshape { .. } | Op::Fused(_) => {
+                return Err("internal: this value has no kernel of its own".into());
             }
-            Op::Fused(f) => return Err(format!("{} is not lowered yet", f.mnemonic())),
-            _ => return Err("this op has no lowering in the Cranelift backend yet".into()),
         };
         // Elementwise with numpy broadcasting by strides.
         let od = dims(&v.ty.shape);
@@ -398,16 +457,147 @@ impl<'g> Lowering<'g> {
         Ok(Body::Elementwise(Elementwise { func, out, args, nest: Nest::collapse(&od, &all) }))
     }
 
-    fn lower_matmul(
+    /// The kernels of a fused op's sibling group, led by `id`: the group kernel, then
+    /// a column-sum reduction per needed column-sum result. Each body comes with the
+    /// value its errors are reported against.
+    fn lower_fused(
         &mut self,
         id: ValueId,
-        trans_a: bool,
-        trans_b: bool,
+        f: &FusedOp,
+        provider: &dyn MicroKernelProvider,
+    ) -> Result<Vec<(ValueId, Body)>, String> {
+        let g = self.g;
+        let v = g.value(id);
+        let args = v.args.clone();
+        // The needed results of the group, by op.
+        let siblings: Vec<(ValueId, FusedOp)> = g
+            .ids()
+            .filter(|s| self.needed[s.index()] && self.leader[s.index()] == id)
+            .filter_map(|s| match &g.value(s).op {
+                Op::Fused(f) => Some((s, *f)),
+                _ => None,
+            })
+            .collect();
+        let result = |want: FusedOp| siblings.iter().find(|(_, f)| *f == want).map(|&(s, _)| s);
+        // A buffer of `ty` for a result: the sibling's own, or scratch when nothing
+        // needs that result but the kernel still produces it.
+        let buffer = |l: &mut Self, sibling: Option<ValueId>, ty: &nnc_ir::TensorType| -> Result<usize, String> {
+            match sibling {
+                Some(s) => Ok(s.index()),
+                None => {
+                    let elems = numel(&ty.shape).ok_or(TWO_BATCH)?;
+                    Ok(l.scratch_slot(Bytes::of(elems, 4).ok_or(TWO_BATCH)?))
+                }
+            }
+        };
+        let col_sum = |c: usize, s: ValueId, ty: &nnc_ir::TensorType| -> Result<(ValueId, Body), String> {
+            let d = dims(&ty.shape);
+            let (m, n) = (d[0], d[1]);
+            let nest = Nest::collapse(&d, &[vec![Sz::ZERO, Sz::ONE], vec![n, Sz::ONE]]);
+            let out = Arr { slot: s.index(), dtype: DType::F32 };
+            let input = Arr { slot: c, dtype: DType::F32 };
+            Ok((s, Body::Reduce(Reduce { op: ReduceOp::Sum, input, out, nest, out_numel: n, count: m })))
+        };
+        let two_d = |ty: &nnc_ir::TensorType| ty.rank() == 2;
+
+        match *f {
+            FusedOp::Dense { trans_a, trans_b, alpha, bias, act } => {
+                let mut mm =
+                    self.lower_matmul((args[0], args[1]), (id.index(), &v.ty.shape), (trans_a, trans_b), provider)?;
+                mm.epilogue = Some(Epilogue::Dense { alpha, bias: bias.then(|| args[2].index()), act });
+                Ok(vec![(id, Body::MatMul(mm))])
+            }
+            FusedOp::DenseReluGrad { trans_a, trans_b, .. } => {
+                let ty = g.ty(args[2]).clone();
+                if !two_d(&ty) {
+                    return Err("the gradient must be 2-D".into());
+                }
+                let grad = result(FusedOp::DenseReluGrad { trans_a, trans_b, out: GradOut::Grad });
+                let c = buffer(self, grad, &ty)?;
+                let mut mm = self.lower_matmul((args[0], args[1]), (c, &ty.shape), (trans_a, trans_b), provider)?;
+                mm.epilogue = Some(Epilogue::ReluMask { h: args[2].index() });
+                let mut bodies = vec![(grad.unwrap_or(id), Body::MatMul(mm))];
+                if let Some(s) = result(FusedOp::DenseReluGrad { trans_a, trans_b, out: GradOut::ColSum }) {
+                    bodies.push(col_sum(c, s, &ty)?);
+                }
+                Ok(bodies)
+            }
+            FusedOp::SoftmaxCrossEntropy { .. } => {
+                let ty = g.ty(args[0]).clone();
+                let d = dims(&ty.shape);
+                let classes = d[1].as_fixed().ok_or("the class count must be static")?;
+                let grad_value = result(FusedOp::SoftmaxCrossEntropy { out: CeOut::Grad });
+                let grad = buffer(self, grad_value, &ty)?;
+                let row_ll = self.scratch_slot(Bytes::of(d[0], 4).ok_or(TWO_BATCH)?);
+                let labels = Arr { slot: args[1].index(), dtype: g.ty(args[1]).dtype };
+                if let Some(StorageKind::Input(i)) = self.storage(args[1]).map(|s| self.storages[s].kind) {
+                    self.label_checks.push((i, classes, id));
+                }
+                let loss = result(FusedOp::SoftmaxCrossEntropy { out: CeOut::Loss }).map(|s| s.index());
+                let ce = CrossEntropy { logits: args[0].index(), labels, grad, row_ll, loss, rows: d[0], classes };
+                let mut bodies = vec![(id, Body::CrossEntropy(ce))];
+                if let Some(s) = result(FusedOp::SoftmaxCrossEntropy { out: CeOut::GradColSum }) {
+                    bodies.push(col_sum(grad, s, &ty)?);
+                }
+                Ok(bodies)
+            }
+            FusedOp::Update { rule, .. } | FusedOp::DenseUpdate { rule, .. } => {
+                let dense = matches!(f, FusedOp::DenseUpdate { .. });
+                let first = if dense { 2 } else { 0 }; // operand index of `p`
+                let p = args[first];
+                let ty = g.ty(p).clone();
+                let states: Vec<usize> = args[first + 1..first + 1 + rule.states()].iter().map(|a| a.index()).collect();
+                let after_states = first + 1 + rule.states();
+                let (g_slot, scalars) = if dense {
+                    (None, &args[after_states..])
+                } else {
+                    (Some(args[after_states].index()), &args[after_states + 1..])
+                };
+                let out = |o: UpdateOut| {
+                    let op = match f {
+                        FusedOp::DenseUpdate { trans_a, trans_b, .. } => {
+                            FusedOp::DenseUpdate { trans_a: *trans_a, trans_b: *trans_b, rule, out: o }
+                        }
+                        _ => FusedOp::Update { rule, out: o },
+                    };
+                    result(op).map(|s| s.index())
+                };
+                let mut update = Update {
+                    rule,
+                    p: p.index(),
+                    states,
+                    g: g_slot.unwrap_or(usize::MAX),
+                    scalars: scalars.iter().map(|a| a.index()).collect(),
+                    p_out: out(UpdateOut::Param),
+                    m_out: out(UpdateOut::M),
+                    v_out: out(UpdateOut::V),
+                    len: numel(&ty.shape).ok_or(TWO_BATCH)?,
+                };
+                let FusedOp::DenseUpdate { trans_a, trans_b, .. } = *f else {
+                    return Ok(vec![(id, Body::Update(update))]);
+                };
+                if !two_d(&ty) {
+                    return Err("the parameter must be 2-D".into());
+                }
+                // The gradient is scratch: written by the product, read by the epilogue.
+                let c = buffer(self, None, &ty)?;
+                update.g = c;
+                let mut mm = self.lower_matmul((args[0], args[1]), (c, &ty.shape), (trans_a, trans_b), provider)?;
+                mm.epilogue = Some(Epilogue::Update(update));
+                Ok(vec![(id, Body::MatMul(mm))])
+            }
+        }
+    }
+
+    /// `C = op(a)·op(b)` into table slot `c`, which holds a tensor of shape `out`.
+    fn lower_matmul(
+        &mut self,
+        (a, b): (ValueId, ValueId),
+        (c, out): (usize, &Shape),
+        (trans_a, trans_b): (bool, bool),
         provider: &dyn MicroKernelProvider,
     ) -> Result<MatMul, String> {
         let g = self.g;
-        let v = g.value(id);
-        let (a, b) = (v.args[0], v.args[1]);
         let (da, db) = (dims(&g.ty(a).shape), dims(&g.ty(b).shape));
         let (sa, sb) = (strides(&da).ok_or(TWO_BATCH)?, strides(&db).ok_or(TWO_BATCH)?);
         let (ra, rb) = (da.len(), db.len());
@@ -420,7 +610,7 @@ impl<'g> Lowering<'g> {
         };
 
         // Leading axes: each operand's stride along the output's leading axes.
-        let od = dims(&v.ty.shape);
+        let od = dims(out);
         let so = strides(&od).ok_or(TWO_BATCH)?;
         let lr = od.len() - 2;
         let lead_strides = |d: &[Sz], s: &[Sz], shape: &Shape| -> Vec<Sz> {
@@ -487,7 +677,7 @@ impl<'g> Lowering<'g> {
         Ok(MatMul {
             a: a.index(),
             b: b.index(),
-            c: id.index(),
+            c,
             packed,
             m,
             k,
@@ -501,6 +691,7 @@ impl<'g> Lowering<'g> {
             pack_all,
             packed_a,
             kc,
+            epilogue: None,
         })
     }
 

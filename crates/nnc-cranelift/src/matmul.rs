@@ -316,6 +316,9 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
     let more = fx.lt(next, k);
     fx.b.ins().brif(more, body, &[], done, &[]);
     fx.b.switch_to_block(done);
+    if let Some(ep) = &mm.epilogue {
+        crate::epilogue::emit(fx, mm, ep, c_base, n);
+    }
 }
 
 /// Packs rows `[fx.begin, fx.end)` of A for the K block at `a_k0` (`kb` deep) into

@@ -8,7 +8,7 @@
 use crate::plan::MemoryPlan;
 use crate::provider::TileShape;
 use crate::shape::{Nest, Sz};
-use nnc_ir::{BinaryOp, DType, ReduceOp, Tensor, TensorType, UnaryOp, ValueId};
+use nnc_ir::{BinaryOp, DType, ReduceOp, Tensor, TensorType, UnaryOp, UpdateRule, ValueId};
 
 /// An array argument of a kernel: its slot in the buffer table and element type.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -111,6 +111,53 @@ pub(crate) struct MatMul {
     pub packed_a: Option<usize>,
     /// K block depth (a static K is split into equal blocks no deeper than `tile.kc`).
     pub kc: u64,
+    /// What happens to the rows of C once their last K block is done.
+    pub epilogue: Option<Epilogue>,
+}
+
+/// Work a matrix product does on the rows of C it computed, after their last K block
+/// and while they are still in cache (the fused ops of `nnc-opt`). Only for 2-D
+/// products: C is `[m, n]`, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Epilogue {
+    /// `C = act(alpha·C + bias)`, `bias` a slot of `n` floats.
+    Dense { alpha: f32, bias: Option<usize>, act: Option<UnaryOp> },
+    /// `C = h > 0 ? C : 0` (the ReLU gradient mask), `h` of C's shape.
+    ReluMask { h: usize },
+    /// C is the gradient of a parameter of C's shape: apply the optimizer update.
+    Update(Update),
+}
+
+/// An optimizer update, elementwise over `len` f32 elements, in nnc-autodiff's order
+/// of operations (see `FusedOp::expand`).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Update {
+    pub rule: UpdateRule,
+    pub p: usize,
+    /// Optimizer state read: momentum's velocity, Adam's `m` and `v`.
+    pub states: Vec<usize>,
+    pub g: usize,
+    /// f32 scalars: `lr`, or Adam's step size, bias correction and decay factor.
+    pub scalars: Vec<usize>,
+    /// Where the new parameter and states go (`None`: no value needs that result).
+    pub p_out: Option<usize>,
+    pub m_out: Option<usize>,
+    pub v_out: Option<usize>,
+    pub len: Sz,
+}
+
+/// Softmax cross-entropy of logits `[rows, classes]` against integer labels: the
+/// gradient `(softmax - onehot)/rows` into `grad`, each row's log-likelihood into
+/// `row_ll`, then (one item) `loss = -mean(row_ll)`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct CrossEntropy {
+    pub logits: usize,
+    pub labels: Arr,
+    pub grad: usize,
+    pub row_ll: usize,
+    pub loss: Option<usize>,
+    pub rows: Sz,
+    pub classes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -120,6 +167,8 @@ pub(crate) enum Body {
     Reduce(Reduce),
     Softmax(Softmax),
     OneHot(OneHot),
+    Update(Update),
+    CrossEntropy(CrossEntropy),
 }
 
 impl Body {
@@ -131,7 +180,14 @@ impl Body {
                 EwFunc::Cast => "cast",
                 _ => "map",
             },
-            Body::MatMul(_) => "matmul",
+            Body::MatMul(m) => match m.epilogue {
+                None => "matmul",
+                Some(Epilogue::Dense { .. }) => "dense",
+                Some(Epilogue::ReluMask { .. }) => "dense_relu_grad",
+                Some(Epilogue::Update(_)) => "dense_update",
+            },
+            Body::Update(_) => "update",
+            Body::CrossEntropy(_) => "softmax_ce",
             Body::Reduce(_) => "reduce",
             Body::Softmax(_) => "softmax",
             Body::OneHot(_) => "one_hot",
@@ -142,7 +198,18 @@ impl Body {
     pub fn slots(&self) -> Vec<usize> {
         match self {
             Body::Elementwise(e) => std::iter::once(e.out.slot).chain(e.args.iter().map(|a| a.slot)).collect(),
-            Body::MatMul(m) => [m.a, m.b, m.c, m.packed].into_iter().chain(m.packed_a).collect(),
+            Body::MatMul(m) => {
+                let mut s: Vec<usize> = [m.a, m.b, m.c, m.packed].into_iter().chain(m.packed_a).collect();
+                match &m.epilogue {
+                    Some(Epilogue::Dense { bias, .. }) => s.extend(*bias),
+                    Some(Epilogue::ReluMask { h }) => s.push(*h),
+                    Some(Epilogue::Update(u)) => s.extend(u.slots()),
+                    None => {}
+                }
+                s
+            }
+            Body::Update(u) => u.slots(),
+            Body::CrossEntropy(c) => [c.logits, c.labels.slot, c.grad, c.row_ll].into_iter().chain(c.loss).collect(),
             Body::Reduce(r) => vec![r.input.slot, r.out.slot],
             Body::Softmax(s) => vec![s.x.slot, s.out.slot],
             Body::OneHot(h) => vec![h.idx.slot, h.out.slot],
@@ -156,9 +223,19 @@ impl Body {
                 matches!(e.func, EwFunc::Binary(BinaryOp::Div)) && matches!(e.out.dtype, DType::I64 | DType::I32)
             }
             Body::Reduce(r) => r.op == ReduceOp::Mean && r.out.dtype != DType::F32,
-            Body::OneHot(_) => true,
-            Body::MatMul(_) | Body::Softmax(_) => false,
+            Body::OneHot(_) | Body::CrossEntropy(_) => true,
+            Body::MatMul(_) | Body::Softmax(_) | Body::Update(_) => false,
         }
+    }
+}
+
+impl Update {
+    pub fn slots(&self) -> Vec<usize> {
+        let mut s = vec![self.p, self.g];
+        s.extend(&self.states);
+        s.extend(&self.scalars);
+        s.extend(self.p_out.into_iter().chain(self.m_out).chain(self.v_out));
+        s
     }
 }
 

@@ -1,9 +1,11 @@
 //! Training steps produced by `nnc-autodiff` (every optimizer, several activations)
-//! compile and agree with the interpreter step after step.
+//! compile and agree with the interpreter step after step, both as differentiated and
+//! after `nnc-opt` (fused dense, gradient-mask, cross-entropy and update kernels).
 
 mod common;
 use common::*;
 use nnc_autodiff::{training_graph, Loss, Optimizer, TrainOptions, LABELS, LR, STEP};
+use nnc_cranelift::Compiled;
 use nnc_ir::{DType, Graph, Tensor, UnaryOp, ValueId};
 use std::collections::HashMap;
 
@@ -29,8 +31,22 @@ fn model(acts: [UnaryOp; 2], seed: u64) -> Graph {
     g
 }
 
+/// The graph after nnc-opt's default pipeline; it must have fused ops, or the fused
+/// kernels would go untested.
+fn optimized(g: &Graph) -> Graph {
+    let opt = nnc_opt::optimize(g, &nnc_opt::OptOptions::from_flags(false, None, None)).unwrap().graph;
+    assert!(nnc_ir::fused::has_fused(&opt), "{}: nothing was fused", g.name);
+    opt
+}
+
+/// Runs `steps` steps of `g` on the interpreter and of `compiled` (from `g` or from
+/// its optimized form) on the JIT, and compares outputs and parameters.
 fn check_training(g: &Graph, steps: usize, adam: bool, mse: bool) {
-    let mut c = jit(g);
+    check_compiled_training(g, jit(g), steps, adam, mse);
+    check_compiled_training(g, jit(&optimized(g)), steps, adam, mse);
+}
+
+fn check_compiled_training(g: &Graph, mut c: Compiled, steps: usize, adam: bool, mse: bool) {
     let leaves: Vec<ValueId> = g.params().into_iter().chain(g.states()).collect();
     let mut state: HashMap<String, Tensor> =
         leaves.iter().map(|&l| (g.name_of(l).to_string(), c.param(g.name_of(l)).unwrap())).collect();
@@ -103,11 +119,13 @@ fn seed_mlp_training_step_from_autodiff() {
     g.set_outputs(vec![y]);
     let train = training_graph(&g, &TrainOptions::default()).unwrap();
     let g = train.graph;
-    let mut c = jit(&g);
+    // 50 consecutive steps of the fused step, the batch size cycling through 1, 7,
+    // 100 and 257 (remainders of every tile), against the unfused graph interpreted.
+    let mut c = jit(&optimized(&g));
     let names: Vec<String> = g.params().iter().map(|&p| g.name_of(p).to_string()).collect();
     let mut state: HashMap<String, Tensor> = names.iter().map(|n| (n.clone(), c.param(n).unwrap())).collect();
-    for step in 0..10 {
-        let batch = if step == 9 { 37 } else { 100 };
+    for step in 0..50 {
+        let batch = [100, 1, 7, 257, 100][step % 5];
         let f = feeds(&[
             ("x", random_f32(&mut r, &[batch, 784])),
             (LABELS, random_i64(&mut r, &[batch], 0, 10)),

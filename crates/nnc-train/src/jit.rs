@@ -1,5 +1,6 @@
 //! [`StepBackend`] on the Cranelift JIT: the training step and the inference pass are
-//! each compiled once to native code, which then holds the parameters and optimizer
+//! each optimized by `nnc-opt` (fused dense, gradient-mask, cross-entropy and update
+//! kernels) and compiled once to native code, which then holds the parameters and optimizer
 //! state in its own buffers and updates them in place.
 //!
 //! The two compiled functions have separate parameter buffers, so after training steps
@@ -29,6 +30,12 @@ fn backend_error(e: BackendError) -> TrainError {
     TrainError::Backend(e.to_string())
 }
 
+/// The graph after nnc-opt's default pipeline (what `nnc compile --emit ir-opt` shows).
+pub fn optimize(graph: &Graph) -> Result<Graph, TrainError> {
+    let opts = nnc_opt::OptOptions::from_flags(false, None, None);
+    nnc_opt::optimize(graph, &opts).map(|o| o.graph).map_err(|e| TrainError::Backend(format!("optimizer: {e}")))
+}
+
 impl JitBackend {
     /// Differentiates `model` with `opts` and compiles the training step.
     pub fn new(model: &Graph, opts: &TrainOptions, compile: &CompileOptions) -> Result<JitBackend, TrainError> {
@@ -37,8 +44,8 @@ impl JitBackend {
 
     pub fn from_train_graph(tg: &TrainGraph, compile: &CompileOptions) -> Result<JitBackend, TrainError> {
         let spec = StepSpec::new(tg)?;
-        let step = nnc_cranelift::compile(&spec.step_graph, compile).map_err(backend_error)?;
-        let infer = nnc_cranelift::compile(&spec.infer_graph, compile).map_err(backend_error)?;
+        let step = nnc_cranelift::compile(&optimize(&spec.step_graph)?, compile).map_err(backend_error)?;
+        let infer = nnc_cranelift::compile(&optimize(&spec.infer_graph)?, compile).map_err(backend_error)?;
         Ok(JitBackend { spec, step, infer, infer_stale: false, feeds: HashMap::new() })
     }
 

@@ -31,7 +31,7 @@ pub use batches::{shuffle_rng, Batch, Batches};
 pub use dataset::{example_dims, fit_to_input, fit_to_model, Dataset, Labels};
 pub use error::TrainError;
 pub use interp::InterpBackend;
-pub use jit::JitBackend;
+pub use jit::{optimize, JitBackend};
 pub use metrics::Metrics;
 pub use mnist::{default_data_dir, load_mnist_dir, load_split, DATA_ENV, DEBIAN_FASHION_MNIST};
 pub use nnc_cranelift::CompileOptions;
