@@ -224,6 +224,12 @@ impl<'a> Fx<'a> {
         self.b.ins().call(func_ref, args);
     }
 
+    /// The address of another function of the module.
+    pub fn func_addr(&mut self, id: FuncId) -> Value {
+        let func_ref = self.module.declare_func_in_func(id, &mut *self.b.func);
+        self.b.ins().func_addr(PTR, func_ref)
+    }
+
     /// Calls a math helper on f32 arguments.
     pub fn call_math(&mut self, f: MathFn, args: &[Value]) -> Value {
         let id = self.math[&f];

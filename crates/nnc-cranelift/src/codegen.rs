@@ -24,6 +24,9 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 use std::collections::BTreeMap;
 
+/// The host function the step calls to split a kernel over the thread pool.
+const PARALLEL_FOR: &str = "nnc_parallel_for";
+
 /// The step function: `table` of buffer addresses, batch size; returns the status.
 pub(crate) type StepFn = unsafe extern "C" fn(*const *mut u8, i64) -> i32;
 
@@ -67,13 +70,50 @@ fn isa() -> Result<(OwnedTargetIsa, bool), BackendError> {
 
 /// A kernel in the step: its index, how many parts (matrices of a batched product),
 /// and per phase the function and its work items.
-type Scheduled = (usize, Sz, Vec<(FuncId, Sz)>);
+type Scheduled = (usize, Sz, Vec<(FuncId, Sz)>, Split);
 
 /// One generated function: name, work items per call, and how to emit its body.
 struct Phase<'p> {
     name: String,
     items: Sz,
     emit: Box<dyn Fn(&mut Fx) + 'p>,
+}
+
+/// How a phase's items may be split across threads: chunk boundaries at multiples of
+/// `align` items, and no chunk under `min_chunk` items.
+#[derive(Clone, Copy)]
+struct Split {
+    align: i64,
+    min_chunk: i64,
+}
+
+/// Work below which a chunk is not worth handing to another thread, in rough
+/// floating-point operations (about a microsecond of one core).
+const MIN_CHUNK_WORK: u64 = 50_000;
+
+/// A batch-dependent size, counted at a typical batch for the split heuristics.
+fn typical(s: Sz) -> u64 {
+    if s.batch {
+        s.k * 32
+    } else {
+        s.k
+    }
+}
+
+fn split_of(body: &Body) -> Split {
+    let product = |dims: &[Sz]| dims.iter().map(|&d| typical(d)).product::<u64>();
+    let (align, per_item) = match body {
+        // Row tiles (and packed-A tiles) start at multiples of `mr`.
+        Body::MatMul(m) => (m.tile.mr as i64, 2 * typical(m.k) * typical(m.n)),
+        Body::Elementwise(e) => (1, product(&e.nest.dims[1..])),
+        Body::Reduce(r) => (1, product(&r.nest.dims[1..])),
+        // Each element costs a call to `exp`.
+        Body::Softmax(s) => (1, 30 * typical(s.len) * typical(s.inner)),
+        Body::CrossEntropy(c) => (1, 40 * c.classes),
+        Body::OneHot(h) => (1, h.depth),
+        Body::Update(_) => (1, 10),
+    };
+    Split { align, min_chunk: MIN_CHUNK_WORK.div_ceil(per_item.max(1)) as i64 }
 }
 
 fn phases<'p>(
@@ -137,6 +177,7 @@ pub(crate) fn generate(
 ) -> Result<(Option<JitCode>, String), BackendError> {
     let (isa, fma) = isa()?;
     let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
+    builder.symbol(PARALLEL_FOR, crate::pool::nnc_parallel_for as *const u8);
     for f in MathFn::ALL {
         builder.symbol(f.symbol(), f.address());
     }
@@ -150,6 +191,9 @@ pub(crate) fn generate(
 
     let mut kernel_sig = Signature::new(call_conv);
     kernel_sig.params.extend([AbiParam::new(PTR); 5]);
+    let mut parallel_sig = Signature::new(call_conv);
+    parallel_sig.params.extend([AbiParam::new(PTR); 8]);
+    let parallel_for = module.declare_function(PARALLEL_FOR, Linkage::Import, &parallel_sig).map_err(codegen_err)?;
     let mut step_sig = Signature::new(call_conv);
     step_sig.params.extend([AbiParam::new(PTR); 2]);
     step_sig.returns.push(AbiParam::new(types::I32));
@@ -201,7 +245,7 @@ pub(crate) fn generate(
             define(&mut module, &mut ctx, id, &phase.name, &mut clif)?;
             calls.push((id, phase.items));
         }
-        schedule.push((index, parts, calls));
+        schedule.push((index, parts, calls, split_of(&program.kernels[index].body)));
     }
 
     // The step function.
@@ -215,13 +259,21 @@ pub(crate) fn generate(
         b.switch_to_block(entry);
         let params = b.block_params(entry).to_vec();
         let mut fx = Fx::new(b, &mut module, &math, &params, fma);
-        for (index, parts, calls) in &schedule {
+        for (index, parts, calls, split) in &schedule {
             let call_all = |fx: &mut Fx, part| {
                 for &(id, items) in calls {
-                    let zero = fx.iconst(0);
-                    let items = fx.sz(items);
                     let (table, batch) = (fx.table, fx.batch);
-                    fx.call(id, &[table, batch, part, zero, items]);
+                    let n = fx.sz(items);
+                    if items.is_fixed(1) {
+                        let zero = fx.iconst(0);
+                        fx.call(id, &[table, batch, part, zero, n]);
+                    } else {
+                        let pool = fx.slot(program.pool_slot);
+                        let kernel = fx.func_addr(id);
+                        let align = fx.iconst(split.align);
+                        let min_chunk = fx.iconst(split.min_chunk);
+                        fx.call(parallel_for, &[pool, kernel, table, batch, part, n, align, min_chunk]);
+                    }
                 }
             };
             if parts.is_fixed(1) {

@@ -33,6 +33,7 @@ mod math;
 mod matmul;
 mod onehot;
 mod plan;
+mod pool;
 mod program;
 mod provider;
 mod reduce;
@@ -77,7 +78,11 @@ pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled, Backend
     let program = lower::lower(graph, &provider)?;
     let (code, _) = codegen::generate(&program, &provider, true, false)?;
     let code = code.ok_or_else(|| BackendError::Codegen("internal: no code".into()))?;
-    Compiled::new(program, code)
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    Compiled::new(program, code, threads)
 }
 
 /// The Cranelift IR of every generated function, as text (before Cranelift's own

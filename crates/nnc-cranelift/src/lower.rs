@@ -504,7 +504,7 @@ impl<'g> Lowering<'g> {
             FusedOp::Dense { trans_a, trans_b, alpha, bias, act } => {
                 let mut mm =
                     self.lower_matmul((args[0], args[1]), (id.index(), &v.ty.shape), (trans_a, trans_b), provider)?;
-                mm.epilogue = Some(Epilogue::Dense { alpha, bias: bias.then(|| args[2].index()), act });
+                mm.epilogue = Some(Box::new(Epilogue::Dense { alpha, bias: bias.then(|| args[2].index()), act }));
                 Ok(vec![(id, Body::MatMul(mm))])
             }
             FusedOp::DenseReluGrad { trans_a, trans_b, .. } => {
@@ -515,7 +515,7 @@ impl<'g> Lowering<'g> {
                 let grad = result(FusedOp::DenseReluGrad { trans_a, trans_b, out: GradOut::Grad });
                 let c = buffer(self, grad, &ty)?;
                 let mut mm = self.lower_matmul((args[0], args[1]), (c, &ty.shape), (trans_a, trans_b), provider)?;
-                mm.epilogue = Some(Epilogue::ReluMask { h: args[2].index() });
+                mm.epilogue = Some(Box::new(Epilogue::ReluMask { h: args[2].index() }));
                 let mut bodies = vec![(grad.unwrap_or(id), Body::MatMul(mm))];
                 if let Some(s) = result(FusedOp::DenseReluGrad { trans_a, trans_b, out: GradOut::ColSum }) {
                     bodies.push(col_sum(c, s, &ty)?);
@@ -583,7 +583,7 @@ impl<'g> Lowering<'g> {
                 let c = buffer(self, None, &ty)?;
                 update.g = c;
                 let mut mm = self.lower_matmul((args[0], args[1]), (c, &ty.shape), (trans_a, trans_b), provider)?;
-                mm.epilogue = Some(Epilogue::Update(update));
+                mm.epilogue = Some(Box::new(Epilogue::Update(update)));
                 Ok(vec![(id, Body::MatMul(mm))])
             }
         }
@@ -774,8 +774,9 @@ impl<'g> Lowering<'g> {
             leaves: self.leaves,
             consts: self.consts,
             outputs: self.outputs,
-            n_slots: status_slot + 1,
+            n_slots: status_slot + 2,
             status_slot,
+            pool_slot: status_slot + 1,
             label_checks: self.label_checks,
         }
     }

@@ -112,7 +112,7 @@ pub(crate) struct MatMul {
     /// K block depth (a static K is split into equal blocks no deeper than `tile.kc`).
     pub kc: u64,
     /// What happens to the rows of C once their last K block is done.
-    pub epilogue: Option<Epilogue>,
+    pub epilogue: Option<Box<Epilogue>>,
 }
 
 /// Work a matrix product does on the rows of C it computed, after their last K block
@@ -180,7 +180,7 @@ impl Body {
                 EwFunc::Cast => "cast",
                 _ => "map",
             },
-            Body::MatMul(m) => match m.epilogue {
+            Body::MatMul(m) => match m.epilogue.as_deref() {
                 None => "matmul",
                 Some(Epilogue::Dense { .. }) => "dense",
                 Some(Epilogue::ReluMask { .. }) => "dense_relu_grad",
@@ -200,7 +200,7 @@ impl Body {
             Body::Elementwise(e) => std::iter::once(e.out.slot).chain(e.args.iter().map(|a| a.slot)).collect(),
             Body::MatMul(m) => {
                 let mut s: Vec<usize> = [m.a, m.b, m.c, m.packed].into_iter().chain(m.packed_a).collect();
-                match &m.epilogue {
+                match m.epilogue.as_deref() {
                     Some(Epilogue::Dense { bias, .. }) => s.extend(*bias),
                     Some(Epilogue::ReluMask { h }) => s.push(*h),
                     Some(Epilogue::Update(u)) => s.extend(u.slots()),
@@ -285,9 +285,11 @@ pub(crate) struct Program {
     pub leaves: Vec<LeafSpec>,
     pub consts: Vec<(ValueId, Tensor)>,
     pub outputs: Vec<OutputSpec>,
-    /// Table slots: one per graph value, then scratch buffers, then the status word.
+    /// Table slots: one per graph value, then scratch buffers, then the status word,
+    /// then the thread pool (null: run single-threaded).
     pub n_slots: usize,
     pub status_slot: usize,
+    pub pool_slot: usize,
     /// One-hot kernels reading a graph input directly: `(index in inputs, depth,
     /// one-hot value)`. The host checks those labels before running, so bad labels fail
     /// before any parameter changes.

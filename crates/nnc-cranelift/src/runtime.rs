@@ -10,9 +10,11 @@ use crate::codegen::JitCode;
 use crate::error::BackendError;
 use crate::feeds::{self, bind};
 use crate::plan::{ArenaLayout, StorageKind};
+use crate::pool::Pool;
 use crate::program::Program;
 use nnc_ir::Tensor;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A graph compiled to native code, with its parameter and state buffers.
 ///
@@ -31,6 +33,8 @@ pub struct Compiled {
     staging: Vec<AlignedBuf>,
     table: Vec<*mut u8>,
     status: Box<u32>,
+    /// The threads kernels are split over (`None`: one thread).
+    pool: Option<Arc<Pool>>,
 }
 
 impl std::fmt::Debug for Compiled {
@@ -43,7 +47,7 @@ impl std::fmt::Debug for Compiled {
 }
 
 impl Compiled {
-    pub(crate) fn new(program: Program, code: JitCode) -> Result<Compiled, BackendError> {
+    pub(crate) fn new(program: Program, code: JitCode, threads: usize) -> Result<Compiled, BackendError> {
         let too_large = |message: String| BackendError::TooLarge { batch: 1, message };
         let mut leaves = Vec::with_capacity(program.leaves.len());
         for l in &program.leaves {
@@ -74,6 +78,7 @@ impl Compiled {
             staging,
             table,
             status: Box::new(0),
+            pool: (threads > 1).then(|| Pool::shared(threads)),
         })
     }
 
@@ -130,12 +135,15 @@ impl Compiled {
         *self.status = 0;
         let status_ptr: *mut u32 = &mut *self.status;
         self.table[self.program.status_slot] = status_ptr.cast();
+        self.table[self.program.pool_slot] =
+            self.pool.as_ref().map_or(std::ptr::null_mut(), |p| Arc::as_ptr(p).cast_mut().cast());
 
         // SAFETY: the table holds, for every slot the code touches, the address of a
         // live buffer of the size the code assumes for this batch: inputs were checked
         // against their declared types (`bind`), parameters and constants have their
         // static sizes, arena storages are placed for `batch`, and the status slot
-        // points at a u32. Inputs are only read (no kernel writes an input storage).
+        // points at a u32, the pool slot at a live `Pool` (we hold an `Arc`) or null.
+        // Kernels split across threads write disjoint items (see `pool.rs`). Inputs are only read (no kernel writes an input storage).
         // Nothing else runs on these buffers during the call (`&mut self`).
         let status = unsafe { (self.code.step)(self.table.as_ptr(), batch as i64) };
         if status != 0 {
@@ -230,6 +238,11 @@ impl Compiled {
             writeln!(f, "{addr:x} {size:x} nnc::{name}")?;
         }
         Ok(path)
+    }
+
+    /// Threads the step runs on.
+    pub fn threads(&self) -> usize {
+        self.pool.as_ref().map_or(1, |p| p.threads())
     }
 
     /// Number of kernels in the step (for summaries).
