@@ -23,7 +23,6 @@ use crate::shape::Sz;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
-use cranelift_jit::JITModule;
 use cranelift_module::{FuncId, Module};
 use std::collections::BTreeMap;
 
@@ -36,7 +35,7 @@ pub(crate) fn mem() -> MemFlagsData {
 /// The function being built, with the kernel's parameters.
 pub(crate) struct Fx<'a> {
     pub b: FunctionBuilder<'a>,
-    module: &'a mut JITModule,
+    module: &'a mut dyn Module,
     math: &'a BTreeMap<MathFn, FuncId>,
     pub table: Value,
     pub batch: Value,
@@ -56,7 +55,7 @@ impl<'a> Fx<'a> {
     /// `part`, `begin` and `end` are then 0.
     pub fn new(
         mut b: FunctionBuilder<'a>,
-        module: &'a mut JITModule,
+        module: &'a mut dyn Module,
         math: &'a BTreeMap<MathFn, FuncId>,
         params: &[Value],
         fma: bool,
@@ -64,6 +63,13 @@ impl<'a> Fx<'a> {
         let zero = b.ins().iconst(PTR, 0);
         let p = |i: usize| params.get(i).copied().unwrap_or(zero);
         Fx { table: p(0), batch: p(1), part: p(2), begin: p(3), end: p(4), b, module, math, fma }
+    }
+
+    /// Seals every block and finishes the function.
+    pub fn finish(self, frontend: cranelift_codegen::isa::TargetFrontendConfig) {
+        let mut b = self.b;
+        b.seal_all_blocks();
+        b.finalize(frontend);
     }
 
     pub fn iconst(&mut self, v: i64) -> Value {
@@ -222,6 +228,23 @@ impl<'a> Fx<'a> {
     pub fn call(&mut self, id: FuncId, args: &[Value]) {
         let func_ref = self.module.declare_func_in_func(id, &mut *self.b.func);
         self.b.ins().call(func_ref, args);
+    }
+
+    /// Calls a function of the module and returns its first result (or a zero if it
+    /// has none).
+    pub fn call_returning(&mut self, id: FuncId, args: &[Value]) -> Value {
+        let func_ref = self.module.declare_func_in_func(id, &mut *self.b.func);
+        let call = self.b.ins().call(func_ref, args);
+        match self.b.inst_results(call).first() {
+            Some(&v) => v,
+            None => self.iconst(0),
+        }
+    }
+
+    /// The address of a data object of the module.
+    pub fn data_addr(&mut self, id: cranelift_module::DataId) -> Value {
+        let gv = self.module.declare_data_in_func(id, &mut *self.b.func);
+        self.b.ins().symbol_value(PTR, gv)
     }
 
     /// The address of another function of the module.

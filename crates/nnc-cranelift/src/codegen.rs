@@ -16,7 +16,7 @@ use crate::shape::Sz;
 use crate::{cross_entropy, elementwise, matmul, onehot, reduce, softmax, update};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, UserFuncName};
-use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -25,7 +25,7 @@ use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 use std::collections::BTreeMap;
 
 /// The host function the step calls to split a kernel over the thread pool.
-const PARALLEL_FOR: &str = "nnc_parallel_for";
+pub(crate) const PARALLEL_FOR: &str = "nnc_parallel_for";
 
 /// The step function: `table` of buffer addresses, batch size; returns the status.
 pub(crate) type StepFn = unsafe extern "C" fn(*const *mut u8, i64) -> i32;
@@ -48,16 +48,18 @@ impl Drop for JitCode {
     }
 }
 
-fn codegen_err(e: impl std::fmt::Display) -> BackendError {
+pub(crate) fn codegen_err(e: impl std::fmt::Display) -> BackendError {
     BackendError::Codegen(e.to_string())
 }
 
-fn isa() -> Result<(OwnedTargetIsa, bool), BackendError> {
+/// The host's ISA. `pic` for object files (linked into position-independent
+/// executables); the JIT places code anywhere in the address space and uses absolute
+/// calls, no PIC.
+pub(crate) fn isa(pic: bool) -> Result<(OwnedTargetIsa, bool), BackendError> {
     let mut flags = settings::builder();
     flags.set("opt_level", "speed").map_err(codegen_err)?;
-    // The JIT places code anywhere in the address space: absolute calls, no PIC.
-    flags.set("use_colocated_libcalls", "false").map_err(codegen_err)?;
-    flags.set("is_pic", "false").map_err(codegen_err)?;
+    flags.set("use_colocated_libcalls", if pic { "true" } else { "false" }).map_err(codegen_err)?;
+    flags.set("is_pic", if pic { "true" } else { "false" }).map_err(codegen_err)?;
     let builder = cranelift_native::builder().map_err(codegen_err)?;
     let isa = builder.finish(settings::Flags::new(flags)).map_err(codegen_err)?;
     // Without FMA, Cranelift lowers vector fma to a slow libcall; use mul + add.
@@ -167,59 +169,97 @@ fn phases<'p>(
     })
 }
 
-/// Builds every function. With `jit`, compiles and links them and returns the code;
-/// with `text`, returns the CLIF of every function as generated (before optimization).
-pub(crate) fn generate(
+/// What the generated functions call outside themselves.
+pub(crate) struct Imports {
+    pub math: BTreeMap<MathFn, FuncId>,
+    pub parallel_for: FuncId,
+}
+
+/// Signatures of the generated functions.
+pub(crate) struct Signatures {
+    /// `kernel(table, batch, part, begin, end)`.
+    pub kernel: Signature,
+    /// `step(table, batch) -> status`.
+    pub step: Signature,
+    /// `nnc_parallel_for(pool, kernel, table, batch, part, items, align, min_chunk)`.
+    pub parallel_for: Signature,
+}
+
+impl Signatures {
+    pub fn new(call_conv: CallConv) -> Signatures {
+        let mut kernel = Signature::new(call_conv);
+        kernel.params.extend([AbiParam::new(PTR); 5]);
+        let mut parallel_for = Signature::new(call_conv);
+        parallel_for.params.extend([AbiParam::new(PTR); 8]);
+        let mut step = Signature::new(call_conv);
+        step.params.extend([AbiParam::new(PTR); 2]);
+        step.returns.push(AbiParam::new(types::I32));
+        Signatures { kernel, step, parallel_for }
+    }
+}
+
+/// Where generated functions go: compiled into `module` (when `compile`), their CLIF
+/// appended to `text` (when given), and `(id, name, code size)` recorded.
+pub(crate) struct Sink<'m> {
+    pub module: &'m mut dyn Module,
+    pub compile: bool,
+    pub text: Option<String>,
+    pub defined: Vec<(FuncId, String, usize)>,
+}
+
+impl Sink<'_> {
+    /// Builds the body of function `id` with `emit` (on an `Fx` whose parameters are
+    /// the function's), then defines it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn function(
+        &mut self,
+        id: FuncId,
+        name: &str,
+        sig: &Signature,
+        (ctx, fctx): (&mut Context, &mut FunctionBuilderContext),
+        math: &BTreeMap<MathFn, FuncId>,
+        fma: bool,
+        emit: impl FnOnce(&mut Fx),
+    ) -> Result<(), BackendError> {
+        ctx.func.signature = sig.clone();
+        ctx.func.name = UserFuncName::user(0, id.as_u32());
+        let frontend = self.module.target_config();
+        {
+            let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
+            let entry = b.create_block();
+            b.append_block_params_for_function_params(entry);
+            b.switch_to_block(entry);
+            let params = b.block_params(entry).to_vec();
+            let mut fx = Fx::new(b, &mut *self.module, math, &params, fma);
+            emit(&mut fx);
+            fx.finish(frontend);
+        }
+        if let Some(text) = &mut self.text {
+            text.push_str(&format!("; {name}\n{}\n", ctx.func.display()));
+        }
+        if self.compile {
+            self.module.define_function(id, ctx).map_err(|e| codegen_err(format!("{name}: {e:?}")))?;
+            let size = ctx.compiled_code().map_or(0, |c| c.code_info().total_size as usize);
+            self.defined.push((id, name.to_string(), size));
+        }
+        self.module.clear_context(ctx);
+        Ok(())
+    }
+}
+
+/// Defines the kernels of `program` and its `step` function in the sink's module,
+/// every name prefixed with `prefix`; returns the step function's id.
+pub(crate) fn define_step(
+    sink: &mut Sink,
     program: &Program,
     provider: &dyn MicroKernelProvider,
-    jit: bool,
-    text: bool,
-) -> Result<(Option<JitCode>, String), BackendError> {
-    let (isa, fma) = isa()?;
-    let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
-    builder.symbol(PARALLEL_FOR, crate::pool::nnc_parallel_for as *const u8);
-    for f in MathFn::ALL {
-        builder.symbol(f.symbol(), f.address());
-    }
-    let mut module = JITModule::new(builder);
-    let call_conv = module.isa().default_call_conv();
-    let mut math = BTreeMap::new();
-    for f in MathFn::ALL {
-        let id = module.declare_function(f.symbol(), Linkage::Import, &f.signature(call_conv)).map_err(codegen_err)?;
-        math.insert(f, id);
-    }
-
-    let mut kernel_sig = Signature::new(call_conv);
-    kernel_sig.params.extend([AbiParam::new(PTR); 5]);
-    let mut parallel_sig = Signature::new(call_conv);
-    parallel_sig.params.extend([AbiParam::new(PTR); 8]);
-    let parallel_for = module.declare_function(PARALLEL_FOR, Linkage::Import, &parallel_sig).map_err(codegen_err)?;
-    let mut step_sig = Signature::new(call_conv);
-    step_sig.params.extend([AbiParam::new(PTR); 2]);
-    step_sig.returns.push(AbiParam::new(types::I32));
-
-    let frontend = module.target_config();
-    let mut ctx = module.make_context();
+    imports: &Imports,
+    fma: bool,
+    prefix: &str,
+) -> Result<FuncId, BackendError> {
+    let sigs = Signatures::new(sink.module.isa().default_call_conv());
+    let mut ctx = sink.module.make_context();
     let mut fctx = FunctionBuilderContext::new();
-    let mut clif = String::new();
-    let mut defined: Vec<(FuncId, String, usize)> = Vec::new();
-    let mut define = |module: &mut JITModule,
-                      ctx: &mut Context,
-                      id: FuncId,
-                      name: &str,
-                      clif: &mut String|
-     -> Result<(), BackendError> {
-        if text {
-            clif.push_str(&format!("; {name}\n{}\n", ctx.func.display()));
-        }
-        if jit {
-            module.define_function(id, ctx).map_err(|e| codegen_err(format!("{name}: {e:?}")))?;
-            let size = ctx.compiled_code().map_or(0, |c| c.code_info().total_size as usize);
-            defined.push((id, name.to_string(), size));
-        }
-        module.clear_context(ctx);
-        Ok(())
-    };
 
     // Kernel functions, and for each kernel its parts and phases for the step.
     let mut schedule: Vec<Scheduled> = Vec::new();
@@ -227,38 +267,22 @@ pub(crate) fn generate(
         let (parts, list) = phases(program, index, provider)?;
         let mut calls = Vec::new();
         for phase in list {
-            let id = module.declare_function(&phase.name, Linkage::Local, &kernel_sig).map_err(codegen_err)?;
-            ctx.func.signature = kernel_sig.clone();
-            ctx.func.name = UserFuncName::user(0, id.as_u32());
-            {
-                let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-                let entry = b.create_block();
-                b.append_block_params_for_function_params(entry);
-                b.switch_to_block(entry);
-                let params = b.block_params(entry).to_vec();
-                let mut fx = Fx::new(b, &mut module, &math, &params, fma);
-                (phase.emit)(&mut fx);
+            let name = format!("{prefix}{}", phase.name);
+            let id = sink.module.declare_function(&name, Linkage::Local, &sigs.kernel).map_err(codegen_err)?;
+            sink.function(id, &name, &sigs.kernel, (&mut ctx, &mut fctx), &imports.math, fma, |fx| {
+                (phase.emit)(fx);
                 fx.b.ins().return_(&[]);
-                fx.b.seal_all_blocks();
-                fx.b.finalize(frontend);
-            }
-            define(&mut module, &mut ctx, id, &phase.name, &mut clif)?;
+            })?;
             calls.push((id, phase.items));
         }
         schedule.push((index, parts, calls, split_of(&program.kernels[index].body)));
     }
 
     // The step function.
-    let step_id = module.declare_function("step", Linkage::Export, &step_sig).map_err(codegen_err)?;
-    ctx.func.signature = step_sig.clone();
-    ctx.func.name = UserFuncName::user(0, step_id.as_u32());
-    {
-        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-        let entry = b.create_block();
-        b.append_block_params_for_function_params(entry);
-        b.switch_to_block(entry);
-        let params = b.block_params(entry).to_vec();
-        let mut fx = Fx::new(b, &mut module, &math, &params, fma);
+    let name = format!("{prefix}step");
+    let linkage = if prefix.is_empty() { Linkage::Export } else { Linkage::Local };
+    let step_id = sink.module.declare_function(&name, linkage, &sigs.step).map_err(codegen_err)?;
+    sink.function(step_id, &name, &sigs.step, (&mut ctx, &mut fctx), &imports.math, fma, |fx| {
         for (index, parts, calls, split) in &schedule {
             let call_all = |fx: &mut Fx, part| {
                 for &(id, items) in calls {
@@ -272,13 +296,13 @@ pub(crate) fn generate(
                         let kernel = fx.func_addr(id);
                         let align = fx.iconst(split.align);
                         let min_chunk = fx.iconst(split.min_chunk);
-                        fx.call(parallel_for, &[pool, kernel, table, batch, part, n, align, min_chunk]);
+                        fx.call(imports.parallel_for, &[pool, kernel, table, batch, part, n, align, min_chunk]);
                     }
                 }
             };
             if parts.is_fixed(1) {
                 let zero = fx.iconst(0);
-                call_all(&mut fx, zero);
+                call_all(fx, zero);
             } else {
                 let zero = fx.iconst(0);
                 let n = fx.sz(*parts);
@@ -298,10 +322,38 @@ pub(crate) fn generate(
         }
         let ok = fx.b.ins().iconst(types::I32, 0);
         fx.b.ins().return_(&[ok]);
-        fx.b.seal_all_blocks();
-        fx.b.finalize(frontend);
+    })?;
+    Ok(step_id)
+}
+
+/// Builds every function. With `jit`, compiles and links them and returns the code;
+/// with `text`, returns the CLIF of every function as generated (before optimization).
+pub(crate) fn generate(
+    program: &Program,
+    provider: &dyn MicroKernelProvider,
+    jit: bool,
+    text: bool,
+) -> Result<(Option<JitCode>, String), BackendError> {
+    let (isa, fma) = isa(false)?;
+    let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
+    builder.symbol(PARALLEL_FOR, crate::pool::nnc_parallel_for as *const u8);
+    for f in MathFn::ALL {
+        builder.symbol(f.symbol(), f.address());
     }
-    define(&mut module, &mut ctx, step_id, "step", &mut clif)?;
+    let mut module = JITModule::new(builder);
+    let call_conv = module.isa().default_call_conv();
+    let mut math = BTreeMap::new();
+    for f in MathFn::ALL {
+        let id = module.declare_function(f.symbol(), Linkage::Import, &f.signature(call_conv)).map_err(codegen_err)?;
+        math.insert(f, id);
+    }
+    let sigs = Signatures::new(call_conv);
+    let parallel_for =
+        module.declare_function(PARALLEL_FOR, Linkage::Import, &sigs.parallel_for).map_err(codegen_err)?;
+    let imports = Imports { math, parallel_for };
+    let mut sink = Sink { module: &mut module, compile: jit, text: text.then(String::new), defined: Vec::new() };
+    let step_id = define_step(&mut sink, program, provider, &imports, fma, "")?;
+    let (clif, defined) = (sink.text.take().unwrap_or_default(), std::mem::take(&mut sink.defined));
 
     if !jit {
         return Ok((None, clif));

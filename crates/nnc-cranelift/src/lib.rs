@@ -24,12 +24,14 @@ mod buffers;
 mod clif;
 mod codegen;
 mod cross_entropy;
+mod disasm;
 mod elementwise;
 mod epilogue;
 mod error;
 mod feeds;
 mod lower;
 mod math;
+mod object;
 mod matmul;
 mod onehot;
 mod plan;
@@ -42,7 +44,9 @@ mod shape;
 mod softmax;
 mod update;
 
+pub use disasm::disassemble;
 pub use error::{BackendError, Unsupported};
+pub use object::{compile_object, ObjectCode, ObjectOptions};
 pub use provider::TileShape;
 pub use runtime::Compiled;
 

@@ -240,6 +240,31 @@ impl Compiled {
         Ok(path)
     }
 
+    /// The machine code of every JIT'd function, in definition order (the kernels, then
+    /// `step`): its name, its address and its bytes. Each function's bytes are its
+    /// instructions followed by its constant pool (the constants its code loads
+    /// RIP-relative). [`crate::disassemble`] turns them into text.
+    pub fn machine_code(&self) -> Vec<(String, u64, Vec<u8>)> {
+        self.code
+            .functions
+            .iter()
+            .map(|(name, addr, size)| {
+                let bytes = if *size == 0 {
+                    Vec::new()
+                } else {
+                    // SAFETY: `addr`/`size` are the finalized address and emitted size
+                    // of a function of the JIT module that `self.code` owns; the
+                    // module's code memory is freed only when `self.code` is dropped
+                    // (`JitCode::drop`), so it is live, initialized and (read-execute,
+                    // hence readable) for the duration of `&self`. Nothing writes code
+                    // memory after finalization.
+                    unsafe { std::slice::from_raw_parts(*addr as *const u8, *size) }.to_vec()
+                };
+                (name.clone(), *addr as u64, bytes)
+            })
+            .collect()
+    }
+
     /// Threads the step runs on.
     pub fn threads(&self) -> usize {
         self.pool.as_ref().map_or(1, |p| p.threads())
