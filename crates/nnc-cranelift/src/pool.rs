@@ -12,7 +12,8 @@
 //!
 //! Kernels are a few microseconds to a millisecond long and a step runs a dozen of
 //! them, so the workers spin between jobs for a while (a futex wake-up costs more than
-//! many small kernels) and park when the pool has been idle for about a millisecond.
+//! many small kernels), yielding the core now and then so that on a busy machine they
+//! do not starve the threads they wait for, and park after 200 µs without work.
 //! One pool per thread count is shared by every compiled function of the process.
 
 use std::collections::HashMap;
@@ -25,7 +26,11 @@ use std::time::{Duration, Instant};
 pub(crate) type KernelFn = unsafe extern "C" fn(*const *mut u8, i64, i64, i64, i64);
 
 /// Workers spin this long after a job before they park.
-const SPIN: Duration = Duration::from_millis(1);
+const SPIN: Duration = Duration::from_micros(200);
+
+/// Spinning threads yield the core this often (in spin iterations), so on a busy
+/// machine a descheduled thread we wait for gets to run.
+const YIELD_EVERY: u32 = 64;
 
 /// The job being run. Chunks are claimed, by the publishing thread and the workers
 /// alike, with a compare-and-swap on `claim` = `generation << 32 | chunks << 16 |
@@ -205,8 +210,14 @@ impl Pool {
         }
         let job = Job { kernel, table, batch, part, items, chunk: chunk as i64 };
         s.work(generation, &job);
+        let mut spins = 0u32;
         while s.done.load(Ordering::Acquire) != chunks {
-            std::hint::spin_loop();
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(YIELD_EVERY) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
         }
     }
 }
@@ -237,8 +248,12 @@ fn worker(s: &Shared, w: usize) {
                 break g;
             }
             spins = spins.wrapping_add(1);
-            if !spins.is_multiple_of(1024) || started.elapsed() < SPIN {
+            if !spins.is_multiple_of(YIELD_EVERY) {
                 std::hint::spin_loop();
+                continue;
+            }
+            if started.elapsed() < SPIN {
+                std::thread::yield_now();
                 continue;
             }
             s.sleeping[w].store(true, Ordering::SeqCst);
