@@ -9,6 +9,7 @@
 
 mod builder;
 pub mod cost;
+mod dot;
 mod error;
 pub mod fused;
 mod graph;
@@ -21,6 +22,7 @@ mod tensor;
 mod types;
 mod verify;
 
+pub use dot::to_dot;
 pub use error::IrError;
 pub use fused::{expand_fused, CeOut, FusedOp, GradOut, UpdateOut, UpdateRule};
 pub use graph::{Graph, Value, ValueId};

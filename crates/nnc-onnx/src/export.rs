@@ -5,6 +5,12 @@
 //! their place among the other values), and every other value becomes one or a few
 //! nodes ([`nodes`]). The exporter writes exactly what the importer reads back into
 //! the same graph: importing an export prints identically.
+//!
+//! With [`ExportOptions::training_interface`], a graph with in-place updates (a
+//! training step) is written as a pure function of its trained state, so any ONNX
+//! runtime can take the step ([`training_interface`]): every updated parameter and
+//! state leaf becomes a graph input under its own name, and every updated value a graph
+//! output named `<leaf>_new`.
 
 mod nodes;
 mod proto_build;
@@ -14,10 +20,10 @@ use crate::import::MAX_OPSET;
 use crate::meta::{self, Role};
 use crate::proto::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto};
 use crate::OnnxError;
-use nnc_ir::{Graph, Op};
+use nnc_ir::{Graph, Op, UnaryOp, ValueId};
 use prost::Message;
 use proto_build as pb;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// Oldest opset the exporter writes (Gemm's bias became optional in 11).
@@ -31,6 +37,19 @@ pub struct ExportOptions {
     pub producer_name: String,
     pub producer_version: String,
     pub doc_string: String,
+    /// Write the graph's in-place updates as a function from the old values to the
+    /// new ones (for a training step another runtime executes): every parameter and
+    /// state leaf the graph updates becomes a graph input of that name, without an
+    /// initial value, and its new value a graph output named `<leaf>_new`. Graph
+    /// inputs are ordered: plain inputs, then those parameters, then that state (each
+    /// in definition order); outputs: the graph's own, then the new values in the
+    /// order of those inputs. Parameters the graph does not update keep their
+    /// initializers. The graph must have updates.
+    ///
+    /// The initial values are not written: ONNX lets an initializer of an input's name
+    /// act as the input's default, but runtimes such as tract turn such an input into
+    /// a constant that cannot be fed.
+    pub training_interface: bool,
 }
 
 impl Default for ExportOptions {
@@ -40,6 +59,7 @@ impl Default for ExportOptions {
             producer_name: "nnc".to_string(),
             producer_version: env!("CARGO_PKG_VERSION").to_string(),
             doc_string: String::new(),
+            training_interface: false,
         }
     }
 }
@@ -84,6 +104,13 @@ pub fn export_model(graph: &Graph, opts: &ExportOptions) -> Result<ModelProto, O
     } else {
         graph
     };
+    let interfaced;
+    let graph = if opts.training_interface {
+        interfaced = training_interface(graph)?;
+        &interfaced
+    } else {
+        graph
+    };
     if let Some(v) = graph.values().iter().find(|v| v.name.is_empty()) {
         return Err(OnnxError::Export {
             value: String::new(),
@@ -98,16 +125,33 @@ pub fn export_model(graph: &Graph, opts: &ExportOptions) -> Result<ModelProto, O
         graph.outputs().iter().map(|&o| pb::value_info(graph.name_of(o), graph.ty(o))).collect();
     let mut metadata_props: Vec<_> =
         ex.kinds.iter().map(|(name, role)| meta::entry(format!("{}{name}", meta::KIND), role.name())).collect();
-    if !leaves_in_canonical_order(graph) {
+    // The training interface orders the graph inputs by kind, so only recorded
+    // positions say where the leaves stood.
+    if opts.training_interface || !leaves_in_canonical_order(graph) {
         metadata_props.extend(
             ex.positions.iter().map(|(name, at)| meta::entry(format!("{}{name}", meta::POSITION), at.to_string())),
         );
     }
     // Updated values become extra outputs so other runtimes can read them back.
     let own = output.len();
-    for &(leaf, new) in graph.updates() {
+    let mut updates = graph.updates().to_vec();
+    for &(leaf, new) in &updates {
+        metadata_props.push(meta::entry(format!("{}{}", meta::UPDATE, graph.name_of(leaf)), graph.name_of(new)));
+    }
+    if opts.training_interface {
+        // Inputs: plain inputs, then parameters, then state; the new values follow
+        // the order of their leaves among the inputs.
+        let rank = |name: &str| match graph.find(name).map(|id| &graph.value(id).op) {
+            Some(Op::Param { .. }) => 1,
+            Some(Op::State { .. }) => 2,
+            _ => 0,
+        };
+        ex.inputs.sort_by_key(|vi| rank(&vi.name));
+        let at: HashMap<&str, usize> = ex.inputs.iter().enumerate().map(|(i, vi)| (vi.name.as_str(), i)).collect();
+        updates.sort_by_key(|&(leaf, _)| at.get(graph.name_of(leaf)).copied().unwrap_or(usize::MAX));
+    }
+    for &(_, new) in &updates {
         let new_name = graph.name_of(new);
-        metadata_props.push(meta::entry(format!("{}{}", meta::UPDATE, graph.name_of(leaf)), new_name));
         if !output.iter().any(|o| o.name == new_name) {
             output.push(pb::value_info(new_name, graph.ty(new)));
         }
@@ -151,6 +195,72 @@ pub fn to_bytes(graph: &Graph, opts: &ExportOptions) -> Result<Vec<u8>, OnnxErro
 pub fn write_file(graph: &Graph, path: &Path, opts: &ExportOptions) -> Result<(), OnnxError> {
     let bytes = to_bytes(graph, opts)?;
     write::write_atomic(path, &bytes)
+}
+
+/// The graph as a pure function of the leaves it updates (see
+/// [`ExportOptions::training_interface`]): every updated parameter and state loses its
+/// initial value, so it is fed like an input, and every updated value is named
+/// `<leaf>_new` — renamed when it is an ordinary intermediate, otherwise (a leaf, a
+/// graph output, or the new value of several leaves) copied by an identity under that
+/// name. An intermediate that already has the name is renamed out of the way.
+fn training_interface(graph: &Graph) -> Result<Graph, OnnxError> {
+    let err = |value: &str, message: String| OnnxError::Export { value: value.to_string(), message };
+    if graph.updates().is_empty() {
+        return Err(OnnxError::Options(format!(
+            "the training interface needs a graph that updates parameters (a training step); {} updates none",
+            graph.name
+        )));
+    }
+    let updated: HashSet<ValueId> = graph.updates().iter().map(|&(leaf, _)| leaf).collect();
+    let mut out = Graph::new(graph.name.clone());
+    for id in graph.ids() {
+        let v = graph.value(id);
+        let op = match &v.op {
+            Op::Param { .. } if updated.contains(&id) => Op::Param { init: None },
+            Op::State { .. } if updated.contains(&id) => Op::State { init: None },
+            op => op.clone(),
+        };
+        out.push_typed(v.name.clone(), v.ty.clone(), op, v.args.clone()).map_err(|e| err(&v.name, e.to_string()))?;
+    }
+    out.set_outputs(graph.outputs().to_vec());
+    let mut updates = Vec::with_capacity(graph.updates().len());
+    // Values already named for an update; they keep their names.
+    let mut claimed: HashSet<ValueId> = HashSet::new();
+    for &(leaf, new) in graph.updates() {
+        let target = format!("{}_new", out.name_of(leaf));
+        if out.name_of(new) == target {
+            claimed.insert(new);
+            updates.push((leaf, new));
+            continue;
+        }
+        if let Some(holder) = out.find(&target) {
+            let v = out.value(holder);
+            if v.op.is_leaf() || out.outputs().contains(&holder) || claimed.contains(&holder) {
+                return Err(err(
+                    &target,
+                    format!(
+                        "the {} %{target} has the name the new value of %{} must have in the training interface",
+                        v.op.mnemonic(),
+                        out.name_of(leaf)
+                    ),
+                ));
+            }
+            let fresh = out.fresh_name(&format!("{target}.orig"));
+            out.rename(holder, fresh).map_err(|e| err(&target, e.to_string()))?;
+        }
+        let copy = out.value(new).op.is_leaf() || out.outputs().contains(&new) || claimed.contains(&new);
+        let named = if copy {
+            out.push(target.clone(), Op::Unary(UnaryOp::Identity), &[new]).map_err(|e| err(&target, e.to_string()))?
+        } else {
+            out.rename(new, target.clone()).map_err(|e| err(&target, e.to_string()))?;
+            new
+        };
+        claimed.insert(named);
+        updates.push((leaf, named));
+    }
+    out.set_updates(updates);
+    nnc_ir::verify(&out).map_err(|e| err(&graph.name, e.to_string()))?;
+    Ok(out)
 }
 
 /// Whether the importer's default order (inputs and fed leaves, then initialized
@@ -281,5 +391,104 @@ impl<'g> Exporter<'g> {
         let name = self.fresh(base);
         self.initializers.push(pb::tensor(&name, t));
         name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interface(text: &str) -> Result<Graph, OnnxError> {
+        training_interface(&nnc_ir::parse(text).unwrap())
+    }
+
+    #[test]
+    fn updated_leaves_are_fed_and_new_values_named_after_them() {
+        let g = interface(
+            "graph t {
+  %x: f32[N,2] = input
+  %w: f32[2] = param [1.0, 2.0]
+  %frozen: f32[2] = param [3.0, 4.0]
+  %m: f32[2] = state [0.0, 0.0]
+  %w_new: f32[N,2] = mul %x, %frozen
+  %y: f32[2] = reduce_sum[axes=[0]] %w_new
+  %next: f32[2] = sub %w, %y
+  %m2: f32[2] = add %m, %y
+  update %w <- %next
+  update %m <- %y
+  return %y
+}
+",
+        )
+        .unwrap();
+        assert_eq!(
+            nnc_ir::print(&g),
+            "graph t {
+  %x: f32[N,2] = input
+  %w: f32[2] = param
+  %frozen: f32[2] = param
+  %m: f32[2] = state
+  %w_new.orig: f32[N,2] = mul %x, %frozen
+  %y: f32[2] = reduce_sum[axes=[0]] %w_new.orig
+  %w_new: f32[2] = sub %w, %y
+  %m2: f32[2] = add %m, %y
+  %m_new: f32[2] = identity %y
+  update %w <- %w_new
+  update %m <- %m_new
+  return %y
+}
+"
+        );
+        // The parameter that is not updated keeps its value.
+        assert!(matches!(&g.value(g.find("frozen").unwrap()).op, Op::Param { init: Some(_) }));
+    }
+
+    #[test]
+    fn graphs_without_updates_and_name_clashes_are_refused() {
+        let err = interface("graph t {\n  %x: f32[2] = input\n  return %x\n}\n").unwrap_err();
+        assert!(err.to_string().contains("updates none"), "{err}");
+        let err = interface(
+            "graph t {
+  %w_new: f32[2] = input
+  %w: f32[2] = param
+  %next: f32[2] = add %w, %w_new
+  update %w <- %next
+  return %next
+}
+",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("the input %w_new has the name the new value of %w must have"), "{err}");
+    }
+
+    #[test]
+    fn training_interface_orders_inputs_and_outputs_by_kind() {
+        let g = nnc_ir::parse(
+            "graph t {
+  %x: f32[N,2] = input
+  %w: f32[2] = param [1.0, 2.0]
+  %m: f32[2] = state [0.0, 0.0]
+  %lr: f32[] = input
+  %y: f32[2] = reduce_sum[axes=[0]] %x
+  %m_new: f32[2] = add %m, %y
+  %d: f32[2] = mul %m_new, %lr
+  %w_new: f32[2] = sub %w, %d
+  update %m <- %m_new
+  update %w <- %w_new
+  return %y
+}
+",
+        )
+        .unwrap();
+        let m = export_model(&g, &ExportOptions { training_interface: true, ..ExportOptions::default() }).unwrap();
+        let graph = m.graph.unwrap();
+        let names = |v: &[ValueInfoProto]| v.iter().map(|vi| vi.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&graph.input), ["x", "lr", "w", "m"]);
+        assert_eq!(names(&graph.output), ["y", "w_new", "m_new"]);
+        assert!(graph.initializer.iter().all(|t| t.name != "w" && t.name != "m"));
+        // nnc reads the file back as the same graph, with fed leaves.
+        let bytes = to_bytes(&g, &ExportOptions { training_interface: true, ..ExportOptions::default() }).unwrap();
+        let back = crate::import_bytes(&bytes, None).unwrap();
+        assert_eq!(nnc_ir::print(&back), nnc_ir::print(&training_interface(&g).unwrap()));
     }
 }
