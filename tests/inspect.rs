@@ -1,0 +1,170 @@
+//! `nnc compile --emit clif` and `--emit asm`, what users read to see what the compiler
+//! did, on a tiny 4-3-2 MLP (as `nnc new-mlp --layers 4,3,2` makes it):
+//!
+//! - `--emit clif` of inference is a reviewed snapshot. The CLIF depends on the host only
+//!   through FMA (without it the matrix tiles use mul + add) and the calling convention,
+//!   so the snapshot is compared on x86-64 Linux hosts with FMA; everywhere the text
+//!   must be the same on every run. Of the training step, the list of generated
+//!   functions (the fused kernels) is a snapshot.
+//! - `--emit asm` depends on every ISA extension of the host (AVX, FMA, ...), so it is
+//!   checked for structure: the functions of `--emit clif` in the same order, offsets
+//!   that grow, calls by name, no load address leaking into the text (so it is the same
+//!   on every run), FMA instructions when the host has FMA, and a closed pipe is no panic.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn nnc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nnc")).args(args).output().expect("nnc runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = nnc(args);
+    assert!(o.status.success(), "nnc {args:?} failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).expect("UTF-8 output")
+}
+
+/// The 4-3-2 MLP (ReLU, He init, seed 0), written into `dir`.
+fn tiny_mlp(dir: &Path) -> PathBuf {
+    let path = dir.join("tiny.onnx");
+    let o = nnc(&["new-mlp", "--layers", "4,3,2", "--seed", "0", "-o", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    path
+}
+
+/// Runs `nnc compile MODEL ARGS...` twice and checks both runs print the same text.
+fn compile_twice(model: &Path, args: &[&str]) -> String {
+    let mut full = vec!["compile", model.to_str().unwrap()];
+    full.extend_from_slice(args);
+    let first = ok(&full);
+    let second = ok(&full);
+    assert!(first == second, "nnc {full:?} differs between two runs");
+    first
+}
+
+/// The function names of `--emit clif` output (`; name` before each function).
+fn clif_functions(clif: &str) -> Vec<String> {
+    clif.lines().filter_map(|l| l.strip_prefix("; ")).map(str::to_string).collect()
+}
+
+fn host_has_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
+}
+
+#[test]
+fn emit_clif_of_a_tiny_mlp() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_mlp(dir.path());
+    let clif = compile_twice(&model, &["--emit", "clif"]);
+    assert_eq!(clif_functions(&clif), ["k3_dense_pack", "k3_dense", "k6_dense_pack", "k6_dense", "step"]);
+    if cfg!(all(target_arch = "x86_64", target_os = "linux")) && host_has_fma() {
+        insta::assert_snapshot!("clif_tiny_mlp", clif);
+    } else {
+        eprintln!("the clif_tiny_mlp snapshot is of x86-64 Linux hosts with FMA; not compared here");
+    }
+}
+
+#[test]
+fn emit_clif_of_the_training_step_has_the_fused_kernels() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_mlp(dir.path());
+    let clif = compile_twice(&model, &["--emit", "clif", "--train"]);
+    let functions = clif_functions(&clif);
+    // One function (or a pack phase and a compute phase) per fused kernel of the
+    // optimized step: dense layers, softmax cross-entropy, the ReLU-gradient product,
+    // SGD in the weight gradients' epilogue and for the biases.
+    for family in ["_dense", "_softmax_ce", "_dense_relu_grad", "_dense_update", "_update"] {
+        let n = functions.iter().filter(|f| f.ends_with(family)).count();
+        assert!(n > 0, "no k*{family} function in {functions:?}");
+    }
+    assert_eq!(functions.last().map(String::as_str), Some("step"));
+    insta::assert_snapshot!("clif_train_tiny_mlp_functions", functions.join("\n"));
+}
+
+/// Checks one `--emit asm` text against the functions of `--emit clif`.
+fn check_asm(asm: &str, functions: &[String]) {
+    let mut names = Vec::new();
+    let mut current: Option<(String, u64, Option<u64>)> = None; // name, size, last offset
+    for line in asm.lines() {
+        if let Some(header) = line.strip_prefix("; ") {
+            // `; <name> (<size> bytes)`
+            let (name, size) = header.split_once(" (").unwrap_or_else(|| panic!("bad header {line:?}"));
+            let size: u64 = size.strip_suffix(" bytes)").and_then(|s| s.parse().ok()).unwrap();
+            assert!(size > 0, "{line}");
+            names.push(name.to_string());
+            current = Some((name.to_string(), size, None));
+        } else if let Some(body) = line.strip_prefix("  ") {
+            let (name, size, last) = current.as_mut().unwrap_or_else(|| panic!("{line:?} before any header"));
+            if body == "; constants" {
+                continue;
+            }
+            let (offset, text) = body.split_once(": ").unwrap_or_else(|| panic!("bad line {line:?}"));
+            let offset = u64::from_str_radix(offset, 16).unwrap_or_else(|_| panic!("bad offset in {line:?}"));
+            assert!(offset < *size && last.is_none_or(|l| l < offset), "{name}: offset out of order: {line:?}");
+            *last = Some(offset);
+            assert!(!text.is_empty() && !text.starts_with("(bad)"), "{name}: {line:?}");
+            // Every address is a function offset or a name: nothing of 9+ hex digits.
+            let long_hex = text.split("0x").skip(1).any(|h| h.chars().take_while(char::is_ascii_hexdigit).count() > 8);
+            assert!(!long_hex, "{name}: an absolute address in {line:?}");
+        } else {
+            assert!(line.is_empty(), "unexpected line {line:?}");
+        }
+    }
+    assert_eq!(names, functions, "--emit asm lists the functions of --emit clif");
+    // The step calls the kernels by name, and the thread pool's entry by name.
+    for f in functions.iter().filter(|f| f.ends_with("_pack")) {
+        assert!(asm.contains(&format!("call {f}\n")), "step calls {f}");
+    }
+    assert!(asm.contains("nnc_parallel_for"), "the step hands the row kernels to nnc_parallel_for");
+    if host_has_fma() {
+        assert!(asm.contains("vfmadd"), "the host has FMA: the matrix kernels use vfmadd");
+    }
+}
+
+#[test]
+fn emit_asm_of_a_tiny_mlp() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_mlp(dir.path());
+    if !cfg!(target_arch = "x86_64") {
+        let o = nnc(&["compile", model.to_str().unwrap(), "--emit", "asm"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains("x86-64 only") && !err.contains("panicked"), "{err}");
+        return;
+    }
+    for train in [false, true] {
+        let extra: &[&str] = if train { &["--train"] } else { &[] };
+        let clif = compile_twice(&model, &[&["--emit", "clif"][..], extra].concat());
+        let asm = compile_twice(&model, &[&["--emit", "asm"][..], extra].concat());
+        check_asm(&asm, &clif_functions(&clif));
+        if train {
+            // Softmax cross-entropy calls the host's expf and logf, by name.
+            assert!(asm.contains("nnc_expf") && asm.contains("nnc_logf"), "softmax_ce calls expf/logf");
+        }
+    }
+}
+
+#[test]
+fn emit_asm_survives_a_closed_pipe() {
+    // `nnc compile --emit asm | head -1`: read one line, close the pipe.
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_mlp(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nnc"))
+        .args(["compile", model.to_str().unwrap(), "--emit", "asm", "--train"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    if cfg!(target_arch = "x86_64") {
+        assert!(first.starts_with("; k") && first.ends_with(" bytes)\n"), "{first:?}");
+        assert!(out.status.success(), "{err}");
+    }
+}
