@@ -2,19 +2,36 @@
 //!
 //! Random inputs and labels of the model's shapes; a few warm-up steps, then the
 //! median of many timed steps (the median resists the noise of a shared machine).
+//!
+//! Beside the step, a baseline runs in the same process, interleaved with the timed
+//! steps so both see the same machine: the step's own matrix products at the same
+//! batch, computed by `ndarray`'s `.dot()` (the matrixmultiply crate, one thread).
+//! Its GFLOP/s and the step's ratio to it compare across machines and noisy runs
+//! better than an absolute figure; a peak FLOP rate is not reported because it cannot
+//! be known portably.
 
 use anyhow::{Context, Result};
-use nnc_ir::{cost, Graph, Tensor};
-use nnc_train::{JitBackend, Labels, StepBackend};
+use ndarray::Array2;
+use nnc_ir::{cost, Graph, Op, Tensor};
+use nnc_train::{CompileOptions, JitBackend, Labels, StepBackend};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
+
+/// The kernel family the JIT runs matrix products with.
+const KERNELS: &str = "cranelift-f32x4";
+/// More threads than this is a typo, not a request.
+const MAX_THREADS: usize = 256;
+/// Baseline rounds are spread over the timed steps, at most this many.
+const MAX_BASELINE_ROUNDS: usize = 50;
 
 pub struct BenchRequest {
     pub model: Graph,
     pub options: nnc_autodiff::TrainOptions,
     pub batch: usize,
     pub steps: usize,
+    /// 0: one per available core.
+    pub threads: usize,
     pub json: bool,
 }
 
@@ -22,6 +39,7 @@ pub struct BenchRequest {
 #[derive(serde::Serialize)]
 struct BenchReport {
     model: String,
+    optimizer: &'static str,
     batch: usize,
     steps_timed: usize,
     step_ms_median: f64,
@@ -34,17 +52,102 @@ struct BenchReport {
     /// Which kernel family ran the matrix products.
     kernels: &'static str,
     kernel_count: usize,
+    /// Worker threads the step was compiled for (`--threads 0` resolved).
     threads: usize,
+    /// FLOPs of the step's matrix products (the part the baseline computes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    matmul_flops_per_step: Option<u64>,
+    /// GFLOP/s of `ndarray`'s `.dot()` (one thread) on the step's matrix products at
+    /// this batch, measured in this process; absent for a model without any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline_gflops: Option<f64>,
+    /// `gflops / baseline_gflops`: the whole step against the baseline's products.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratio_to_baseline: Option<f64>,
+}
+
+/// The threads a request resolves to.
+fn resolve_threads(threads: usize) -> Result<usize> {
+    anyhow::ensure!(threads <= MAX_THREADS, "--threads {threads}: at most {MAX_THREADS} threads");
+    Ok(match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS),
+        n => n,
+    })
+}
+
+fn optimizer_name(o: &nnc_autodiff::Optimizer) -> &'static str {
+    match o {
+        nnc_autodiff::Optimizer::Sgd => "sgd",
+        nnc_autodiff::Optimizer::Momentum { .. } => "momentum",
+        nnc_autodiff::Optimizer::Adam { .. } => "adam",
+    }
+}
+
+/// `op(A)·op(B)`, `count` times (the product's leading dimensions), on ndarray.
+struct Product {
+    a: Array2<f32>,
+    b: Array2<f32>,
+    trans_a: bool,
+    trans_b: bool,
+    count: usize,
+}
+
+/// The matrix products of a graph at one batch size, with random operands.
+struct Baseline {
+    products: Vec<Product>,
+    flops: u64,
+}
+
+impl Baseline {
+    fn new(graph: &Graph, batch: usize, rng: &mut ChaCha8Rng) -> Option<Baseline> {
+        let mut products = Vec::new();
+        let mut flops = 0;
+        for id in graph.ids() {
+            let v = graph.value(id);
+            let Op::MatMul { trans_a, trans_b } = v.op else { continue };
+            let a = graph.ty(v.args[0]).shape.resolve(batch);
+            let b = graph.ty(v.args[1]).shape.resolve(batch);
+            let out = v.ty.shape.resolve(batch);
+            let matrix = |s: &[usize], rng: &mut ChaCha8Rng| {
+                let (r, c) = (s[s.len() - 2], s[s.len() - 1]);
+                Array2::from_shape_simple_fn((r, c), || rng.random::<f32>() - 0.5)
+            };
+            let (a, b) = (matrix(&a, rng), matrix(&b, rng));
+            let count: usize = out[..out.len() - 2].iter().product();
+            flops += cost::value_flops(graph, id, batch);
+            products.push(Product { a, b, trans_a, trans_b, count });
+        }
+        (!products.is_empty()).then_some(Baseline { products, flops })
+    }
+
+    /// Computes every product once; returns the seconds it took.
+    fn round(&self) -> f64 {
+        let start = Instant::now();
+        for p in &self.products {
+            let a = if p.trans_a { p.a.t() } else { p.a.view() };
+            let b = if p.trans_b { p.b.t() } else { p.b.view() };
+            for _ in 0..p.count {
+                std::hint::black_box(a.dot(&b));
+            }
+        }
+        start.elapsed().as_secs_f64()
+    }
+}
+
+fn median(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
 }
 
 pub fn run_bench(req: BenchRequest) -> Result<()> {
-    let BenchRequest { model, options, batch, steps, json } = req;
+    let BenchRequest { model, options, batch, steps, threads, json } = req;
     anyhow::ensure!(batch > 0 && steps > 0, "--batch and --steps must be at least 1");
+    let threads = resolve_threads(threads)?;
     let tg = nnc_autodiff::training_graph(&model, &options).context("cannot form the training step")?;
     let flops = cost::flops(&tg.graph, batch);
     let started = Instant::now();
-    let mut backend =
-        JitBackend::from_train_graph(&tg, &Default::default()).context("cannot compile the training step")?;
+    let compile = CompileOptions { threads, ..CompileOptions::default() };
+    let mut backend = JitBackend::from_train_graph(&tg, &compile).context("cannot compile the training step")?;
     let compile_ms = started.elapsed().as_secs_f64() * 1e3;
 
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -61,41 +164,57 @@ pub fn run_bench(req: BenchRequest) -> Result<()> {
             Tensor::from_f32(&dims, (0..n).map(|_| rng.random::<f32>()).collect())?
         }
     };
+    let baseline = Baseline::new(&tg.graph, batch, &mut rng);
+
     // A tiny learning rate keeps the parameters (and so the work) the same across steps.
     let lr = 1e-6;
     for step in 1..=5 {
         backend.step(&x, &y, lr, step)?;
     }
+    if let Some(b) = &baseline {
+        b.round();
+    }
+    let every = steps.div_ceil(MAX_BASELINE_ROUNDS);
     let mut times = Vec::with_capacity(steps);
+    let mut baseline_times = Vec::new();
     for step in 0..steps {
         let t = Instant::now();
         backend.step(&x, &y, lr, 6 + step as u64)?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
+        if let Some(b) = baseline.as_ref().filter(|_| step % every == 0) {
+            baseline_times.push(b.round());
+        }
     }
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
+    let median_ms = median(&mut times);
+    let gflops = flops as f64 / (median_ms / 1e3) / 1e9;
+    let baseline_gflops = baseline.as_ref().map(|b| b.flops as f64 / median(&mut baseline_times) / 1e9);
     let report = BenchReport {
         model: model.name.clone(),
+        optimizer: optimizer_name(&options.optimizer),
         batch,
         steps_timed: steps,
-        step_ms_median: median,
+        step_ms_median: median_ms,
         step_ms_min: times[0],
-        samples_per_s: batch as f64 / (median / 1e3),
+        samples_per_s: batch as f64 / (median_ms / 1e3),
         flops_per_step: flops,
-        gflops: flops as f64 / (median / 1e3) / 1e9,
+        gflops,
         compile_ms,
-        kernels: "cranelift-f32x4",
+        kernels: KERNELS,
         kernel_count: backend.kernel_count(),
-        threads: 1,
+        threads,
+        matmul_flops_per_step: baseline.as_ref().map(|b| b.flops),
+        baseline_gflops,
+        ratio_to_baseline: baseline_gflops.map(|b| gflops / b),
     };
     let text = if json {
         serde_json::to_string(&report).context("cannot encode the report")? + "\n"
     } else {
-        format!(
-            "training step of {} at batch {}: median {:.3} ms (min {:.3} ms) over {} steps\n\
-             {:.0} samples/s, {:.1} GFLOP/s ({:.1} MFLOP per step), {} kernels ({}), {} thread\n\
+        let mut text = format!(
+            "training step of {} ({}) at batch {}: median {:.3} ms (min {:.3} ms) over {} steps\n\
+             {:.0} samples/s, {:.1} GFLOP/s ({:.1} MFLOP per step), {} kernels ({}), {} thread{}\n\
              compiled in {:.1} ms\n",
             report.model,
+            report.optimizer,
             batch,
             report.step_ms_median,
             report.step_ms_min,
@@ -105,9 +224,17 @@ pub fn run_bench(req: BenchRequest) -> Result<()> {
             flops as f64 / 1e6,
             report.kernel_count,
             report.kernels,
-            report.threads,
+            threads,
+            if threads == 1 { "" } else { "s" },
             report.compile_ms
-        )
+        );
+        if let (Some(b), Some(r)) = (report.baseline_gflops, report.ratio_to_baseline) {
+            text += &format!(
+                "baseline: ndarray .dot() on the step's matrix products, 1 thread: {b:.1} GFLOP/s; \
+                 the step runs at {r:.2}x that\n"
+            );
+        }
+        text
     };
     crate::write_stdout(&text)
 }

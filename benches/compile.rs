@@ -1,0 +1,62 @@
+//! Time to turn the seed model into a runnable training step: differentiate
+//! (`nnc_autodiff::training_graph`), optimize the step (`nnc_train::optimize`: nnc-opt's
+//! `-O1`, as the JIT trainer runs it), then the JIT trainer's whole construction from the
+//! step (`JitBackend::from_train_graph`: optimize and compile the step and the inference
+//! pass), and all of it as `nnc train` pays before its first step (`JitBackend::new`).
+//!
+//! `cargo bench -j2 --bench compile`
+//!
+//! The stages are timed through the functions the CLI calls, so the figures follow
+//! whatever the pipeline does.
+
+mod common;
+
+use common::Samples;
+use criterion::{Criterion, SamplingMode};
+use nnc_autodiff::{training_graph, Optimizer};
+use nnc_train::JitBackend;
+
+const SAMPLES: usize = 10;
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    let model = common::seed_model();
+    let opts = common::train_options(Optimizer::Sgd);
+    let tg = common::seed_step(Optimizer::Sgd);
+    let compile = common::compile_options(1);
+    let mut rows = Vec::new();
+    let mut group = c.benchmark_group("compile_seed_step");
+    common::configure(&mut group, SAMPLES);
+    group.sampling_mode(SamplingMode::Flat);
+    let mut record = |name: &str, what: &str, samples: &Samples| {
+        if let Some(s) = samples.median(SAMPLES) {
+            rows.push(vec![name.to_string(), what.to_string(), format!("{:.1}", s * 1e3)]);
+        }
+    };
+
+    let mut s = Samples::default();
+    group.bench_function("differentiate", |b| s.iter(b, || training_graph(&model, &opts).expect("differentiates")));
+    record("differentiate", "`nnc_autodiff::training_graph`", &s);
+
+    let mut s = Samples::default();
+    group.bench_function("optimize", |b| s.iter(b, || nnc_train::optimize(&tg.graph).expect("optimizes")));
+    record("optimize", "`nnc_train::optimize` of the step (nnc-opt -O1)", &s);
+
+    let mut s = Samples::default();
+    group.bench_function("jit_backend_from_train_graph", |b| {
+        s.iter(b, || JitBackend::from_train_graph(&tg, &compile).expect("compiles"))
+    });
+    record("optimize + compile", "`JitBackend::from_train_graph` (step and inference pass)", &s);
+
+    let mut s = Samples::default();
+    group.bench_function("jit_backend_new", |b| {
+        s.iter(b, || JitBackend::new(&model, &opts, &compile).expect("compiles"))
+    });
+    record("total", "`JitBackend::new`: all of the above, as `nnc train` runs it", &s);
+
+    group.finish();
+    c.final_summary();
+    if common::summary_wanted() {
+        common::print_table("Compiling the seed training step (SGD)", &["stage", "what", "ms"], &rows);
+    }
+}

@@ -1,0 +1,118 @@
+//! GFLOP/s of the JIT's matrix product at each shape of the seed training step (the
+//! 784-256-10 MLP at batch 100: the forward products, and the backward A·Bᵀ and Aᵀ·B
+//! ones), taken from the step graph itself, beside a baseline measured in the same
+//! process: `ndarray`'s `.dot()` (the matrixmultiply crate, one thread) on the same
+//! operands in the same layouts.
+//!
+//! `cargo bench -j2 --bench matmul`
+//!
+//! Criterion's throughput is the product's FLOPs (2·M·K·N), so its "elem/s" are
+//! FLOP/s. One JIT measurement is one `Compiled::run` of a graph holding only the
+//! product: feed checks, the product (packing included), and copying the result out;
+//! one baseline measurement is one `.dot()`, which allocates its result.
+
+mod common;
+
+use common::{Product, Samples};
+use criterion::{BenchmarkId, Criterion, Throughput};
+use ndarray::{Array2, ArrayD, IxDyn};
+use nnc_autodiff::Optimizer;
+use nnc_cranelift::compile;
+use nnc_ir::{DType, Graph, Op, Shape, Tensor, TensorType};
+use std::collections::HashMap;
+
+const BATCH: usize = 100;
+const THREADS: [usize; 2] = [1, 2];
+const SAMPLES: usize = 15;
+
+fn array(shape: &[usize]) -> Array2<f32> {
+    let data = (0..shape[0] * shape[1]).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+    Array2::from_shape_vec((shape[0], shape[1]), data).expect("shape matches")
+}
+
+fn tensor(a: &Array2<f32>) -> Tensor {
+    Tensor::F32(ArrayD::from_shape_vec(IxDyn(a.shape()), a.iter().copied().collect()).expect("shape matches"))
+}
+
+/// A graph of this one product, of fixed shapes.
+fn product_graph(p: &Product) -> Graph {
+    let (sa, sb) = p.shapes();
+    let mut g = Graph::new("matmul");
+    let a = g.input("a", TensorType::new(DType::F32, Shape::fixed(&sa))).expect("input");
+    let b = g.input("b", TensorType::new(DType::F32, Shape::fixed(&sb))).expect("input");
+    let out = g.op(Op::MatMul { trans_a: p.trans_a, trans_b: p.trans_b }, &[a, b]).expect("matmul");
+    g.set_outputs(vec![out]);
+    g
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    let step = common::seed_step(Optimizer::Sgd);
+    let products = common::products(&step.graph, BATCH);
+    let mut rows = Vec::new();
+    let mut group = c.benchmark_group("matmul");
+    common::configure(&mut group, SAMPLES);
+    for p in &products {
+        assert_eq!(p.count, 1, "the seed step's products are 2-D");
+        let (sa, sb) = p.shapes();
+        let (a, b) = (array(&sa), array(&sb));
+        let label = p.describe();
+        group.throughput(Throughput::Elements(p.flops()));
+
+        let mut baseline = Samples::default();
+        group.bench_function(BenchmarkId::new("ndarray", &label), |bench| {
+            baseline.iter(bench, || {
+                let a = if p.trans_a { a.t() } else { a.view() };
+                let b = if p.trans_b { b.t() } else { b.view() };
+                a.dot(&b)
+            })
+        });
+
+        let feeds: HashMap<String, Tensor> = [("a".to_string(), tensor(&a)), ("b".to_string(), tensor(&b))].into();
+        let mut jit = Vec::new();
+        for threads in THREADS {
+            let mut compiled = compile(&product_graph(p), &common::compile_options(threads)).expect("compiles");
+            let mut samples = Samples::default();
+            group.bench_function(BenchmarkId::new(format!("jit/threads{threads}"), &label), |bench| {
+                samples.iter(bench, || compiled.run(&feeds).expect("runs"))
+            });
+            jit.push(samples.median(SAMPLES));
+        }
+
+        let gflops = |s: f64| p.flops() as f64 / s / 1e9;
+        if let (Some(base), Some(j1), Some(j2)) = (baseline.median(SAMPLES), jit[0], jit[1]) {
+            rows.push(vec![
+                format!("`{}` {label}", p.name),
+                format!("{:.1}", p.flops() as f64 / 1e6),
+                format!("{:.1}", gflops(base)),
+                format!("{:.1}", gflops(j1)),
+                format!("{:.0}%", 100.0 * gflops(j1) / common::peak_128(1)),
+                format!("{:.2}×", base / j1),
+                format!("{:.1}", gflops(j2)),
+                format!("{:.2}×", j1 / j2),
+            ]);
+        }
+    }
+    group.finish();
+    c.final_summary();
+    if common::summary_wanted() {
+        common::print_table(
+            &format!(
+                "Matrix products of the seed step at batch {BATCH} (GFLOP/s, median of criterion's samples; \
+                 peak: one core's 128-bit FMA, {} GFLOP/s)",
+                common::PEAK_128_GFLOPS_PER_CORE
+            ),
+            &[
+                "product",
+                "MFLOP",
+                "ndarray 1t",
+                "JIT 1t",
+                "JIT 1t % of peak",
+                "JIT 1t / ndarray",
+                "JIT 2t",
+                "JIT 2t / 1t",
+            ],
+            &rows,
+        );
+    }
+}
