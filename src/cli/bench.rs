@@ -18,8 +18,6 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
 
-/// The kernel family the JIT runs matrix products with.
-const KERNELS: &str = "cranelift-f32x4";
 /// More threads than this is a typo, not a request.
 const MAX_THREADS: usize = 256;
 /// Baseline rounds are spread over the timed steps, at most this many.
@@ -199,9 +197,9 @@ pub fn run_bench(req: BenchRequest) -> Result<()> {
         flops_per_step: flops,
         gflops,
         compile_ms,
-        kernels: KERNELS,
+        kernels: backend.kernel_family(),
         kernel_count: backend.kernel_count(),
-        threads,
+        threads: backend.threads(),
         matmul_flops_per_step: baseline.as_ref().map(|b| b.flops),
         baseline_gflops,
         ratio_to_baseline: baseline_gflops.map(|b| gflops / b),

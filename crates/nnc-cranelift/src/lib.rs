@@ -31,8 +31,8 @@ mod error;
 mod feeds;
 mod lower;
 mod math;
-mod object;
 mod matmul;
+mod object;
 mod onehot;
 mod plan;
 mod pool;
@@ -51,7 +51,7 @@ pub use provider::TileShape;
 pub use runtime::Compiled;
 
 use nnc_ir::Graph;
-use provider::CraneliftTiles;
+use provider::{CraneliftTiles, MicroKernelProvider};
 
 /// Options for [`compile`] and [`emit_clif`].
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -86,7 +86,7 @@ pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled, Backend
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    Compiled::new(program, code, threads)
+    Compiled::new(program, code, threads, provider.family())
 }
 
 /// The Cranelift IR of every generated function, as text (before Cranelift's own

@@ -108,22 +108,29 @@ pub fn compile_object(entries: &[(&str, &Graph)], opts: &ObjectOptions) -> Resul
                     let bytes = l.ty.shape.numel(1).unwrap_or(0) * l.ty.dtype.size_bytes();
                     let offset = state_bytes.next_multiple_of(64);
                     state_bytes = offset + bytes;
-                    leaves.push(StateLeaf { name: l.name.clone(), ty: l.ty.clone(), offset, bytes, init: l.init.clone() });
+                    leaves.push(StateLeaf {
+                        name: l.name.clone(),
+                        ty: l.ty.clone(),
+                        offset,
+                        bytes,
+                        init: l.init.clone(),
+                    });
                 }
             }
         }
     }
     let mut arena_bytes = 0usize;
     for (name, p) in &programs {
-        let layout = p.plan.layout(opts.max_batch).map_err(|m| BackendError::TooLarge {
-            batch: opts.max_batch,
-            message: format!("{name}: {m}"),
-        })?;
+        let layout = p
+            .plan
+            .layout(opts.max_batch)
+            .map_err(|m| BackendError::TooLarge { batch: opts.max_batch, message: format!("{name}: {m}") })?;
         arena_bytes = arena_bytes.max(layout.total);
     }
 
     let (isa, fma) = isa(true)?;
-    let builder = ObjectBuilder::new(isa, format!("{}.o", opts.prefix), default_libcall_names()).map_err(codegen_err)?;
+    let builder =
+        ObjectBuilder::new(isa, format!("{}.o", opts.prefix), default_libcall_names()).map_err(codegen_err)?;
     let mut module = ObjectModule::new(builder);
     let call_conv = module.isa().default_call_conv();
     let sigs = Signatures::new(call_conv);
@@ -318,7 +325,8 @@ impl Wrapper<'_> {
         math: &BTreeMap<MathFn, FuncId>,
     ) -> Result<(), BackendError> {
         let p = self.program;
-        let layout = p.plan.layout(self.max_batch).map_err(|m| BackendError::TooLarge { batch: self.max_batch, message: m })?;
+        let layout =
+            p.plan.layout(self.max_batch).map_err(|m| BackendError::TooLarge { batch: self.max_batch, message: m })?;
         let mut sig = Signature::new(module.isa().default_call_conv());
         let pointers = 2 + p.inputs.len() + p.outputs.len();
         sig.params.extend(std::iter::repeat_n(AbiParam::new(PTR), pointers));
@@ -475,7 +483,9 @@ fn header(
         env!("CARGO_PKG_VERSION"),
         opts.prefix
     ));
-    h.push_str(&format!("#ifndef {p}_H\n#define {p}_H\n\n#include <stdint.h>\n\n#ifdef __cplusplus\nextern \"C\" {{\n#endif\n\n"));
+    h.push_str(&format!(
+        "#ifndef {p}_H\n#define {p}_H\n\n#include <stdint.h>\n\n#ifdef __cplusplus\nextern \"C\" {{\n#endif\n\n"
+    ));
     h.push_str(&format!("#define {p}_MAX_BATCH {}\n", opts.max_batch));
     h.push_str(&format!("#define {p}_STATE_BYTES {state_bytes}\n"));
     h.push_str(&format!("#define {p}_ARENA_BYTES {arena_bytes}\n\n"));

@@ -84,6 +84,8 @@ pub(crate) struct TileArgs {
 }
 
 pub(crate) trait MicroKernelProvider {
+    /// The kernel family's name, as `nnc bench` reports it.
+    fn family(&self) -> &'static str;
     /// The tile shape for a product of these sizes.
     fn tile_shape(&self, shape: &GemmShape) -> TileShape;
     /// Emits one full `mr × nr` tile at the current position of `fx`.
@@ -105,6 +107,10 @@ pub(crate) struct CraneliftTiles {
 }
 
 impl MicroKernelProvider for CraneliftTiles {
+    fn family(&self) -> &'static str {
+        "cranelift-f32x4"
+    }
+
     fn tile_shape(&self, shape: &GemmShape) -> TileShape {
         if let Some(t) = self.fixed {
             return t;

@@ -35,6 +35,8 @@ pub struct Compiled {
     status: Box<u32>,
     /// The threads kernels are split over (`None`: one thread).
     pool: Option<Arc<Pool>>,
+    /// The matrix-product kernel family (see `MicroKernelProvider::family`).
+    kernels: &'static str,
 }
 
 impl std::fmt::Debug for Compiled {
@@ -47,7 +49,12 @@ impl std::fmt::Debug for Compiled {
 }
 
 impl Compiled {
-    pub(crate) fn new(program: Program, code: JitCode, threads: usize) -> Result<Compiled, BackendError> {
+    pub(crate) fn new(
+        program: Program,
+        code: JitCode,
+        threads: usize,
+        kernels: &'static str,
+    ) -> Result<Compiled, BackendError> {
         let too_large = |message: String| BackendError::TooLarge { batch: 1, message };
         let mut leaves = Vec::with_capacity(program.leaves.len());
         for l in &program.leaves {
@@ -79,6 +86,7 @@ impl Compiled {
             table,
             status: Box::new(0),
             pool: (threads > 1).then(|| Pool::shared(threads)),
+            kernels,
         })
     }
 
@@ -263,6 +271,11 @@ impl Compiled {
                 (name.clone(), *addr as u64, bytes)
             })
             .collect()
+    }
+
+    /// The kernel family the matrix products use.
+    pub fn kernel_family(&self) -> &'static str {
+        self.kernels
     }
 
     /// Threads the step runs on.

@@ -54,6 +54,16 @@ impl JitBackend {
         &self.spec.notes
     }
 
+    /// Threads the compiled step runs on.
+    pub fn threads(&self) -> usize {
+        self.step.threads()
+    }
+
+    /// The matrix-product kernel family of the compiled step.
+    pub fn kernel_family(&self) -> &'static str {
+        self.step.kernel_family()
+    }
+
     /// Kernels in the compiled training step.
     pub fn kernel_count(&self) -> usize {
         self.step.kernel_count()
