@@ -75,6 +75,12 @@ impl<'a> Batches<'a> {
         self.pos = 0;
     }
 
+    /// Passes over the next `n` batches of this epoch without gathering them (to
+    /// resume inside an epoch).
+    pub fn skip(&mut self, n: usize) {
+        self.pos = n.saturating_mul(self.batch).saturating_add(self.pos).min(self.order.len());
+    }
+
     /// The next batch of this epoch, or `None` when the epoch is done.
     pub fn next_batch(&mut self) -> Option<Batch<'_>> {
         if self.pos >= self.order.len() {

@@ -40,9 +40,38 @@ pub enum TrainError {
     /// An out-of-range training setting (batch 0, a NaN learning rate, ...).
     #[error("invalid training configuration: {0}")]
     Config(String),
-    /// The loss became NaN or infinite.
-    #[error("the loss diverged at step {step} (epoch {epoch}): it is {loss}; try a smaller learning rate than {lr}")]
-    Diverged { step: u64, epoch: usize, loss: f32, lr: f32 },
+    /// The loss, a parameter or the optimizer state became NaN or infinite (or, under
+    /// [`crate::NanPolicy::Skip`], too many steps in a row did).
+    #[error(
+        "training diverged at step {step} (epoch {epoch}): {what}; try a smaller learning rate than {}{}",
+        number(*lr),
+        intact(checkpoint)
+    )]
+    Diverged {
+        step: u64,
+        epoch: usize,
+        /// The step's loss (computed before its update; it may be finite when a
+        /// parameter is not).
+        loss: f32,
+        lr: f32,
+        /// The first non-finite tensor: `loss`, or a parameter's or state's name.
+        tensor: String,
+        /// What was found, e.g. `the loss is NaN` or `parameter "w" holds inf at element 3`.
+        what: String,
+        /// The last checkpoint of the run (its step and file), left as it was.
+        checkpoint: Option<(u64, PathBuf)>,
+    },
+    /// A checkpoint cannot be read: not a checkpoint, another format version,
+    /// truncated, corrupt; or a checkpoint directory cannot be used.
+    #[error("{}: {message}", path.display())]
+    Checkpoint { path: PathBuf, message: String },
+    /// A checkpoint does not belong to this run (another model, optimizer, learning
+    /// rate, data set, ...) or is past its end.
+    #[error("cannot resume from {}: {message}", path.display())]
+    Resume { path: PathBuf, message: String },
+    /// A file could not be written (checkpoints).
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Interp(#[from] InterpError),
     #[error(transparent)]
@@ -50,6 +79,23 @@ pub enum TrainError {
     /// A backend other than the interpreter failed (the JIT uses this).
     #[error("{0}")]
     Backend(String),
+}
+
+/// `0.01`, `1e30`: plain decimals unless very large or small.
+fn number(x: f32) -> String {
+    if x != 0.0 && !(1e-4..1e6).contains(&x.abs()) {
+        format!("{x:e}")
+    } else {
+        x.to_string()
+    }
+}
+
+/// `; the last checkpoint (step 40) is intact in DIR/checkpoint.nnc`, or nothing.
+fn intact(checkpoint: &Option<(u64, PathBuf)>) -> String {
+    match checkpoint {
+        Some((step, path)) => format!("; the last checkpoint (step {step}) is intact in {}", path.display()),
+        None => String::new(),
+    }
 }
 
 impl TrainError {
