@@ -29,6 +29,15 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&mut std::fs::File) -> s
     write(tmp.as_file_mut())
         .and_then(|()| tmp.as_file_mut().flush())
         .with_context(|| format!("cannot write {}", path.display()))?;
+    // Temporary files are private (0600); the result gets the usual mode of a new
+    // file (0644 under the common umask), not a private one.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     tmp.as_file().sync_all().with_context(|| format!("cannot write {}", path.display()))?;
     tmp.persist(path).map_err(|e| e.error).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())

@@ -1,6 +1,7 @@
 //! The `nnc` command-line tool.
 
 mod cli;
+mod plot;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -49,6 +50,22 @@ enum Command {
         step: StepArgs,
         #[command(flatten)]
         opt: OptArgs,
+        /// Compile ahead of time: write an object file with C entry points (the
+        /// inference pass, and the training step with --train) instead of printing.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// With -o: also write the C header that declares the entry points.
+        #[arg(long, requires = "output")]
+        header: Option<PathBuf>,
+        /// With -o: prefix of the C symbols [default: the model file's name].
+        #[arg(long, requires = "output")]
+        prefix: Option<String>,
+        /// With -o: put the initial weights into the object (`<prefix>_init`).
+        #[arg(long, requires = "output")]
+        embed_weights: bool,
+        /// With -o: the largest batch the entry points accept.
+        #[arg(long, requires = "output", default_value_t = 1024)]
+        max_batch: usize,
     },
     /// Train a model (default: the seed 784-256-10 MLP) on MNIST-format data or NPY arrays.
     Train {
@@ -81,12 +98,22 @@ enum Command {
         step: StepArgs,
         #[arg(long, value_enum, default_value = "jit")]
         backend: Backend,
+        /// Threads of the jitted step (0: one per available core). Results are the same
+        /// bits for every count.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
         /// Write the trained model here as ONNX.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// After training, draw the loss curves and the per-epoch test loss and accuracy
+        /// into this SVG file.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
+        #[command(flatten)]
+        checkpoint: cli::train::CheckpointArgs,
     },
     /// Loss and accuracy of a classifier on the test split of an MNIST-format directory.
     Eval {
@@ -107,12 +134,17 @@ enum Command {
         /// Timed steps (after 5 warm-up steps); the median is reported.
         #[arg(long, default_value_t = 200)]
         steps: usize,
+        /// Worker threads of the step (0: one per available core; the number used is reported).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
         #[command(flatten)]
         step: StepArgs,
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
+    /// Optimize a model and write it as standard ONNX; with --training, its whole training step.
+    Export(cli::export::ExportArgs),
     /// Run inference on NPY inputs.
     Run {
         model: PathBuf,
@@ -210,10 +242,14 @@ enum Emit {
     TrainIr,
     /// The Cranelift IR the JIT generates (of the training step with --train).
     Clif,
+    /// The machine code the JIT generates, disassembled (x86-64; of the training step with --train).
+    Asm,
     /// The IR after the graph optimizer (fusion, clean-up).
     IrOpt,
     /// The optimizer's report: kernels, bytes moved and the memory plan, before and after.
     OptReport,
+    /// The graph in Graphviz DOT after the optimizer (fused ops filled orange; updates dashed).
+    Dot,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -243,9 +279,23 @@ fn run(command: Command) -> Result<()> {
             eprintln!("wrote {}", output.display());
             Ok(())
         }
-        Command::Compile { model, emit, train, step, opt } => {
+        Command::Compile { model, emit, train, step, opt, output, header, prefix, embed_weights, max_batch } => {
             let graph = import(&model)?;
-            if matches!(emit, Emit::IrOpt | Emit::OptReport) {
+            if let Some(output) = output {
+                return cli::aot::run(cli::aot::AotRequest {
+                    model_path: model,
+                    model: graph,
+                    train: train.then(|| step.options()),
+                    opt: opt.options(),
+                    output,
+                    header,
+                    prefix,
+                    embed_weights,
+                    max_batch,
+                });
+            }
+            // These show the graph after optimization (`-O0`: as imported/differentiated).
+            if matches!(emit, Emit::IrOpt | Emit::OptReport | Emit::Dot | Emit::Clif | Emit::Asm) {
                 let graph = if train {
                     nnc_autodiff::training_graph(&graph, &step.options())
                         .with_context(|| format!("cannot form the training step of {}", model.display()))?
@@ -259,6 +309,13 @@ fn run(command: Command) -> Result<()> {
                 }
                 return match emit {
                     Emit::IrOpt => write_stdout(&nnc_ir::print(&optimized.graph)),
+                    Emit::Dot => write_stdout(&nnc_ir::to_dot(&optimized.graph)),
+                    Emit::Clif => write_stdout(&nnc_cranelift::emit_clif(&optimized.graph, &Default::default())?),
+                    Emit::Asm => {
+                        let options = nnc_cranelift::CompileOptions { threads: 1, ..Default::default() };
+                        let compiled = nnc_cranelift::compile(&optimized.graph, &options)?;
+                        write_stdout(&nnc_cranelift::disassemble(&compiled)?)
+                    }
                     _ => write_stdout(&format!(
                         "{}\n{}",
                         optimized.report.render(100),
@@ -273,8 +330,7 @@ fn run(command: Command) -> Result<()> {
                     Emit::Summary => write_stdout(&summary::train_summary(&tg, &step.options(), step.lr))?,
                     Emit::Ir | Emit::TrainIr => write_stdout(&nnc_ir::print(&tg.graph))?,
                     Emit::IrData => write_stdout(&nnc_ir::print_with_data(&tg.graph))?,
-                    Emit::Clif => write_stdout(&nnc_cranelift::emit_clif(&tg.graph, &Default::default())?)?,
-                    Emit::IrOpt | Emit::OptReport => {} // handled above
+                    Emit::IrOpt | Emit::OptReport | Emit::Dot | Emit::Clif | Emit::Asm => {} // handled above
                 }
                 return Ok(());
             }
@@ -283,8 +339,7 @@ fn run(command: Command) -> Result<()> {
                 // TrainIr never gets here: it implies --train.
                 Emit::Ir | Emit::TrainIr => write_stdout(&nnc_ir::print(&graph))?,
                 Emit::IrData => write_stdout(&nnc_ir::print_with_data(&graph))?,
-                Emit::Clif => write_stdout(&nnc_cranelift::emit_clif(&graph, &Default::default())?)?,
-                Emit::IrOpt | Emit::OptReport => {} // handled above
+                Emit::IrOpt | Emit::OptReport | Emit::Dot | Emit::Clif | Emit::Asm => {} // handled above
             }
             Ok(())
         }
@@ -300,12 +355,21 @@ fn run(command: Command) -> Result<()> {
             no_shuffle,
             step,
             backend,
+            threads,
             out,
+            plot,
             quiet,
+            checkpoint,
         } => {
-            let model = match model {
-                Some(path) => import(&path)?,
-                None => build_mlp(&MlpSpec::seed_model())?,
+            let (model, model_name) = match model {
+                Some(path) => {
+                    (import(&path)?, path.file_name().unwrap_or(path.as_os_str()).to_string_lossy().into_owned())
+                }
+                None => {
+                    let spec = MlpSpec::seed_model();
+                    let layers: Vec<String> = spec.layers.iter().map(usize::to_string).collect();
+                    (build_mlp(&spec)?, format!("seed MLP {}", layers.join("-")))
+                }
             };
             let data = match (inputs, labels) {
                 (Some(inputs), Some(labels)) => DataSource::Npy { inputs, labels },
@@ -319,25 +383,41 @@ fn run(command: Command) -> Result<()> {
                 shuffle: !no_shuffle,
                 ..Default::default()
             };
-            cli::train::run_train(TrainRequest { model, options: step.options(), backend, data, config, out, quiet })
+            cli::train::run_train(TrainRequest {
+                model,
+                options: step.options(),
+                backend,
+                compile: nnc_train::CompileOptions { threads, ..Default::default() },
+                data,
+                config,
+                out,
+                plot,
+                model_name,
+                quiet,
+                checkpoint,
+            })
         }
-        Command::Bench { model, batch, steps, step, json } => {
+        Command::Bench { model, batch, steps, threads, step, json } => {
             let model = match model {
                 Some(path) => import(&path)?,
                 None => build_mlp(&MlpSpec::seed_model())?,
             };
-            cli::bench::run_bench(cli::bench::BenchRequest { model, options: step.options(), batch, steps, json })
+            let options = step.options();
+            cli::bench::run_bench(cli::bench::BenchRequest { model, options, batch, steps, threads, json })
         }
         Command::Eval { model, backend, data, batch } => {
             let graph = import(&model)?;
             cli::train::run_eval(&graph, backend, &data.unwrap_or_else(nnc_train::default_data_dir), batch)
         }
+        Command::Export(args) => cli::export::run_export(args),
         Command::Run { model, inputs, output, backend } => {
             let graph = import(&model)?;
             let feeds = read_feeds(&graph, &inputs)?;
             let outputs = match backend {
                 Backend::Interp => nnc_interp::run(&graph, &feeds)?,
-                Backend::Jit => nnc_cranelift::compile(&graph, &Default::default())?.run(&feeds)?,
+                Backend::Jit => {
+                    nnc_cranelift::compile(&nnc_train::optimize(&graph)?, &Default::default())?.run(&feeds)?
+                }
             };
             match output {
                 Some(path) => {

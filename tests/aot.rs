@@ -141,8 +141,11 @@ fn c_program_trains_and_infers_like_the_jit() {
     for s in 0..STEPS {
         let xs = Tensor::from_f32(&[BATCH, 784], x[s * BATCH * 784..(s + 1) * BATCH * 784].to_vec()).unwrap();
         let ys = Tensor::from_i64(&[BATCH], y[s * BATCH..(s + 1) * BATCH].to_vec()).unwrap();
-        let feeds =
-            HashMap::from([("input".to_string(), xs), (LABELS.to_string(), ys), (LR.to_string(), Tensor::scalar_f32(0.01))]);
+        let feeds = HashMap::from([
+            ("input".to_string(), xs),
+            (LABELS.to_string(), ys),
+            (LR.to_string(), Tensor::scalar_f32(0.01)),
+        ]);
         losses.extend(bits(&jit.run(&feeds).unwrap()[0]));
     }
     assert_eq!(read_f32("losses.bin"), losses, "losses differ from the JIT's");

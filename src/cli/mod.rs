@@ -1,2 +1,4 @@
+pub mod aot;
 pub mod bench;
+pub mod export;
 pub mod train;
