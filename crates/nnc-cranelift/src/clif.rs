@@ -21,7 +21,7 @@
 use crate::math::MathFn;
 use crate::shape::Sz;
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Type, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
 use cranelift_module::{FuncId, Module};
 use std::collections::BTreeMap;
@@ -44,7 +44,21 @@ pub(crate) struct Fx<'a> {
     pub end: Value,
     /// The target has fused multiply-add (without it Cranelift calls a slow libcall).
     pub fma: bool,
+    /// Checked mode: every load and store is bounds-checked.
+    checks: Option<Checks>,
 }
+
+/// What checked mode knows in a kernel: the byte ranges it may touch (its buffers, read
+/// from the table, and its stack slots) and the status code of a violation.
+struct Checks {
+    ranges: Vec<(Value, Value)>,
+    status_slot: usize,
+    code: u32,
+}
+
+/// Status bit of an out-of-bounds access caught in checked mode (the low bits are the
+/// 1-based kernel index, as for other kernel errors).
+pub(crate) const OUT_OF_BOUNDS: u32 = 0x4000_0000;
 
 /// Pointer-sized integer type of the generated code.
 pub(crate) const PTR: Type = types::I64;
@@ -62,7 +76,98 @@ impl<'a> Fx<'a> {
     ) -> Fx<'a> {
         let zero = b.ins().iconst(PTR, 0);
         let p = |i: usize| params.get(i).copied().unwrap_or(zero);
-        Fx { table: p(0), batch: p(1), part: p(2), begin: p(3), end: p(4), b, module, math, fma }
+        Fx { table: p(0), batch: p(1), part: p(2), begin: p(3), end: p(4), b, module, math, fma, checks: None }
+    }
+
+    /// Turns on checked mode for this kernel: loads and stores outside the buffers of
+    /// `slots` (base at `table[slot]`, byte length at `table[n_slots + slot]`), the
+    /// status word and the kernel's stack slots set `OUT_OF_BOUNDS | code` in the status
+    /// word and are skipped (a load yields zero). Call in the entry block.
+    pub fn enable_checks(&mut self, slots: &[usize], n_slots: usize, status_slot: usize, code: u32) {
+        let mut seen: Vec<usize> = slots.to_vec();
+        seen.push(status_slot);
+        seen.sort_unstable();
+        seen.dedup();
+        let table = self.table;
+        let ranges = seen
+            .into_iter()
+            .map(|slot| {
+                let flags = mem().with_readonly();
+                let base = self.b.ins().load(PTR, flags, table, (slot * 8) as i32);
+                let len = self.b.ins().load(PTR, flags, table, ((n_slots + slot) * 8) as i32);
+                (base, len)
+            })
+            .collect();
+        self.checks = Some(Checks { ranges, status_slot, code: OUT_OF_BOUNDS | code });
+    }
+
+    /// A stack buffer of `bytes` (16-byte aligned) and its address; in checked mode its
+    /// range is allowed. Call before any loop, so the address dominates its uses.
+    pub fn stack_buffer(&mut self, bytes: u32) -> Value {
+        let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 4));
+        let addr = self.b.ins().stack_addr(PTR, slot, 0);
+        if self.checks.is_some() {
+            let len = self.iconst(bytes as i64);
+            if let Some(c) = &mut self.checks {
+                c.ranges.push((addr, len));
+            }
+        }
+        addr
+    }
+
+    /// Whether `[addr + offset, addr + offset + size)` lies inside an allowed range.
+    fn in_bounds(&mut self, addr: Value, offset: i32, size: u32) -> Option<Value> {
+        let ranges = self.checks.as_ref()?.ranges.clone();
+        let start = self.b.ins().iadd_imm_s(addr, offset as i64);
+        let end = self.b.ins().iadd_imm_s(start, size as i64);
+        let mut ok = self.b.ins().iconst(types::I8, 0);
+        for (base, len) in ranges {
+            let limit = self.b.ins().iadd(base, len);
+            let lo = self.b.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, start, base);
+            let hi = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, end, limit);
+            let inside = self.b.ins().band(lo, hi);
+            ok = self.b.ins().bor(ok, inside);
+        }
+        Some(ok)
+    }
+
+    /// Records an out-of-bounds access in the status word.
+    fn violation(&mut self) {
+        let Some(c) = &self.checks else { return };
+        let (slot, code) = (c.status_slot, c.code);
+        let table = self.table;
+        let addr = self.b.ins().load(PTR, mem().with_readonly(), table, (slot * 8) as i32);
+        let v = self.b.ins().iconst(types::I32, code as i64);
+        self.b.ins().store(mem(), v, addr, 0);
+    }
+
+    fn zero_of(&mut self, ty: Type) -> Value {
+        if ty == types::F32X4 {
+            let z = self.b.ins().f32const(0.0);
+            self.b.ins().splat(ty, z)
+        } else if ty == types::F32 {
+            self.b.ins().f32const(0.0)
+        } else {
+            self.b.ins().iconst(ty, 0)
+        }
+    }
+
+    /// A load with these flags (bounds-checked in checked mode).
+    pub fn load_flags(&mut self, ty: Type, flags: MemFlagsData, addr: Value, offset: i32) -> Value {
+        let Some(ok) = self.in_bounds(addr, offset, ty.bytes()) else {
+            return self.b.ins().load(ty, flags, addr, offset);
+        };
+        let zero = self.zero_of(ty);
+        let out = self.var(ty, zero);
+        self.if_else(
+            ok,
+            |fx| {
+                let x = fx.b.ins().load(ty, mem(), addr, offset);
+                fx.set(out, x);
+            },
+            |fx| fx.violation(),
+        );
+        self.get(out)
     }
 
     /// Seals every block and finishes the function.
@@ -129,11 +234,23 @@ impl<'a> Fx<'a> {
     }
 
     pub fn load(&mut self, ty: Type, addr: Value, offset: i32) -> Value {
-        self.b.ins().load(ty, mem(), addr, offset)
+        self.load_flags(ty, mem(), addr, offset)
     }
 
     pub fn store(&mut self, v: Value, addr: Value, offset: i32) {
-        self.b.ins().store(mem(), v, addr, offset);
+        let ty = self.b.func.dfg.value_type(v);
+        match self.in_bounds(addr, offset, ty.bytes()) {
+            None => {
+                self.b.ins().store(mem(), v, addr, offset);
+            }
+            Some(ok) => self.if_else(
+                ok,
+                |fx| {
+                    fx.b.ins().store(mem(), v, addr, offset);
+                },
+                |fx| fx.violation(),
+            ),
+        }
     }
 
     pub fn var(&mut self, ty: Type, init: Value) -> Variable {

@@ -256,6 +256,7 @@ pub(crate) fn define_step(
     imports: &Imports,
     fma: bool,
     prefix: &str,
+    checked: bool,
 ) -> Result<FuncId, BackendError> {
     let sigs = Signatures::new(sink.module.isa().default_call_conv());
     let mut ctx = sink.module.make_context();
@@ -269,7 +270,11 @@ pub(crate) fn define_step(
         for phase in list {
             let name = format!("{prefix}{}", phase.name);
             let id = sink.module.declare_function(&name, Linkage::Local, &sigs.kernel).map_err(codegen_err)?;
+            let slots = program.kernels[index].body.slots();
             sink.function(id, &name, &sigs.kernel, (&mut ctx, &mut fctx), &imports.math, fma, |fx| {
+                if checked {
+                    fx.enable_checks(&slots, program.n_slots, program.status_slot, index as u32 + 1);
+                }
                 (phase.emit)(fx);
                 fx.b.ins().return_(&[]);
             })?;
@@ -308,7 +313,7 @@ pub(crate) fn define_step(
                 let n = fx.sz(*parts);
                 fx.for_range(zero, n, 1, |fx, p| call_all(fx, p));
             }
-            if program.kernels[*index].body.can_fail() {
+            if checked || program.kernels[*index].body.can_fail() {
                 let addr = fx.slot(program.status_slot);
                 let status = fx.load(types::I32, addr, 0);
                 let failed = fx.b.ins().icmp_imm_s(IntCC::NotEqual, status, 0);
@@ -333,6 +338,7 @@ pub(crate) fn generate(
     provider: &dyn MicroKernelProvider,
     jit: bool,
     text: bool,
+    checked: bool,
 ) -> Result<(Option<JitCode>, String), BackendError> {
     let (isa, fma) = isa(false)?;
     let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
@@ -352,7 +358,7 @@ pub(crate) fn generate(
         module.declare_function(PARALLEL_FOR, Linkage::Import, &sigs.parallel_for).map_err(codegen_err)?;
     let imports = Imports { math, parallel_for };
     let mut sink = Sink { module: &mut module, compile: jit, text: text.then(String::new), defined: Vec::new() };
-    let step_id = define_step(&mut sink, program, provider, &imports, fma, "")?;
+    let step_id = define_step(&mut sink, program, provider, &imports, fma, "", checked)?;
     let (clif, defined) = (sink.text.take().unwrap_or_default(), std::mem::take(&mut sink.defined));
 
     if !jit {

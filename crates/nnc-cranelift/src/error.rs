@@ -50,6 +50,10 @@ pub enum BackendError {
     /// already hold their new values.
     #[error("%{value} ({op}): {message}")]
     Runtime { value: String, op: &'static str, message: String },
+    /// Checked mode caught a load or store outside the buffers of a kernel: a bug in
+    /// the backend, reported instead of corrupting memory.
+    #[error("out-of-bounds memory access in kernel {kernel} (computing %{value}), caught in checked mode")]
+    OutOfBounds { kernel: String, value: String },
 }
 
 fn plural(n: usize) -> &'static str {

@@ -54,7 +54,7 @@ use nnc_ir::Graph;
 use provider::{CraneliftTiles, MicroKernelProvider};
 
 /// Options for [`compile`] and [`emit_clif`].
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CompileOptions {
     /// Use this register tile for every matrix product instead of the per-shape
     /// heuristic (for benchmarks and tests).
@@ -63,6 +63,19 @@ pub struct CompileOptions {
     /// bitwise identical for every count: work is split by output rows, never
     /// inside a sum.
     pub threads: usize,
+    /// Checked mode: every load and store of the generated code is bounds-checked
+    /// against the buffers its kernel may touch; a violation stops the step with an
+    /// error naming the kernel ([`BackendError::OutOfBounds`]). Several times slower;
+    /// for debugging the backend. Defaults to on when `NNC_CHECKED` is set (to
+    /// anything but `0`), so any test suite can run in checked mode.
+    pub checked: bool,
+}
+
+impl Default for CompileOptions {
+    fn default() -> CompileOptions {
+        let checked = std::env::var_os("NNC_CHECKED").is_some_and(|v| !v.is_empty() && v != "0");
+        CompileOptions { tile: None, threads: 0, checked }
+    }
 }
 
 fn provider(opts: &CompileOptions) -> Result<CraneliftTiles, BackendError> {
@@ -80,13 +93,13 @@ fn provider(opts: &CompileOptions) -> Result<CraneliftTiles, BackendError> {
 pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled, BackendError> {
     let provider = provider(opts)?;
     let program = lower::lower(graph, &provider)?;
-    let (code, _) = codegen::generate(&program, &provider, true, false)?;
+    let (code, _) = codegen::generate(&program, &provider, true, false, opts.checked)?;
     let code = code.ok_or_else(|| BackendError::Codegen("internal: no code".into()))?;
     let threads = match opts.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    Compiled::new(program, code, threads, provider.family())
+    Compiled::new(program, code, threads, provider.family(), opts.checked)
 }
 
 /// The Cranelift IR of every generated function, as text (before Cranelift's own
@@ -94,6 +107,6 @@ pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled, Backend
 pub fn emit_clif(graph: &Graph, opts: &CompileOptions) -> Result<String, BackendError> {
     let provider = provider(opts)?;
     let program = lower::lower(graph, &provider)?;
-    let (_, text) = codegen::generate(&program, &provider, false, true)?;
+    let (_, text) = codegen::generate(&program, &provider, false, true, opts.checked)?;
     Ok(text)
 }

@@ -21,7 +21,7 @@ use crate::program::MatMul;
 use crate::provider::{ARows, MicroKernelProvider, Step, TileArgs};
 use crate::shape::Sz;
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, InstBuilder, StackSlotData, StackSlotKind, Value};
+use cranelift_codegen::ir::{types, InstBuilder, Value};
 
 /// Number of `part` values: the product of the leading dimensions.
 pub(crate) fn parts(mm: &MatMul) -> Option<Sz> {
@@ -172,11 +172,7 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
 
     let kc = mm.kc as i64;
 
-    let stack = fx.b.create_sized_stack_slot(StackSlotData::new(
-        StackSlotKind::ExplicitSlot,
-        (mr * nr * 4) as u32,
-        4, // 16-byte aligned
-    ));
+    let stack = fx.stack_buffer((mr * nr * 4) as u32);
 
     // K blocks as a do-while loop: with K = 0 one empty block still writes C = 0.
     let k0 = fx.iconst(0);
@@ -238,7 +234,7 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
         let n_rows = fx.min(rows_left, mr_v);
         let last_row = fx.b.ins().iadd_imm_s(end, -1);
         let a = rows(fx, i, Some(last_row));
-        let buf = fx.b.ins().stack_addr(PTR, stack, 0);
+        let buf = stack;
         let buf_ld = fx.iconst(nr * 4);
         let no = fx.b.ins().iconst(types::I8, 0);
         let args = TileArgs { a, a_step, b_panel, b_step, kb, c: buf, ldc: buf_ld, accumulate: no, cols: nr as usize };

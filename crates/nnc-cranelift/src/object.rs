@@ -145,7 +145,7 @@ pub fn compile_object(entries: &[(&str, &Graph)], opts: &ObjectOptions) -> Resul
     for (name, program) in &programs {
         let prefix = format!("{}_{name}_", opts.prefix);
         let mut sink = Sink { module: &mut module, compile: true, text: None, defined: Vec::new() };
-        let step = define_step(&mut sink, program, &provider, &imports, fma, &prefix)?;
+        let step = define_step(&mut sink, program, &provider, &imports, fma, &prefix, false)?;
         let consts = program
             .consts
             .iter()

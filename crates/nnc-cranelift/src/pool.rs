@@ -178,6 +178,7 @@ impl Pool {
         align: i64,
         min_chunk: i64,
     ) {
+        // SAFETY: the caller's contract, for the whole range on this thread.
         let serial = || unsafe { kernel(table, batch, part, 0, items) };
         if self.handles.is_empty() || items < 2 * min_chunk.max(1) {
             return serial();

@@ -165,7 +165,7 @@ impl MicroKernelProvider for CraneliftTiles {
                     // load into `vbroadcastss` from memory (no shuffle uop), and the
                     // 213-form FMA may then overwrite it instead of a copy. Distinct
                     // (equally true) flags keep Cranelift from merging the loads.
-                    let x = fx.b.ins().load(types::F32, distinct_flags(v), base, offset as i32);
+                    let x = fx.load_flags(types::F32, distinct_flags(v), base, offset as i32);
                     let x = fx.b.ins().splat(types::F32X4, x);
                     let var = acc[r * nv + v];
                     let c = fx.get(var);

@@ -37,6 +37,10 @@ pub struct Compiled {
     pool: Option<Arc<Pool>>,
     /// The matrix-product kernel family (see `MicroKernelProvider::family`).
     kernels: &'static str,
+    /// Checked mode (see `CompileOptions::checked`).
+    checked: bool,
+    /// Buffer lengths a test made smaller than they are, to provoke a checked-mode error.
+    shrunk: Vec<(usize, usize)>,
 }
 
 impl std::fmt::Debug for Compiled {
@@ -54,6 +58,7 @@ impl Compiled {
         code: JitCode,
         threads: usize,
         kernels: &'static str,
+        checked: bool,
     ) -> Result<Compiled, BackendError> {
         let too_large = |message: String| BackendError::TooLarge { batch: 1, message };
         let mut leaves = Vec::with_capacity(program.leaves.len());
@@ -73,7 +78,8 @@ impl Compiled {
             consts.push(buf);
         }
         let staging = program.inputs.iter().map(|_| AlignedBuf::default()).collect();
-        let table = vec![std::ptr::null_mut(); program.n_slots];
+        // Checked mode reads each buffer's byte length at `table[n_slots + slot]`.
+        let table = vec![std::ptr::null_mut(); program.n_slots * if checked { 2 } else { 1 }];
         Ok(Compiled {
             program,
             code,
@@ -87,6 +93,8 @@ impl Compiled {
             status: Box::new(0),
             pool: (threads > 1).then(|| Pool::shared(threads)),
             kernels,
+            checked,
+            shrunk: Vec::new(),
         })
     }
 
@@ -140,6 +148,23 @@ impl Compiled {
                 Some((s, StorageKind::Arena { .. })) => unsafe { arena.add(layout.offsets[s]) },
             };
         }
+        if self.checked {
+            let n = self.program.n_slots;
+            for (slot, storage) in plan.slot_storage.iter().enumerate() {
+                let len = match storage.map(|s| (s, plan.storages[s])) {
+                    None => 0,
+                    Some((_, st)) => match st.kind {
+                        StorageKind::Input(i) => bound.inputs[i].size_bytes(),
+                        StorageKind::Leaf(i) => self.leaves[i].bytes().len(),
+                        StorageKind::Const(i) => self.consts[i].bytes().len(),
+                        StorageKind::Arena { .. } => st.bytes.eval(batch).unwrap_or(0),
+                    },
+                };
+                let len = self.shrunk.iter().find(|s| s.0 == slot).map_or(len, |s| s.1.min(len));
+                self.table[n + slot] = len as *mut u8;
+            }
+            self.table[n + self.program.status_slot] = 4 as *mut u8;
+        }
         *self.status = 0;
         let status_ptr: *mut u32 = &mut *self.status;
         self.table[self.program.status_slot] = status_ptr.cast();
@@ -151,8 +176,10 @@ impl Compiled {
         // against their declared types (`bind`), parameters and constants have their
         // static sizes, arena storages are placed for `batch`, and the status slot
         // points at a u32, the pool slot at a live `Pool` (we hold an `Arc`) or null.
-        // Kernels split across threads write disjoint items (see `pool.rs`). Inputs are only read (no kernel writes an input storage).
-        // Nothing else runs on these buffers during the call (`&mut self`).
+        // Kernels split across threads write disjoint items (see `pool.rs`). Inputs are
+        // only read (no kernel writes an input storage). Nothing else runs on these
+        // buffers during the call (`&mut self`). In checked mode the second half of the
+        // table holds each buffer's true length (or less, never more).
         let status = unsafe { (self.code.step)(self.table.as_ptr(), batch as i64) };
         if status != 0 {
             return Err(self.runtime_error(status));
@@ -178,7 +205,13 @@ impl Compiled {
     }
 
     fn runtime_error(&self, status: i32) -> BackendError {
-        let kernel = usize::try_from(status - 1).ok().and_then(|i| self.program.kernels.get(i));
+        let out_of_bounds = status as u32 & crate::clif::OUT_OF_BOUNDS != 0;
+        let index = (status as u32 & !crate::clif::OUT_OF_BOUNDS) as i32;
+        let kernel = usize::try_from(index - 1).ok().and_then(|i| self.program.kernels.get(i));
+        if let (true, Some(k)) = (out_of_bounds, kernel) {
+            let value = self.program.names[k.value.index()].0.clone();
+            return BackendError::OutOfBounds { kernel: k.name.clone(), value };
+        }
         match kernel {
             Some(k) => {
                 let (name, op) = &self.program.names[k.value.index()];
@@ -271,6 +304,15 @@ impl Compiled {
                 (name.clone(), *addr as u64, bytes)
             })
             .collect()
+    }
+
+    /// Makes checked mode believe the buffer of value `name` is only `bytes` long, so
+    /// a test can see an access past it caught. No effect outside checked mode.
+    #[doc(hidden)]
+    pub fn shrink_buffer_for_testing(&mut self, name: &str, bytes: usize) {
+        if let Some(slot) = self.program.names.iter().position(|(n, _)| n == name) {
+            self.shrunk.push((slot, bytes));
+        }
     }
 
     /// The kernel family the matrix products use.

@@ -106,7 +106,11 @@ fn unsupported_values_are_listed_together() {
 fn invalid_graphs_and_options_are_errors() {
     let g = Graph::new("empty"); // no outputs
     assert!(matches!(compile(&g, &CompileOptions::default()), Err(BackendError::InvalidGraph(_))));
-    let bad = CompileOptions { tile: Some(TileShape { mr: 0, nv: 2, kc: 256, unroll: 1, fused: true }), threads: 1 };
+    let bad = CompileOptions {
+        tile: Some(TileShape { mr: 0, nv: 2, kc: 256, unroll: 1, fused: true }),
+        threads: 1,
+        ..Default::default()
+    };
     assert!(matches!(compile(&small(), &bad), Err(BackendError::InvalidOptions(_))));
 }
 

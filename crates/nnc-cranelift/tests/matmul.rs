@@ -58,7 +58,7 @@ fn every_tile_shape_and_k_block() {
         for nv in 1..=3 {
             for (kc, unroll, fused) in [(256, 2, true), (5, 1, false), (7, 3, true)] {
                 let tile = TileShape { mr, nv, kc, unroll, fused };
-                let opts = CompileOptions { tile: Some(tile), threads: 1 };
+                let opts = CompileOptions { tile: Some(tile), threads: 1, ..Default::default() };
                 for (ta, tb) in [(false, false), (true, true)] {
                     check_matmul(13, 17, 23, ta, tb, &opts, (mr * 10 + nv) as u64);
                     check_matmul(mr, 33, 4 * nv, ta, tb, &opts, 3);
