@@ -52,9 +52,9 @@ static void spill(const char *path, const void *p, size_t bytes) {
 int main(void) {
     void *state = aligned_alloc(64, ROUND64(MLP_STATE_BYTES));
     void *arena = aligned_alloc(64, ROUND64(MLP_ARENA_BYTES));
-    float *x = slurp("x.bin", sizeof(float) * STEPS * BATCH * 784);
+    float *x = slurp("x.bin", sizeof(float) * STEPS * MLP_TRAIN_STEP_INPUT_ELEMENTS(BATCH));
     int64_t *y = slurp("y.bin", sizeof(int64_t) * STEPS * BATCH);
-    float lr = 0.01f, losses[STEPS], logits[BATCH * 10];
+    float lr = 0.01f, losses[STEPS], logits[MLP_INFER_OUT0_ELEMENTS(BATCH)];
     mlp_init(state);
     for (int s = 0; s < STEPS; s++) {
         int32_t rc = mlp_train_step(state, arena, x + s * BATCH * 784, y + s * BATCH, &lr, &losses[s], BATCH);
@@ -107,6 +107,8 @@ fn c_program_trains_and_infers_like_the_jit() {
         "int32_t mlp_infer(void *state, void *arena, const float *input, float *out0, int64_t batch);",
         "void mlp_init(void *state);",
         "#define MLP_MAX_BATCH 64",
+        "#define MLP_INFER_INPUT_ELEMENTS(batch) ((size_t)(batch) * 784)",
+        "#define MLP_TRAIN_STEP_OUT0_ELEMENTS(batch) (1)",
     ] {
         assert!(header.contains(decl), "the header lacks {decl}:\n{header}");
     }

@@ -62,3 +62,31 @@ fn interpreter_trains_the_seed_mlp_on_a_few_hundred_examples() {
     // Chance is 10%; measured here: losses 2.00 → 0.85, test accuracy 69.1%.
     assert!(test.accuracy.unwrap() > 0.6, "test accuracy {:?}, losses {losses:?}", test.accuracy);
 }
+
+/// `--threads 1` and `--threads 2` train the same model to the same bits, and two runs
+/// with the same seed do too: the trained ONNX files are byte-identical.
+#[test]
+fn thread_counts_and_reruns_train_identical_models() {
+    let data = Path::new("/usr/share/datasets/fashion-mnist");
+    if !data.join("train-images-idx3-ubyte.gz").exists() {
+        assert!(std::env::var_os("CI").is_none(), "Fashion-MNIST missing: run .ci/install-test-deps.sh");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let train = |threads: &str, out: &str| {
+        let out = dir.path().join(out);
+        let o = Command::new(env!("CARGO_BIN_EXE_nnc"))
+            .args(["train", "-q", "--steps", "60", "--seed", "3", "--threads", threads, "--data"])
+            .arg(data)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("{threads} thread")));
+        std::fs::read(out).unwrap()
+    };
+    let one = train("1", "one.onnx");
+    assert!(one == train("2", "two.onnx"), "--threads 2 trained a different model than --threads 1");
+    assert!(one == train("1", "again.onnx"), "two runs with the same seed differ");
+}

@@ -484,7 +484,7 @@ fn header(
         opts.prefix
     ));
     h.push_str(&format!(
-        "#ifndef {p}_H\n#define {p}_H\n\n#include <stdint.h>\n\n#ifdef __cplusplus\nextern \"C\" {{\n#endif\n\n"
+        "#ifndef {p}_H\n#define {p}_H\n\n#include <stddef.h>\n#include <stdint.h>\n\n#ifdef __cplusplus\nextern \"C\" {{\n#endif\n\n"
     ));
     h.push_str(&format!("#define {p}_MAX_BATCH {}\n", opts.max_batch));
     h.push_str(&format!("#define {p}_STATE_BYTES {state_bytes}\n"));
@@ -513,6 +513,18 @@ fn header(
             doc.push(format!(" *   out{k}: {} {} (written)", o.ty.dtype, o.ty.shape));
         }
         params.push("int64_t batch".to_string());
+        // Element counts of every argument at a batch size, for sizing buffers.
+        let entry_macro = macro_name(entry);
+        let counts = prog
+            .inputs
+            .iter()
+            .map(|i| (c_name(&i.name), &i.ty))
+            .chain(prog.outputs.iter().enumerate().map(|(k, o)| (format!("out{k}"), &o.ty)));
+        for (arg, ty) in counts {
+            let per = ty.shape.dims().iter().filter_map(|d| d.fixed()).product::<usize>();
+            let count = if ty.shape.has_batch() { format!("((size_t)(batch) * {per})") } else { format!("({per})") };
+            h.push_str(&format!("#define {entry_macro}_{}_ELEMENTS(batch) {count}\n", macro_name(&arg)));
+        }
         h.push_str(&format!("/* {entry}:\n{}\n */\nint32_t {entry}({});\n\n", doc.join("\n"), params.join(", ")));
     }
     if opts.embed_weights {
