@@ -30,6 +30,7 @@ pub struct BenchRequest {
     pub steps: usize,
     /// 0: one per available core.
     pub threads: usize,
+    pub kernels: nnc_cranelift::Kernels,
     pub json: bool,
 }
 
@@ -138,13 +139,13 @@ fn median(times: &mut [f64]) -> f64 {
 }
 
 pub fn run_bench(req: BenchRequest) -> Result<()> {
-    let BenchRequest { model, options, batch, steps, threads, json } = req;
+    let BenchRequest { model, options, batch, steps, threads, kernels, json } = req;
     anyhow::ensure!(batch > 0 && steps > 0, "--batch and --steps must be at least 1");
     let threads = resolve_threads(threads)?;
     let tg = nnc_autodiff::training_graph(&model, &options).context("cannot form the training step")?;
     let flops = cost::flops(&tg.graph, batch);
     let started = Instant::now();
-    let compile = CompileOptions { threads, ..CompileOptions::default() };
+    let compile = CompileOptions { threads, kernels, ..CompileOptions::default() };
     let mut backend = JitBackend::from_train_graph(&tg, &compile).context("cannot compile the training step")?;
     let compile_ms = started.elapsed().as_secs_f64() * 1e3;
 

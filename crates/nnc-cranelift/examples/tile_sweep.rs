@@ -56,7 +56,8 @@ fn main() {
         };
         let feeds: HashMap<String, Tensor> = [("a".to_string(), t(&sa)), ("b".to_string(), t(&sb))].into();
         for tile in &tiles {
-            let mut comp = compile(&g, &CompileOptions { tile: *tile, threads: 1, checked: false }).unwrap();
+            let mut comp =
+                compile(&g, &CompileOptions { tile: *tile, threads: 1, checked: false, ..Default::default() }).unwrap();
             for _ in 0..20 {
                 comp.run(&feeds).unwrap();
             }

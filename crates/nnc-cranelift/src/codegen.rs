@@ -357,6 +357,7 @@ pub(crate) fn generate(
     let parallel_for =
         module.declare_function(PARALLEL_FOR, Linkage::Import, &sigs.parallel_for).map_err(codegen_err)?;
     let imports = Imports { math, parallel_for };
+    provider.prepare(&mut module)?;
     let mut sink = Sink { module: &mut module, compile: jit, text: text.then(String::new), defined: Vec::new() };
     let step_id = define_step(&mut sink, program, provider, &imports, fma, "", checked)?;
     let (clif, defined) = (sink.text.take().unwrap_or_default(), std::mem::take(&mut sink.defined));

@@ -20,6 +20,8 @@
 //! then of kernel scratch buffers, then of a status word. See `plan.rs` for the memory
 //! plan and `clif.rs` for the kernel functions' signature.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod buffers;
 mod clif;
 mod codegen;
@@ -69,16 +71,31 @@ pub struct CompileOptions {
     /// for debugging the backend. Defaults to on when `NNC_CHECKED` is set (to
     /// anything but `0`), so any test suite can run in checked mode.
     pub checked: bool,
+    /// Which matrix-product micro-kernels to use.
+    pub kernels: Kernels,
+}
+
+/// The matrix-product micro-kernel family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kernels {
+    /// The assembled AVX2 kernels where the CPU has AVX2 and FMA (and neither a fixed
+    /// `tile` nor checked mode is asked for), else the Cranelift ones.
+    #[default]
+    Auto,
+    /// Portable Cranelift f32x4 code.
+    Cranelift,
+    /// 256-bit kernels assembled for x86-64 AVX2+FMA; an error on other CPUs.
+    Avx2,
 }
 
 impl Default for CompileOptions {
     fn default() -> CompileOptions {
         let checked = std::env::var_os("NNC_CHECKED").is_some_and(|v| !v.is_empty() && v != "0");
-        CompileOptions { tile: None, threads: 0, checked }
+        CompileOptions { tile: None, threads: 0, checked, kernels: Kernels::Auto }
     }
 }
 
-fn provider(opts: &CompileOptions) -> Result<CraneliftTiles, BackendError> {
+fn provider(opts: &CompileOptions) -> Result<Box<dyn MicroKernelProvider>, BackendError> {
     if let Some(t) = opts.tile {
         if !t.is_valid() {
             return Err(BackendError::InvalidOptions(format!(
@@ -86,14 +103,40 @@ fn provider(opts: &CompileOptions) -> Result<CraneliftTiles, BackendError> {
             )));
         }
     }
-    Ok(CraneliftTiles { fixed: opts.tile })
+    let cranelift = || -> Box<dyn MicroKernelProvider> { Box::new(CraneliftTiles { fixed: opts.tile }) };
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = avx2::Avx2Tiles::supported();
+        match opts.kernels {
+            Kernels::Avx2 if !avx2 => {
+                return Err(BackendError::InvalidOptions(
+                    "this CPU has no AVX2 and FMA: use --kernels cranelift".into(),
+                ))
+            }
+            Kernels::Avx2 if opts.checked => {
+                return Err(BackendError::InvalidOptions(
+                    "checked mode bounds-checks Cranelift code only: use --kernels cranelift".into(),
+                ))
+            }
+            Kernels::Avx2 => return Ok(Box::new(avx2::Avx2Tiles::new())),
+            Kernels::Auto if avx2 && opts.tile.is_none() && !opts.checked => {
+                return Ok(Box::new(avx2::Avx2Tiles::new()))
+            }
+            _ => {}
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    if opts.kernels == Kernels::Avx2 {
+        return Err(BackendError::InvalidOptions("AVX2 kernels need an x86-64 CPU: use --kernels cranelift".into()));
+    }
+    Ok(cranelift())
 }
 
 /// Compiles the graph to native code.
 pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled, BackendError> {
     let provider = provider(opts)?;
-    let program = lower::lower(graph, &provider)?;
-    let (code, _) = codegen::generate(&program, &provider, true, false, opts.checked)?;
+    let program = lower::lower(graph, provider.as_ref())?;
+    let (code, _) = codegen::generate(&program, provider.as_ref(), true, false, opts.checked)?;
     let code = code.ok_or_else(|| BackendError::Codegen("internal: no code".into()))?;
     let threads = match opts.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -106,7 +149,7 @@ pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled, Backend
 /// optimizations): the kernels, then `step`.
 pub fn emit_clif(graph: &Graph, opts: &CompileOptions) -> Result<String, BackendError> {
     let provider = provider(opts)?;
-    let program = lower::lower(graph, &provider)?;
-    let (_, text) = codegen::generate(&program, &provider, false, true, opts.checked)?;
+    let program = lower::lower(graph, provider.as_ref())?;
+    let (_, text) = codegen::generate(&program, provider.as_ref(), false, true, opts.checked)?;
     Ok(text)
 }

@@ -81,13 +81,13 @@ pub fn compile_object(entries: &[(&str, &Graph)], opts: &ObjectOptions) -> Resul
     if !is_ident(&opts.prefix) {
         return bad(format!("the prefix {:?} is not a C identifier", opts.prefix));
     }
-    let provider = crate::provider(&crate::CompileOptions::default())?;
+    let provider = crate::provider(&crate::CompileOptions { checked: false, ..Default::default() })?;
     let mut programs = Vec::new();
     for &(name, graph) in entries {
         if !is_ident(name) {
             return bad(format!("the entry name {name:?} is not a C identifier"));
         }
-        programs.push((name, crate::lower::lower(graph, &provider)?));
+        programs.push((name, crate::lower::lower(graph, provider.as_ref())?));
     }
 
     // The shared state block: every leaf once, by name.
@@ -140,12 +140,13 @@ pub fn compile_object(entries: &[(&str, &Graph)], opts: &ObjectOptions) -> Resul
     let math = define_math(&mut module, &libc, (&mut ctx, &mut fctx), &opts.prefix)?;
     let parallel_for = define_serial_parallel_for(&mut module, &sigs, (&mut ctx, &mut fctx), &math, &opts.prefix)?;
     let imports = Imports { math, parallel_for };
+    provider.prepare(&mut module)?;
 
     let mut header_entries = Vec::new();
     for (name, program) in &programs {
         let prefix = format!("{}_{name}_", opts.prefix);
         let mut sink = Sink { module: &mut module, compile: true, text: None, defined: Vec::new() };
-        let step = define_step(&mut sink, program, &provider, &imports, fma, &prefix, false)?;
+        let step = define_step(&mut sink, program, provider.as_ref(), &imports, fma, &prefix, false)?;
         let consts = program
             .consts
             .iter()

@@ -86,6 +86,11 @@ pub(crate) struct TileArgs {
 pub(crate) trait MicroKernelProvider {
     /// The kernel family's name, as `nnc bench` reports it.
     fn family(&self) -> &'static str;
+    /// Defines what the tiles call (assembled kernels) in the module, before any
+    /// function that uses them is generated.
+    fn prepare(&self, _module: &mut dyn cranelift_module::Module) -> Result<(), crate::error::BackendError> {
+        Ok(())
+    }
     /// The tile shape for a product of these sizes.
     fn tile_shape(&self, shape: &GemmShape) -> TileShape;
     /// Emits one full `mr × nr` tile at the current position of `fx`.
