@@ -1,6 +1,7 @@
 //! The `nnc` command-line tool.
 
 mod cli;
+mod limits;
 mod plot;
 
 use anyhow::{bail, Context, Result};
@@ -18,6 +19,11 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Refuse models, data sets and training steps that would need more memory than
+    /// SIZE (bytes, or with K, M, G, T: 512M, 8G), checked from declared sizes before
+    /// allocating [default: half of physical memory].
+    #[arg(long, global = true, value_name = "SIZE")]
+    max_memory: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -102,6 +108,9 @@ enum Command {
         /// bits for every count.
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// Matrix-product kernels of the jitted step.
+        #[arg(long, value_enum, default_value = "auto")]
+        kernels: KernelsArg,
         /// Write the trained model here as ONNX.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -137,6 +146,9 @@ enum Command {
         /// Worker threads of the step (0: one per available core; the number used is reported).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// Matrix-product kernels (the family used is reported).
+        #[arg(long, value_enum, default_value = "auto")]
+        kernels: KernelsArg,
         #[command(flatten)]
         step: StepArgs,
         /// One JSON object instead of text.
@@ -252,6 +264,27 @@ enum Emit {
     Dot,
 }
 
+/// `--kernels`: the matrix-product micro-kernel family of the JIT.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum KernelsArg {
+    /// The assembled AVX2 kernels when the CPU has AVX2+FMA, else Cranelift's.
+    Auto,
+    /// Portable Cranelift f32x4 code.
+    Cranelift,
+    /// 256-bit kernels assembled for AVX2+FMA (x86-64).
+    Avx2,
+}
+
+impl From<KernelsArg> for nnc_cranelift::Kernels {
+    fn from(k: KernelsArg) -> Self {
+        match k {
+            KernelsArg::Auto => nnc_cranelift::Kernels::Auto,
+            KernelsArg::Cranelift => nnc_cranelift::Kernels::Cranelift,
+            KernelsArg::Avx2 => nnc_cranelift::Kernels::Avx2,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Backend {
     /// Native code generated with Cranelift.
@@ -262,7 +295,7 @@ pub enum Backend {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli.command) {
+    match limits::init(cli.max_memory.as_deref()).and_then(|_| run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -356,6 +389,7 @@ fn run(command: Command) -> Result<()> {
             step,
             backend,
             threads,
+            kernels,
             out,
             plot,
             quiet,
@@ -387,7 +421,7 @@ fn run(command: Command) -> Result<()> {
                 model,
                 options: step.options(),
                 backend,
-                compile: nnc_train::CompileOptions { threads, ..Default::default() },
+                compile: nnc_train::CompileOptions { threads, kernels: kernels.into(), ..Default::default() },
                 data,
                 config,
                 out,
@@ -397,13 +431,14 @@ fn run(command: Command) -> Result<()> {
                 checkpoint,
             })
         }
-        Command::Bench { model, batch, steps, threads, step, json } => {
+        Command::Bench { model, batch, steps, threads, kernels, step, json } => {
             let model = match model {
                 Some(path) => import(&path)?,
                 None => build_mlp(&MlpSpec::seed_model())?,
             };
             let options = step.options();
-            cli::bench::run_bench(cli::bench::BenchRequest { model, options, batch, steps, threads, json })
+            let kernels = kernels.into();
+            cli::bench::run_bench(cli::bench::BenchRequest { model, options, batch, steps, threads, kernels, json })
         }
         Command::Eval { model, backend, data, batch } => {
             let graph = import(&model)?;
@@ -452,7 +487,8 @@ fn write_stdout(text: &str) -> Result<()> {
 }
 
 fn import(path: &Path) -> Result<nnc_ir::Graph> {
-    nnc_onnx::import_file(path).with_context(|| format!("cannot import {}", path.display()))
+    let opts = nnc_onnx::ImportOptions { max_memory: limits::budget(), ..Default::default() };
+    nnc_onnx::import_file_with(path, &opts).with_context(|| format!("cannot import {}", path.display()))
 }
 
 /// `PATH` feeds the first graph input; `NAME=PATH` feeds the input called NAME.
@@ -468,7 +504,7 @@ fn read_feeds(graph: &nnc_ir::Graph, specs: &[String]) -> Result<HashMap<String,
                 (graph.name_of(first).to_string(), spec.as_str())
             }
         };
-        let tensor = npy::read_npy(Path::new(path))?;
+        let tensor = npy::read_npy_with(Path::new(path), limits::budget())?;
         if feeds.insert(name.clone(), tensor).is_some() {
             bail!("input {name} is given twice");
         }

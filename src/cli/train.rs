@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use nnc_ir::Graph;
 use nnc_train::{
-    evaluate, fit_to_model, load_mnist_dir, store_params, train_with, Checkpoint, CheckpointDir, Checkpointing,
+    evaluate, fit_to_model, load_mnist_dir_with, store_params, train_with, Checkpoint, CheckpointDir, Checkpointing,
     CompileOptions, Dataset, EpochReport, InterpBackend, JitBackend, Length, Metrics, NanPolicy, Observer, Plan,
     RunIdentity, Skipped, StepBackend, StepInfo, TrainConfig, CHECKPOINT_FILE,
 };
@@ -64,7 +64,7 @@ pub fn run_train(req: TrainRequest) -> Result<()> {
     // Read the checkpoint to resume and lock the checkpoint directory before any work:
     // a bad checkpoint is reported at once, and nothing is written until training.
     let (resume, checkpoint_dir) = checkpoint.open()?;
-    let mut backend = make_backend(&model, &options, backend, &compile)?;
+    let mut backend = make_backend(&model, &options, backend, &compile, config.batch)?;
     let (train_set, test_set) = load_data(&data)?;
     let input_ty = backend.input_type().clone();
     let labels = backend.labels().clone();
@@ -140,12 +140,15 @@ fn plot_title(model: &str, data: &DataSource, options: &nnc_autodiff::TrainOptio
     format!("{model} on {data}: {optimizer}, lr {}, batch {}{decay}", config.lr, config.batch)
 }
 
-/// The training step on the chosen backend; prints the differentiation's notes.
+/// The training step on the chosen backend; prints the differentiation's notes. The
+/// JIT's memory at `batch` (arenas and parameters) is checked against the budget here,
+/// before the first step allocates its arena.
 fn make_backend(
     model: &Graph,
     options: &nnc_autodiff::TrainOptions,
     backend: Backend,
     compile: &CompileOptions,
+    batch: usize,
 ) -> Result<Box<dyn StepBackend>> {
     let tg = nnc_autodiff::training_graph(model, options).context("cannot form the training step")?;
     for note in &tg.notes {
@@ -156,6 +159,7 @@ fn make_backend(
         Backend::Jit => {
             let started = Instant::now();
             let jit = JitBackend::from_train_graph(&tg, compile).context("cannot compile the training step")?;
+            check_step_memory(&jit, batch)?;
             eprintln!(
                 "compiled the training step: {} kernels ({}, {} thread{}) in {:.0} ms",
                 jit.kernel_count(),
@@ -169,12 +173,30 @@ fn make_backend(
     })
 }
 
+/// Refuses a jitted step whose arenas plus parameters at `batch` exceed the budget.
+fn check_step_memory(jit: &JitBackend, batch: usize) -> Result<()> {
+    let budget = crate::limits::budget();
+    let (arena, params) = jit.memory_bytes(batch)?;
+    let need = arena.saturating_add(params);
+    if need > budget.bytes() {
+        let size = nnc_ir::limits::format_bytes;
+        bail!(
+            "the training step needs {} at batch {batch} (arena {} + parameters {}), over the limit {budget} \
+             (--max-memory; a smaller --batch needs less)",
+            size(need),
+            size(arena),
+            size(params)
+        );
+    }
+    Ok(())
+}
+
 /// `nnc eval`: loss and accuracy of a model on the test split of a data directory.
 pub fn run_eval(model: &Graph, backend: Backend, data: &Path, batch: usize) -> Result<()> {
     let options = nnc_autodiff::TrainOptions::default();
-    let mut backend =
-        make_backend(model, &options, backend, &CompileOptions::default()).context("cannot evaluate the model")?;
-    let (_, test) = load_mnist_dir(data)?;
+    let mut backend = make_backend(model, &options, backend, &CompileOptions::default(), batch)
+        .context("cannot evaluate the model")?;
+    let (_, test) = load_mnist_dir_with(data, crate::limits::budget())?;
     let test = fit_to_model(test, &backend.input_type().clone(), &backend.labels().clone())?;
     let m = evaluate(backend.as_mut(), &test, batch)?;
     crate::write_stdout(&format!("test: {}\n", describe(&m)))?;
@@ -190,12 +212,20 @@ fn describe(m: &Metrics) -> String {
 fn load_data(data: &DataSource) -> Result<(Dataset, Option<Dataset>)> {
     match data {
         DataSource::Mnist(dir) => {
-            let (train, test) = load_mnist_dir(dir)?;
+            let (train, test) = load_mnist_dir_with(dir, crate::limits::budget())?;
             Ok((train, Some(test)))
         }
         DataSource::Npy { inputs, labels } => {
-            let x = crate::npy::read_npy(inputs)?;
-            let y = crate::npy::read_npy(labels)?;
+            // Both files' declared sizes together, before either is read.
+            let budget = crate::limits::budget();
+            let need = crate::npy::npy_header(inputs)?
+                .memory_bytes
+                .saturating_add(crate::npy::npy_header(labels)?.memory_bytes);
+            budget
+                .check(format_args!("the data set ({} and {})", inputs.display(), labels.display()), need)
+                .map_err(anyhow::Error::msg)?;
+            let x = crate::npy::read_npy_with(inputs, budget)?;
+            let y = crate::npy::read_npy_with(labels, budget)?;
             let ds = Dataset::new(x, y)
                 .with_context(|| format!("{} and {} do not form a data set", inputs.display(), labels.display()))?;
             Ok((ds, None))

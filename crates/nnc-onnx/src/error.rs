@@ -34,6 +34,10 @@ pub enum OnnxError {
     Input { name: String, message: String },
     #[error("graph output \"{name}\": {message}")]
     Output { name: String, message: String },
+    /// The model declares more than a resource limit allows (memory, nodes); the
+    /// message names the tensor, what it needs and the limit.
+    #[error("{0}")]
+    Limit(String),
     /// The imported graph failed IR verification (an importer bug or an exotic model).
     #[error("imported graph is invalid: {0}")]
     Ir(IrError),

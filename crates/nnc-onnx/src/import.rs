@@ -13,6 +13,7 @@
 //! shape computations leave nothing behind.
 
 mod attrs;
+mod budget;
 mod dce;
 mod external;
 mod fold;
@@ -53,21 +54,53 @@ pub fn is_supported_op(domain: &str, op_type: &str, opset: i64) -> bool {
         && support::is_supported(op_type, opset)
 }
 
+pub use budget::MAX_NODES;
+
+/// Resource limits of an import. Sizes are checked from the model's declarations
+/// before anything of that size is allocated or read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// The most bytes the model file, any one initializer or Constant tensor, and all
+    /// of them together may need (default: half of physical memory, see
+    /// [`nnc_ir::MemoryBudget`]).
+    pub max_memory: nnc_ir::MemoryBudget,
+    /// The most nodes, and separately the most initializers, a graph may have.
+    pub max_nodes: usize,
+}
+
+impl Default for ImportOptions {
+    fn default() -> ImportOptions {
+        ImportOptions { max_memory: nnc_ir::MemoryBudget::default(), max_nodes: MAX_NODES }
+    }
+}
+
 /// Imports an ONNX model file. External tensor data is read relative to its directory.
 pub fn import_file(path: &Path) -> Result<Graph, OnnxError> {
-    let bytes =
-        std::fs::read(path).map_err(|e| OnnxError::Io { path: path.display().to_string(), message: e.to_string() })?;
+    import_file_with(path, &ImportOptions::default())
+}
+
+/// [`import_file`] with explicit resource limits.
+pub fn import_file_with(path: &Path, opts: &ImportOptions) -> Result<Graph, OnnxError> {
+    let io = |e: std::io::Error| OnnxError::Io { path: path.display().to_string(), message: e.to_string() };
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    opts.max_memory.check(format_args!("model file \"{}\"", path.display()), size).map_err(OnnxError::Limit)?;
+    let bytes = std::fs::read(path).map_err(io)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    import_impl(&bytes, Some(dir), &format!("\"{}\"", path.display()))
+    import_impl(&bytes, Some(dir), &format!("\"{}\"", path.display()), opts)
 }
 
 /// Imports an ONNX model from memory. `base_dir` is where external tensor data lives;
 /// without it, models with external data are refused.
 pub fn import_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Graph, OnnxError> {
-    import_impl(bytes, base_dir, "the input")
+    import_bytes_with(bytes, base_dir, &ImportOptions::default())
+}
+
+/// [`import_bytes`] with explicit resource limits.
+pub fn import_bytes_with(bytes: &[u8], base_dir: Option<&Path>, opts: &ImportOptions) -> Result<Graph, OnnxError> {
+    import_impl(bytes, base_dir, "the input", opts)
 }
 
 /// Decodes one `TensorProto` (inline data, typed fields, or external data relative
@@ -78,7 +111,7 @@ pub fn tensor_from_proto(t: &crate::proto::TensorProto, base_dir: Option<&Path>)
     tensor::read_tensor(t, name, base_dir)
 }
 
-fn import_impl(bytes: &[u8], base_dir: Option<&Path>, what: &str) -> Result<Graph, OnnxError> {
+fn import_impl(bytes: &[u8], base_dir: Option<&Path>, what: &str, opts: &ImportOptions) -> Result<Graph, OnnxError> {
     if bytes.is_empty() {
         return Err(OnnxError::Empty { what: what.to_string() });
     }
@@ -86,6 +119,7 @@ fn import_impl(bytes: &[u8], base_dir: Option<&Path>, what: &str) -> Result<Grap
         ModelProto::decode(bytes).map_err(|e| OnnxError::Decode { what: what.to_string(), message: e.to_string() })?;
     let graph = model.graph.as_ref().ok_or_else(|| OnnxError::Model("the model has no graph".into()))?;
     let opset = default_opset(&model)?;
+    budget::check(graph, opts)?;
     check_supported(&model, graph, opset)?;
     Importer::run(&model, graph, opset, base_dir)
 }

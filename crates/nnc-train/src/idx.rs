@@ -44,6 +44,23 @@ pub fn read_idx(path: &Path) -> Result<Idx, TrainError> {
     }
 }
 
+/// The dimensions an IDX file declares, from its header alone (nothing of the
+/// declared size is read or allocated), so a caller can check what loading it would
+/// need first. The header is validated as [`read_idx`] does.
+pub fn read_idx_dims(path: &Path) -> Result<Vec<usize>, TrainError> {
+    let io = |source| TrainError::Io { path: path.to_path_buf(), source };
+    let file = File::open(path).map_err(io)?;
+    let file_len = file.metadata().map_err(io)?.len();
+    let mut reader = BufReader::new(file);
+    let gzip = reader.fill_buf().map_err(io)?.starts_with(&GZIP_MAGIC);
+    let (dims, _) = if gzip {
+        read_header(&mut GzDecoder::new(reader), path, Source::Gzip { compressed: file_len })?
+    } else {
+        read_header(&mut reader, path, Source::Raw { len: file_len })?
+    };
+    Ok(dims)
+}
+
 /// Writes an IDX file of u8 elements, gzip-compressed if the name ends in `.gz`.
 /// For tests and for making small data sets; `data.len()` must match `dims`.
 pub fn write_idx(path: &Path, dims: &[usize], data: &[u8]) -> Result<(), TrainError> {
@@ -88,14 +105,21 @@ enum Source {
     Gzip { compressed: u64 },
 }
 
-fn read_body(mut r: impl Read, path: &Path, source: Source) -> Result<Idx, TrainError> {
+/// The error for a failed read of `what`.
+fn read_error(path: &Path, source: Source, e: std::io::Error, what: &str) -> TrainError {
     let err = |message: String| TrainError::idx(path, message);
-    let read_err = |e: std::io::Error, what: &str| match (e.kind(), source) {
+    match (e.kind(), source) {
         (ErrorKind::UnexpectedEof, Source::Raw { .. }) => err(format!("truncated: the file ends inside {what}")),
         (ErrorKind::UnexpectedEof, Source::Gzip { .. }) => err(format!("truncated: the gzip file ends inside {what}")),
         (_, Source::Gzip { .. }) => err(format!("corrupt gzip file (reading {what}): {e}")),
         (_, Source::Raw { .. }) => TrainError::Io { path: path.to_path_buf(), source: e },
-    };
+    }
+}
+
+/// The magic number and the dimensions; returns the dims and their element count.
+fn read_header(r: &mut impl Read, path: &Path, source: Source) -> Result<(Vec<usize>, usize), TrainError> {
+    let err = |message: String| TrainError::idx(path, message);
+    let read_err = |e: std::io::Error, what: &str| read_error(path, source, e, what);
 
     let mut magic = [0u8; 4];
     r.read_exact(&mut magic).map_err(|e| read_err(e, "the 4-byte magic number"))?;
@@ -127,7 +151,14 @@ fn read_body(mut r: impl Read, path: &Path, source: Source) -> Result<Idx, Train
         let max = nnc_ir::MAX_ELEMENTS;
         return Err(err(format!("dims {} declare more than {max} elements; the header is corrupt", show_dims(&dims))));
     };
-    let header = 4 + 4 * ndims as u64;
+    Ok((dims, count))
+}
+
+fn read_body(mut r: impl Read, path: &Path, source: Source) -> Result<Idx, TrainError> {
+    let err = |message: String| TrainError::idx(path, message);
+    let read_err = |e: std::io::Error, what: &str| read_error(path, source, e, what);
+    let (dims, count) = read_header(&mut r, path, source)?;
+    let header = 4 + 4 * dims.len() as u64;
     let declared = format!("dims {} declare {count} bytes of data", show_dims(&dims));
 
     let data = match source {

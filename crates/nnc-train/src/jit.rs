@@ -69,6 +69,23 @@ impl JitBackend {
         self.step.kernel_count()
     }
 
+    /// Bytes the compiled step and inference pass need at `batch`, as (arenas,
+    /// parameters): the arenas of both functions (intermediates; allocated at the
+    /// first run) and their parameter and optimizer-state buffers. For checking a
+    /// memory budget before the first step.
+    pub fn memory_bytes(&self, batch: usize) -> Result<(u64, u64), TrainError> {
+        let arena = |c: &Compiled| c.arena_bytes(batch).map(|b| b as u64).map_err(backend_error);
+        let arenas = arena(&self.step)?.saturating_add(arena(&self.infer)?);
+        let leaves = |g: &Graph| {
+            g.values()
+                .iter()
+                .filter(|v| matches!(v.op, nnc_ir::Op::Param { .. } | nnc_ir::Op::State { .. }))
+                .map(|v| (v.ty.shape.numel(1).unwrap_or(0) as u64).saturating_mul(v.ty.dtype.size_bytes() as u64))
+                .fold(0u64, u64::saturating_add)
+        };
+        Ok((arenas, leaves(&self.spec.step_graph).saturating_add(leaves(&self.spec.infer_graph))))
+    }
+
     fn leaves(&self, list: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
         list.iter().filter_map(|(n, _)| Some((n.clone(), self.step.param(n).ok()?))).collect()
     }

@@ -40,7 +40,7 @@ pub use error::TrainError;
 pub use interp::InterpBackend;
 pub use jit::{optimize, JitBackend};
 pub use metrics::Metrics;
-pub use mnist::{default_data_dir, load_mnist_dir, load_split, DATA_ENV, DEBIAN_FASHION_MNIST};
+pub use mnist::{default_data_dir, load_mnist_dir, load_mnist_dir_with, load_split, DATA_ENV, DEBIAN_FASHION_MNIST};
 pub use nnc_cranelift::CompileOptions;
 pub use train::{
     evaluate, train, train_with, Checkpointing, EpochReport, Length, NanPolicy, Observer, Plan, RunOutcome, Skipped,

@@ -6,9 +6,9 @@
 
 use crate::dataset::Dataset;
 use crate::error::TrainError;
-use crate::idx::read_idx;
+use crate::idx::{read_idx, read_idx_dims};
 use ndarray::{ArrayD, IxDyn};
-use nnc_ir::Tensor;
+use nnc_ir::{MemoryBudget, Tensor};
 use std::path::{Path, PathBuf};
 
 /// The environment variable naming the data directory.
@@ -33,7 +33,15 @@ pub fn default_data_dir() -> PathBuf {
 /// `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`
 /// and `t10k-labels-idx1-ubyte`, each optionally `.gz`. Pixels are scaled to [0, 1];
 /// images are `[n, rows, cols]` (see [`crate::fit_to_input`]); labels are i64.
+/// The memory budget is the default one ([`load_mnist_dir_with`]).
 pub fn load_mnist_dir(dir: &Path) -> Result<(Dataset, Dataset), TrainError> {
+    load_mnist_dir_with(dir, MemoryBudget::default())
+}
+
+/// [`load_mnist_dir`], refusing (from the IDX headers, before reading any data) a
+/// data set whose two splits need more than `budget` in memory: 4 bytes (f32) per
+/// pixel and 8 (i64) per label.
+pub fn load_mnist_dir_with(dir: &Path, budget: MemoryBudget) -> Result<(Dataset, Dataset), TrainError> {
     if !dir.is_dir() {
         return Err(TrainError::MissingFiles {
             dir: dir.to_path_buf(),
@@ -59,9 +67,32 @@ pub fn load_mnist_dir(dir: &Path) -> Result<(Dataset, Dataset), TrainError> {
         });
     }
     let path = |i: usize| found[i].as_deref().expect("checked above");
+    check_budget(dir, [path(0), path(1), path(2), path(3)], budget)?;
     let train = load_split(path(0), path(1))?;
     let test = load_split(path(2), path(3))?;
     Ok((train, test))
+}
+
+/// Checks what the four files declare against `budget`: `files` are the training
+/// images and labels, then the test images and labels.
+fn check_budget(dir: &Path, files: [&Path; 4], budget: MemoryBudget) -> Result<(), TrainError> {
+    let mut dims = Vec::with_capacity(4);
+    for f in files {
+        dims.push(read_idx_dims(f)?);
+    }
+    let count = |d: &[usize]| d.iter().fold(1u64, |acc, &x| acc.saturating_mul(x as u64));
+    let need = [(&dims[0], 4u64), (&dims[1], 8), (&dims[2], 4), (&dims[3], 8)]
+        .iter()
+        .fold(0u64, |acc, (d, width)| acc.saturating_add(count(d).saturating_mul(*width)));
+    let shape = |d: &[usize]| d.iter().skip(1).map(usize::to_string).collect::<Vec<_>>().join("×");
+    let first = |d: &[usize]| d.first().copied().unwrap_or(0);
+    let what = format!(
+        "the data set ({} training and {} test images of {}, as f32)",
+        first(&dims[0]),
+        first(&dims[2]),
+        shape(&dims[0])
+    );
+    budget.check(what, need).map_err(|message| TrainError::idx(dir, message))
 }
 
 /// One split: an images file `[n, rows, cols]` of u8 and a labels file `[n]` of u8.

@@ -55,6 +55,10 @@ pub(crate) fn read_external(
     if !canon.starts_with(&canon_base) {
         return Err(err(format!("external data \"{location}\" resolves outside the model directory")));
     }
+    // A directory, FIFO or device is not a data file (opening a FIFO would block).
+    if !std::fs::metadata(&canon).map_err(io)?.is_file() {
+        return Err(err(format!("external data \"{location}\" is not a regular file")));
+    }
     if let Some(len) = length {
         if len != need as u64 {
             return Err(err(format!("external data length {len} does not match the {need} bytes the shape needs")));
