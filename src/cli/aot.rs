@@ -81,9 +81,10 @@ pub fn run(req: AotRequest) -> Result<()> {
         nnc::write_atomically(h, |f| std::io::Write::write_all(f, code.header.as_bytes()))?;
     }
     eprintln!(
-        "wrote {} ({} bytes{}){}",
+        "wrote {} ({} bytes, {} kernels{}){}",
         req.output.display(),
         code.object.len(),
+        code.kernels,
         if req.embed_weights { ", weights embedded" } else { "" },
         req.header.as_ref().map(|h| format!(" and {}", h.display())).unwrap_or_default()
     );

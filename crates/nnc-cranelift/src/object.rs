@@ -59,6 +59,8 @@ pub struct ObjectOptions {
 pub struct ObjectCode {
     pub object: Vec<u8>,
     pub header: String,
+    /// The matrix-product kernel family in the object.
+    pub kernels: &'static str,
 }
 
 /// One parameter or state tensor in the shared state block.
@@ -164,7 +166,7 @@ pub fn compile_object(entries: &[(&str, &Graph)], opts: &ObjectOptions) -> Resul
     let object = module.finish().emit().map_err(codegen_err)?;
     let entries: Vec<(String, &Program)> = header_entries.into_iter().zip(programs.iter().map(|(_, p)| p)).collect();
     let header = header(opts, &leaves, state_bytes, arena_bytes, &entries);
-    Ok(ObjectCode { object, header })
+    Ok(ObjectCode { object, header, kernels: provider.family() })
 }
 
 /// The C library functions the object calls.
