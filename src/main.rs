@@ -273,6 +273,8 @@ pub enum KernelsArg {
     Cranelift,
     /// 256-bit kernels assembled for AVX2+FMA (x86-64).
     Avx2,
+    /// 512-bit kernels assembled for AVX-512F (x86-64).
+    Avx512,
 }
 
 impl From<KernelsArg> for nnc_cranelift::Kernels {
@@ -281,6 +283,7 @@ impl From<KernelsArg> for nnc_cranelift::Kernels {
             KernelsArg::Auto => nnc_cranelift::Kernels::Auto,
             KernelsArg::Cranelift => nnc_cranelift::Kernels::Cranelift,
             KernelsArg::Avx2 => nnc_cranelift::Kernels::Avx2,
+            KernelsArg::Avx512 => nnc_cranelift::Kernels::Avx512,
         }
     }
 }

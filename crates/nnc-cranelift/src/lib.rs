@@ -86,6 +86,8 @@ pub enum Kernels {
     Cranelift,
     /// 256-bit kernels assembled for x86-64 AVX2+FMA; an error on other CPUs.
     Avx2,
+    /// 512-bit kernels assembled for x86-64 AVX-512F; an error on other CPUs.
+    Avx512,
 }
 
 impl Default for CompileOptions {
@@ -113,20 +115,24 @@ fn provider(opts: &CompileOptions) -> Result<Box<dyn MicroKernelProvider>, Backe
                     "this CPU has no AVX2 and FMA: use --kernels cranelift".into(),
                 ))
             }
-            Kernels::Avx2 if opts.checked => {
+            Kernels::Avx512 if !avx2::Avx2Tiles::supported_512() => {
+                return Err(BackendError::InvalidOptions("this CPU has no AVX-512F: use --kernels avx2".into()))
+            }
+            Kernels::Avx2 | Kernels::Avx512 if opts.checked => {
                 return Err(BackendError::InvalidOptions(
                     "checked mode bounds-checks Cranelift code only: use --kernels cranelift".into(),
                 ))
             }
-            Kernels::Avx2 => return Ok(Box::new(avx2::Avx2Tiles::new())),
+            Kernels::Avx2 => return Ok(Box::new(avx2::Avx2Tiles::new(false))),
+            Kernels::Avx512 => return Ok(Box::new(avx2::Avx2Tiles::new(true))),
             Kernels::Auto if avx2 && opts.tile.is_none() && !opts.checked => {
-                return Ok(Box::new(avx2::Avx2Tiles::new()))
+                return Ok(Box::new(avx2::Avx2Tiles::new(false)))
             }
             _ => {}
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    if opts.kernels == Kernels::Avx2 {
+    if matches!(opts.kernels, Kernels::Avx2 | Kernels::Avx512) {
         return Err(BackendError::InvalidOptions("AVX2 kernels need an x86-64 CPU: use --kernels cranelift".into()));
     }
     Ok(cranelift())

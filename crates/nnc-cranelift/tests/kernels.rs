@@ -1,8 +1,8 @@
 //! The kernel families agree bit for bit: the assembled AVX2 tiles compute each element
 //! with the same FMA chain as the Cranelift f32x4 tiles, so every product (odd sizes
 //! 1, 3, 7, 17, 257; K not a multiple of 8; every transpose; several K blocks) and the
-//! whole fused seed step give identical bits with `Kernels::Avx2` and
-//! `Kernels::Cranelift`. Skipped on CPUs without AVX2+FMA.
+//! whole fused seed step give identical bits with `Kernels::Avx2` (and `Avx512` where
+//! the CPU has it) and `Kernels::Cranelift`. Skipped on CPUs without AVX2+FMA.
 
 mod common;
 use common::*;
@@ -15,6 +15,19 @@ fn has_avx2() -> bool {
     return std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
     #[cfg(not(target_arch = "x86_64"))]
     false
+}
+
+/// The assembled families this CPU runs.
+fn assembled() -> Vec<Kernels> {
+    let mut k = Vec::new();
+    if has_avx2() {
+        k.push(Kernels::Avx2);
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512f") {
+            k.push(Kernels::Avx512);
+        }
+    }
+    k
 }
 
 fn opts(kernels: Kernels) -> CompileOptions {
@@ -44,9 +57,11 @@ fn matrix_products_are_bitwise_equal_across_kernel_families() {
                         &[fixed(DType::F32, &sa), fixed(DType::F32, &sb)],
                     );
                     let f = feeds(&[("a0", random_f32(&mut r, &sa)), ("a1", random_f32(&mut r, &sb))]);
-                    let asm = compile(&g, &opts(Kernels::Avx2)).unwrap().run(&f).unwrap();
                     let clif = compile(&g, &opts(Kernels::Cranelift)).unwrap().run(&f).unwrap();
-                    assert!(bits(&asm[0]) == bits(&clif[0]), "{m}x{k}x{n} trans ({ta}, {tb})");
+                    for family in assembled() {
+                        let asm = compile(&g, &opts(family)).unwrap().run(&f).unwrap();
+                        assert!(bits(&asm[0]) == bits(&clif[0]), "{family:?}: {m}x{k}x{n} trans ({ta}, {tb})");
+                    }
                     cases += 1;
                 }
             }
@@ -84,7 +99,12 @@ fn the_seed_step_is_bitwise_equal_across_kernel_families() {
         let g = seed_step(optimizer);
         let run = |kernels: Kernels| {
             let mut c = compile(&g, &opts(kernels)).unwrap();
-            assert_eq!(c.kernel_family(), if kernels == Kernels::Avx2 { "avx2-asm" } else { "cranelift-f32x4" });
+            let family = match kernels {
+                Kernels::Avx2 => "avx2-asm",
+                Kernels::Avx512 => "avx512-asm",
+                _ => "cranelift-f32x4",
+            };
+            assert_eq!(c.kernel_family(), family);
             let mut r = rng(6);
             let mut out = Vec::new();
             for (step, batch) in [100, 1, 7, 257].into_iter().enumerate() {
@@ -101,6 +121,9 @@ fn the_seed_step_is_bitwise_equal_across_kernel_families() {
             out.extend(c.param_names().iter().map(|n| bits(&c.param(n).unwrap())));
             out
         };
-        assert!(run(Kernels::Avx2) == run(Kernels::Cranelift), "{optimizer:?}");
+        let clif = run(Kernels::Cranelift);
+        for family in assembled() {
+            assert!(run(family) == clif, "{family:?}, {optimizer:?}");
+        }
     }
 }
