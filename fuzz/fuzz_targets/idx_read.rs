@@ -1,0 +1,16 @@
+//! IDX reader (`nnc_train::idx::read_idx`, raw or gzip; it takes a path: the input is
+//! written to a per-process temporary file first).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+fuzz_target!(|data: &[u8]| {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    let path = PATH.get_or_init(|| std::env::temp_dir().join(format!("nnc-fuzz-{}.idx", std::process::id())));
+    std::fs::write(path, data).unwrap();
+    if let Ok(idx) = nnc_train::idx::read_idx(path) {
+        assert_eq!(idx.data.len(), idx.dims.iter().product::<usize>());
+    }
+});
