@@ -64,7 +64,8 @@ fn corrupt_idx_data_sets_are_refused_by_nnc_train() {
     let o = nnc(&["train", "-q", "--data", s(&good), "--steps", "2", "--batch", "10"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let images = "train-images-idx3-ubyte";
-    let damages: [(&str, fn(Vec<u8>) -> Vec<u8>); 3] = [
+    type Damage = fn(Vec<u8>) -> Vec<u8>;
+    let damages: [(&str, Damage); 3] = [
         ("truncated", |b| b[..b.len() / 2].to_vec()),
         ("bad magic", |mut b| {
             b[2] = 0x42;
