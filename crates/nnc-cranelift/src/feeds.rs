@@ -31,7 +31,7 @@ fn expected(ty: &TensorType, batch: Option<usize>) -> String {
 /// `leaf_has_value[i]`: leaf `i` has an initial value or was set before.
 pub(crate) fn bind<'a>(
     program: &Program,
-    feeds: &'a HashMap<String, Tensor>,
+    feeds: &HashMap<&str, &'a Tensor>,
     leaf_has_value: &[bool],
 ) -> Result<Bound<'a>, BackendError> {
     let input_index: HashMap<&str, usize> =
@@ -41,8 +41,8 @@ pub(crate) fn bind<'a>(
 
     let mut unknown: Vec<String> = feeds
         .keys()
-        .filter(|n| !input_index.contains_key(n.as_str()) && !leaf_index.contains_key(n.as_str()))
-        .cloned()
+        .filter(|n| !input_index.contains_key(*n) && !leaf_index.contains_key(*n))
+        .map(|n| n.to_string())
         .collect();
     if !unknown.is_empty() {
         unknown.sort();
@@ -52,7 +52,7 @@ pub(crate) fn bind<'a>(
     let mut missing: Vec<String> = program
         .inputs
         .iter()
-        .filter(|s| !feeds.contains_key(&s.name))
+        .filter(|s| !feeds.contains_key(s.name.as_str()))
         .map(|s| format!("input \"{}\": {}", s.name, s.ty))
         .collect();
     missing.extend(
@@ -60,7 +60,7 @@ pub(crate) fn bind<'a>(
             .leaves
             .iter()
             .enumerate()
-            .filter(|(i, l)| !leaf_has_value[*i] && !feeds.contains_key(&l.name))
+            .filter(|(i, l)| !leaf_has_value[*i] && !feeds.contains_key(l.name.as_str()))
             .map(|(_, l)| format!("{} \"{}\": {} (it has no initial value)", l.kind, l.name, l.ty)),
     );
     if !missing.is_empty() {
@@ -70,7 +70,7 @@ pub(crate) fn bind<'a>(
     // The batch size: every `N` of every fed input must agree.
     let mut found: Option<(&str, usize)> = None;
     for s in &program.inputs {
-        let t = &feeds[&s.name];
+        let t: &'a Tensor = feeds[s.name.as_str()];
         if !s.ty.shape.has_batch() {
             continue;
         }
@@ -99,7 +99,7 @@ pub(crate) fn bind<'a>(
 
     let mut inputs = Vec::with_capacity(program.inputs.len());
     for s in &program.inputs {
-        let t = &feeds[&s.name];
+        let t: &'a Tensor = feeds[s.name.as_str()];
         if !has_type(t, &s.ty, batch) {
             return Err(mismatch("input", &s.name, &s.ty, Some(batch), t));
         }
@@ -107,7 +107,7 @@ pub(crate) fn bind<'a>(
     }
     let mut leaves = Vec::new();
     for (i, l) in program.leaves.iter().enumerate() {
-        if let Some(t) = feeds.get(&l.name) {
+        if let Some(&t) = feeds.get(l.name.as_str()) {
             if !has_type(t, &l.ty, batch) {
                 return Err(mismatch(l.kind, &l.name, &l.ty, None, t));
             }

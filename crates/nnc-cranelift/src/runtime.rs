@@ -104,6 +104,12 @@ impl Compiled {
     /// Every input must be fed. Feeding a parameter or state sets it (as `set_param`
     /// does) before the step, and the value persists.
     pub fn run(&mut self, feeds: &HashMap<String, Tensor>) -> Result<Vec<Tensor>, BackendError> {
+        self.run_borrowed(&feeds.iter().map(|(k, v)| (k.as_str(), v)).collect())
+    }
+
+    /// [`Compiled::run`] on borrowed tensors, so a caller that keeps its batch
+    /// elsewhere (the trainer) does not copy it into an owned map every step.
+    pub fn run_borrowed(&mut self, feeds: &HashMap<&str, &Tensor>) -> Result<Vec<Tensor>, BackendError> {
         let bound = bind(&self.program, feeds, &self.leaf_set)?;
         let batch = bound.batch;
         for &(i, t) in &bound.leaves {

@@ -4,32 +4,9 @@
 
 mod common;
 use common::*;
-use nnc_autodiff::{training_graph, Optimizer, TrainOptions, LABELS, LR, STEP};
+use nnc_autodiff::{Optimizer, LABELS, LR, STEP};
 use nnc_cranelift::{compile, BackendError, CompileOptions, Compiled};
-use nnc_ir::{DType, Graph, Tensor};
-
-fn seed_step(optimizer: Optimizer) -> Graph {
-    let mut r = rng(2);
-    let scaled = |t: Tensor, s: f32| Tensor::F32(t.as_f32().unwrap().mapv(|v| v * s));
-    let mut g = Graph::new("seed");
-    let x = g.input("x", batched(DType::F32, &[784])).unwrap();
-    let w1 = g.param("w1", scaled(random_f32(&mut r, &[784, 256]), 1.0 / 28.0)).unwrap();
-    let b1 = g.param("b1", scaled(random_f32(&mut r, &[256]), 0.03)).unwrap();
-    let w2 = g.param("w2", scaled(random_f32(&mut r, &[256, 10]), 1.0 / 16.0)).unwrap();
-    let b2 = g.param("b2", scaled(random_f32(&mut r, &[10]), 0.06)).unwrap();
-    let h = g.matmul(x, w1, false, false).unwrap();
-    let h = g.add(h, b1).unwrap();
-    let h = g.relu(h).unwrap();
-    let y = g.matmul(h, w2, false, false).unwrap();
-    let y = g.add(y, b2).unwrap();
-    g.set_outputs(vec![y]);
-    let train = training_graph(&g, &TrainOptions { optimizer, ..TrainOptions::default() }).unwrap().graph;
-    nnc_opt::optimize(&train, &nnc_opt::OptOptions::from_flags(false, None, None)).unwrap().graph
-}
-
-fn bits(t: &Tensor) -> Vec<u32> {
-    t.as_f32().unwrap().iter().map(|v| v.to_bits()).collect()
-}
+use nnc_ir::Tensor;
 
 fn run(c: &mut Compiled, adam: bool) -> Vec<Vec<u32>> {
     let mut r = rng(4);
@@ -52,7 +29,7 @@ fn run(c: &mut Compiled, adam: bool) -> Vec<Vec<u32>> {
 #[test]
 fn checked_code_runs_clean_and_gives_the_same_bits() {
     for optimizer in [Optimizer::Sgd, Optimizer::adam()] {
-        let g = seed_step(optimizer);
+        let g = fused_seed_step(optimizer, 2);
         let adam = matches!(optimizer, Optimizer::Adam { .. });
         let plain = run(&mut compile(&g, &CompileOptions { checked: false, ..Default::default() }).unwrap(), adam);
         for threads in [1, 2] {
@@ -64,7 +41,7 @@ fn checked_code_runs_clean_and_gives_the_same_bits() {
 
 #[test]
 fn an_access_past_a_buffer_is_caught_and_names_the_kernel() {
-    let g = seed_step(Optimizer::Sgd);
+    let g = fused_seed_step(Optimizer::Sgd, 2);
     let mut c = compile(&g, &CompileOptions { checked: true, threads: 1, ..Default::default() }).unwrap();
     let before = c.param("w1").unwrap();
     // Pretend the input holds only 16 bytes: the first product reads past them.

@@ -6,9 +6,9 @@
 
 mod common;
 use common::*;
-use nnc_autodiff::{training_graph, Optimizer, TrainOptions, LABELS, LR, STEP};
+use nnc_autodiff::{Optimizer, LABELS, LR, STEP};
 use nnc_cranelift::{compile, CompileOptions, Kernels};
-use nnc_ir::{DType, Graph, Op, Tensor};
+use nnc_ir::{DType, Op, Tensor};
 
 fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -32,10 +32,6 @@ fn assembled() -> Vec<Kernels> {
 
 fn opts(kernels: Kernels) -> CompileOptions {
     CompileOptions { kernels, checked: false, ..Default::default() }
-}
-
-fn bits(t: &Tensor) -> Vec<u32> {
-    t.as_f32().unwrap().iter().map(|v| v.to_bits()).collect()
 }
 
 #[test]
@@ -70,25 +66,6 @@ fn matrix_products_are_bitwise_equal_across_kernel_families() {
     assert_eq!(cases, 500);
 }
 
-fn seed_step(optimizer: Optimizer) -> Graph {
-    let mut r = rng(8);
-    let scaled = |t: Tensor, s: f32| Tensor::F32(t.as_f32().unwrap().mapv(|v| v * s));
-    let mut g = Graph::new("seed");
-    let x = g.input("x", batched(DType::F32, &[784])).unwrap();
-    let w1 = g.param("w1", scaled(random_f32(&mut r, &[784, 256]), 1.0 / 28.0)).unwrap();
-    let b1 = g.param("b1", scaled(random_f32(&mut r, &[256]), 0.03)).unwrap();
-    let w2 = g.param("w2", scaled(random_f32(&mut r, &[256, 10]), 1.0 / 16.0)).unwrap();
-    let b2 = g.param("b2", scaled(random_f32(&mut r, &[10]), 0.06)).unwrap();
-    let h = g.matmul(x, w1, false, false).unwrap();
-    let h = g.add(h, b1).unwrap();
-    let h = g.relu(h).unwrap();
-    let y = g.matmul(h, w2, false, false).unwrap();
-    let y = g.add(y, b2).unwrap();
-    g.set_outputs(vec![y]);
-    let train = training_graph(&g, &TrainOptions { optimizer, ..TrainOptions::default() }).unwrap().graph;
-    nnc_opt::optimize(&train, &nnc_opt::OptOptions::from_flags(false, None, None)).unwrap().graph
-}
-
 #[test]
 fn the_seed_step_is_bitwise_equal_across_kernel_families() {
     if !has_avx2() {
@@ -96,7 +73,7 @@ fn the_seed_step_is_bitwise_equal_across_kernel_families() {
         return;
     }
     for optimizer in [Optimizer::Sgd, Optimizer::adam()] {
-        let g = seed_step(optimizer);
+        let g = fused_seed_step(optimizer, 8);
         let run = |kernels: Kernels| {
             let mut c = compile(&g, &opts(kernels)).unwrap();
             let family = match kernels {

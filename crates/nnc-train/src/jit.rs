@@ -22,8 +22,6 @@ pub struct JitBackend {
     infer: Compiled,
     /// Parameters changed since `infer` last received them.
     infer_stale: bool,
-    /// The per-step feeds, kept to reuse the map's allocation.
-    feeds: HashMap<String, Tensor>,
 }
 
 fn backend_error(e: BackendError) -> TrainError {
@@ -46,7 +44,7 @@ impl JitBackend {
         let spec = StepSpec::new(tg)?;
         let step = nnc_cranelift::compile(&optimize(&spec.step_graph)?, compile).map_err(backend_error)?;
         let infer = nnc_cranelift::compile(&optimize(&spec.infer_graph)?, compile).map_err(backend_error)?;
-        Ok(JitBackend { spec, step, infer, infer_stale: false, feeds: HashMap::new() })
+        Ok(JitBackend { spec, step, infer, infer_stale: false })
     }
 
     /// Decisions the differentiation made that are worth telling the user.
@@ -105,14 +103,14 @@ impl StepBackend for JitBackend {
     }
 
     fn step(&mut self, x: &Tensor, y: &Tensor, lr: f32, step: u64) -> Result<StepResult, TrainError> {
-        self.feeds.clear();
-        self.feeds.insert(self.spec.input.clone(), x.clone());
-        self.feeds.insert(LABELS.to_string(), y.clone());
-        self.feeds.insert(LR.to_string(), Tensor::scalar_f32(lr));
-        if let Some(step) = self.spec.step_feed(step)? {
-            self.feeds.insert(STEP.to_string(), step);
+        // Borrowed feeds: the batch is read where it is, never copied.
+        let lr = Tensor::scalar_f32(lr);
+        let step = self.spec.step_feed(step)?;
+        let mut feeds: HashMap<&str, &Tensor> = HashMap::from([(self.spec.input.as_str(), x), (LABELS, y), (LR, &lr)]);
+        if let Some(step) = &step {
+            feeds.insert(STEP, step);
         }
-        let outputs = self.step.run(&self.feeds).map_err(backend_error)?;
+        let outputs = self.step.run_borrowed(&feeds).map_err(backend_error)?;
         self.infer_stale = true;
         StepResult::from_outputs(outputs)
     }
@@ -127,8 +125,8 @@ impl StepBackend for JitBackend {
             }
             self.infer_stale = false;
         }
-        let feeds = HashMap::from([(self.spec.input.clone(), x.clone())]);
-        let mut outputs = self.infer.run(&feeds).map_err(backend_error)?;
+        let feeds = HashMap::from([(self.spec.input.as_str(), x)]);
+        let mut outputs = self.infer.run_borrowed(&feeds).map_err(backend_error)?;
         outputs.pop().ok_or_else(|| TrainError::Model("the inference graph has no output".into()))
     }
 

@@ -121,3 +121,36 @@ pub fn assert_close_scaled(got: &Tensor, want: &Tensor, tol: f32, what: &str) {
         assert!((g - w).abs() <= tol * scale, "{what}: element {i}: got {g}, want {w} (tol {tol} × {scale})");
     }
 }
+
+/// The seed 784-256-10 ReLU MLP (weights stored `[in, out]`, named `w1 b1 w2 b2`,
+/// input `x`) with random weights from `seed`.
+pub fn seed_mlp(seed: u64) -> Graph {
+    let mut r = rng(seed);
+    let scaled = |t: Tensor, s: f32| Tensor::F32(t.as_f32().unwrap().mapv(|v| v * s));
+    let mut g = Graph::new("seed");
+    let x = g.input("x", batched(nnc_ir::DType::F32, &[784])).unwrap();
+    let w1 = g.param("w1", scaled(random_f32(&mut r, &[784, 256]), 1.0 / 28.0)).unwrap();
+    let b1 = g.param("b1", scaled(random_f32(&mut r, &[256]), 0.03)).unwrap();
+    let w2 = g.param("w2", scaled(random_f32(&mut r, &[256, 10]), 1.0 / 16.0)).unwrap();
+    let b2 = g.param("b2", scaled(random_f32(&mut r, &[10]), 0.06)).unwrap();
+    let h = g.matmul(x, w1, false, false).unwrap();
+    let h = g.add(h, b1).unwrap();
+    let h = g.relu(h).unwrap();
+    let y = g.matmul(h, w2, false, false).unwrap();
+    let y = g.add(y, b2).unwrap();
+    g.set_outputs(vec![y]);
+    g
+}
+
+/// The training step of [`seed_mlp`] with `optimizer`, after nnc-opt's default pipeline
+/// (the fused kernels `nnc train` runs).
+pub fn fused_seed_step(optimizer: nnc_autodiff::Optimizer, seed: u64) -> Graph {
+    let opts = nnc_autodiff::TrainOptions { optimizer, ..Default::default() };
+    let train = nnc_autodiff::training_graph(&seed_mlp(seed), &opts).unwrap().graph;
+    nnc_opt::optimize(&train, &nnc_opt::OptOptions::from_flags(false, None, None)).unwrap().graph
+}
+
+/// The bit patterns of an f32 tensor, for bitwise comparisons.
+pub fn bits(t: &Tensor) -> Vec<u32> {
+    t.as_f32().unwrap().iter().map(|v| v.to_bits()).collect()
+}
