@@ -23,7 +23,7 @@ fn main() {
     let model = common::seed_model();
     let opts = common::train_options(Optimizer::Sgd);
     let tg = common::seed_step(Optimizer::Sgd);
-    let compile = common::compile_options(1);
+    let compile = common::compile_options(1, nnc_cranelift::Kernels::Auto);
     let mut rows = Vec::new();
     let mut group = c.benchmark_group("compile_seed_step");
     common::configure(&mut group, SAMPLES);

@@ -9,6 +9,7 @@ mod common;
 use common::Samples;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use nnc_autodiff::Optimizer;
+use nnc_cranelift::Kernels;
 use nnc_train::StepBackend;
 
 const BATCHES: [usize; 2] = [1, 100];
@@ -23,7 +24,7 @@ fn main() {
     let mut group = c.benchmark_group("inference");
     common::configure(&mut group, SAMPLES);
     for threads in THREADS {
-        let mut backend = common::jit(&tg, threads);
+        let mut backend = common::jit(&tg, threads, Kernels::Auto);
         for batch in BATCHES {
             let (x, _) = common::random_batch(&backend, batch, 0);
             let mut samples = Samples::default();
@@ -39,7 +40,7 @@ fn main() {
                     format!("{:.1}", s * 1e6),
                     format!("{:.0}", batch as f64 / s),
                     format!("{gflops:.1}"),
-                    format!("{:.0}%", 100.0 * gflops / common::peak_128(threads)),
+                    common::percent_of_peak(gflops, Kernels::Auto, threads),
                 ]);
             }
         }
@@ -48,7 +49,8 @@ fn main() {
     c.final_summary();
     if common::summary_wanted() {
         common::print_table(
-            "Seed model inference (median of criterion's samples; peak: 128-bit FMA of the threads used)",
+            "Seed model inference, `auto` kernels (median of criterion's samples; peak: measured FMA peak of the \
+             threads used at the kernels' vector width)",
             &["batch", "threads", "µs/batch", "samples/s", "GFLOP/s", "% of peak"],
             &rows,
         );

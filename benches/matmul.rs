@@ -1,8 +1,9 @@
 //! GFLOP/s of the JIT's matrix product at each shape of the seed training step (the
 //! 784-256-10 MLP at batch 100: the forward products, and the backward A·Bᵀ and Aᵀ·B
-//! ones), taken from the step graph itself, beside a baseline measured in the same
-//! process: `ndarray`'s `.dot()` (the matrixmultiply crate, one thread) on the same
-//! operands in the same layouts.
+//! ones), taken from the step graph itself, for every kernel family this CPU runs
+//! (assembled AVX-512 and AVX2 tiles, portable Cranelift f32x4), on 1 and 2 threads,
+//! beside a baseline measured in the same process: `ndarray`'s `.dot()` (the
+//! matrixmultiply crate, one thread) on the same operands in the same layouts.
 //!
 //! `cargo bench -j2 --bench matmul`
 //!
@@ -50,6 +51,7 @@ fn main() {
     let step = common::seed_step(Optimizer::Sgd);
     let products = common::products(&step.graph, BATCH);
     let mut rows = Vec::new();
+    let families = common::families();
     let mut group = c.benchmark_group("matmul");
     common::configure(&mut group, SAMPLES);
     for p in &products {
@@ -69,49 +71,50 @@ fn main() {
         });
 
         let feeds: HashMap<String, Tensor> = [("a".to_string(), tensor(&a)), ("b".to_string(), tensor(&b))].into();
-        let mut jit = Vec::new();
-        for threads in THREADS {
-            let mut compiled = compile(&product_graph(p), &common::compile_options(threads)).expect("compiles");
-            let mut samples = Samples::default();
-            group.bench_function(BenchmarkId::new(format!("jit/threads{threads}"), &label), |bench| {
-                samples.iter(bench, || compiled.run(&feeds).expect("runs"))
-            });
-            jit.push(samples.median(SAMPLES));
-        }
-
+        let base = baseline.median(SAMPLES);
         let gflops = |s: f64| p.flops() as f64 / s / 1e9;
-        if let (Some(base), Some(j1), Some(j2)) = (baseline.median(SAMPLES), jit[0], jit[1]) {
-            rows.push(vec![
-                format!("`{}` {label}", p.name),
-                format!("{:.1}", p.flops() as f64 / 1e6),
-                format!("{:.1}", gflops(base)),
-                format!("{:.1}", gflops(j1)),
-                format!("{:.0}%", 100.0 * gflops(j1) / common::peak_128(1)),
-                format!("{:.2}×", base / j1),
-                format!("{:.1}", gflops(j2)),
-                format!("{:.2}×", j1 / j2),
-            ]);
+        let mut row = vec![
+            format!("`{}` {label}", p.name),
+            format!("{:.1}", p.flops() as f64 / 1e6),
+            base.map_or("—".into(), |s| format!("{:.1}", gflops(s))),
+        ];
+        for &kernels in &families {
+            let mut one_thread = None;
+            for threads in THREADS {
+                let options = common::compile_options(threads, kernels);
+                let mut compiled = compile(&product_graph(p), &options).expect("compiles");
+                let mut samples = Samples::default();
+                let id = BenchmarkId::new(format!("{}/threads{threads}", common::family_name(kernels)), &label);
+                group.bench_function(id, |bench| samples.iter(bench, || compiled.run(&feeds).expect("runs")));
+                let Some(s) = samples.median(SAMPLES) else { continue };
+                if threads == 1 {
+                    one_thread = Some(s);
+                    let vs_base = base.map_or("—".into(), |b| format!("{:.2}×", b / s));
+                    let percent = common::percent_of_peak(gflops(s), kernels, 1);
+                    row.push(format!("{:.1} ({percent}, {vs_base})", gflops(s)));
+                } else if let Some(s1) = one_thread {
+                    row.push(format!("{:.2}×", s1 / s));
+                }
+            }
         }
+        rows.push(row);
     }
     group.finish();
     c.final_summary();
     if common::summary_wanted() {
+        let mut header = vec!["product".to_string(), "MFLOP".into(), "ndarray 1t".into()];
+        for &k in &families {
+            let name = common::family_name(k);
+            header.push(format!("{name} 1t (% of peak, × ndarray)"));
+            header.push(format!("{name} 2t / 1t"));
+        }
+        let header: Vec<&str> = header.iter().map(String::as_str).collect();
         common::print_table(
             &format!(
-                "Matrix products of the seed step at batch {BATCH} (GFLOP/s, median of criterion's samples; \
-                 peak: one core's 128-bit FMA, {} GFLOP/s)",
-                common::PEAK_128_GFLOPS_PER_CORE
+                "Matrix products of the seed step at batch {BATCH} (GFLOP/s, median of criterion's samples; peak: \
+                 one core's measured FMA peak at the family's vector width)"
             ),
-            &[
-                "product",
-                "MFLOP",
-                "ndarray 1t",
-                "JIT 1t",
-                "JIT 1t % of peak",
-                "JIT 1t / ndarray",
-                "JIT 2t",
-                "JIT 2t / 1t",
-            ],
+            &header,
             &rows,
         );
     }

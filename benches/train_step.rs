@@ -1,25 +1,28 @@
 //! One training step of the seed model (784-256-10 MLP, ReLU, softmax cross-entropy)
 //! as `nnc train` runs it (`nnc_train::JitBackend`): SGD at batch 1, 32, 100, 256 and
-//! 1024 on 1 and 2 threads, and one Adam step at batch 100.
+//! 1024 on 1 and 2 threads with each assembled kernel family this CPU runs (AVX-512,
+//! AVX2), the portable Cranelift kernels at batch 100, and one Adam step at batch 100.
 //!
 //! `cargo bench -j2 --bench train_step`
 //!
 //! Criterion's throughput is in examples, so its "elem/s" are samples/s. At the end a
 //! table gives ms/step, GFLOP/s (FLOPs of the unoptimized step, `nnc_ir::cost::flops`),
-//! the share of the 128-bit FMA peak of the threads used, and the 2-thread/1-thread
-//! speed ratio (both measured in this process).
+//! the share of the FMA peak of the threads used at the family's vector width, and the
+//! 2-thread/1-thread speed ratio (all measured in this process).
 
 mod common;
 
-use common::{Samples, PEAK_128_GFLOPS_PER_CORE};
+use common::Samples;
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use nnc_autodiff::Optimizer;
+use nnc_cranelift::Kernels;
 
 const BATCHES: [usize; 5] = [1, 32, 100, 256, 1024];
 const THREADS: [usize; 2] = [1, 2];
 const SAMPLES: usize = 10;
 
 struct Row {
+    kernels: Kernels,
     optimizer: &'static str,
     batch: usize,
     threads: usize,
@@ -31,12 +34,19 @@ fn bench(c: &mut Criterion) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut group = c.benchmark_group("train_step");
     common::configure(&mut group, SAMPLES);
-    let runs: Vec<(&'static str, Optimizer, &[usize], &[usize])> =
-        vec![("sgd", Optimizer::Sgd, &BATCHES, &THREADS), ("adam", Optimizer::adam(), &[100], &[1])];
-    for (label, optimizer, batches, threads) in runs {
+    /// Kernels, optimizer label and rule, batches, thread counts.
+    type Run = (Kernels, &'static str, Optimizer, &'static [usize], &'static [usize]);
+    let mut runs: Vec<Run> = Vec::new();
+    for kernels in common::families() {
+        let batches: &[usize] = if kernels == Kernels::Cranelift { &[100] } else { &BATCHES };
+        runs.push((kernels, "sgd", Optimizer::Sgd, batches, &THREADS));
+    }
+    runs.push((Kernels::Auto, "adam", Optimizer::adam(), &[100], &[1]));
+    for (kernels, label, optimizer, batches, threads) in runs {
         let tg = common::seed_step(optimizer);
+        let family = common::family_name(kernels);
         for &t in threads {
-            let mut backend = common::jit(&tg, t);
+            let mut backend = common::jit(&tg, t, kernels);
             for &batch in batches {
                 let (x, y) = common::random_batch(&backend, batch, 0);
                 let mut samples = Samples::default();
@@ -44,14 +54,21 @@ fn bench(c: &mut Criterion) -> Vec<Row> {
                 group.throughput(Throughput::Elements(batch as u64));
                 // Long steps: the same iterations per sample, so 10 samples fit the time.
                 group.sampling_mode(if batch >= 256 { SamplingMode::Flat } else { SamplingMode::Auto });
-                group.bench_function(BenchmarkId::new(format!("{label}/threads{t}"), batch), |b| {
+                group.bench_function(BenchmarkId::new(format!("{label}/{family}/threads{t}"), batch), |b| {
                     samples.iter(b, || {
                         n += 1;
                         common::step(&mut backend, &x, &y, n)
                     })
                 });
                 let flops = nnc_ir::cost::flops(&tg.graph, batch);
-                rows.push(Row { optimizer: label, batch, threads: t, flops, seconds: samples.median(SAMPLES) });
+                rows.push(Row {
+                    kernels,
+                    optimizer: label,
+                    batch,
+                    threads: t,
+                    flops,
+                    seconds: samples.median(SAMPLES),
+                });
             }
         }
     }
@@ -60,8 +77,10 @@ fn bench(c: &mut Criterion) -> Vec<Row> {
 }
 
 fn summary(rows: &[Row]) {
-    let one_thread =
-        |r: &Row| rows.iter().find(|o| o.optimizer == r.optimizer && o.batch == r.batch && o.threads == 1)?.seconds;
+    let one_thread = |r: &Row| {
+        let same = |o: &&Row| o.kernels == r.kernels && o.optimizer == r.optimizer && o.batch == r.batch;
+        rows.iter().filter(same).find(|o| o.threads == 1)?.seconds
+    };
     let table: Vec<Vec<String>> = rows
         .iter()
         .filter_map(|r| {
@@ -72,23 +91,32 @@ fn summary(rows: &[Row]) {
                 _ => "—".to_string(),
             };
             Some(vec![
+                common::family_name(r.kernels).to_string(),
                 r.optimizer.to_string(),
                 r.batch.to_string(),
                 r.threads.to_string(),
                 format!("{:.3}", s * 1e3),
                 format!("{:.0}", r.batch as f64 / s),
                 format!("{:.1}", gflops),
-                format!("{:.0}%", 100.0 * gflops / common::peak_128(r.threads)),
+                common::percent_of_peak(gflops, r.kernels, r.threads),
                 ratio,
             ])
         })
         .collect();
     common::print_table(
-        &format!(
-            "Seed training step (median of criterion's samples; peak = threads × {PEAK_128_GFLOPS_PER_CORE} GFLOP/s, \
-             128-bit FMA)"
-        ),
-        &["optimizer", "batch", "threads", "ms/step", "samples/s", "GFLOP/s", "% of peak", "speed-up vs 1 thread"],
+        "Seed training step (median of criterion's samples; peak: the measured FMA peak of the threads used at \
+         the kernels' vector width)",
+        &[
+            "kernels",
+            "optimizer",
+            "batch",
+            "threads",
+            "ms/step",
+            "samples/s",
+            "GFLOP/s",
+            "% of peak",
+            "speed-up vs 1 thread",
+        ],
         &table,
     );
 }

@@ -72,6 +72,11 @@ enum Command {
         /// With -o: the largest batch the entry points accept.
         #[arg(long, requires = "output", default_value_t = 1024)]
         max_batch: usize,
+        /// Matrix-product kernels (of --emit clif|asm and -o; the summary names the family
+        /// this picks). With -o, `auto` picks for this CPU: name a family for an object
+        /// that must run on others.
+        #[arg(long, value_enum, default_value = "auto")]
+        kernels: KernelsArg,
     },
     /// Train a model (default: the seed 784-256-10 MLP) on MNIST-format data or NPY arrays.
     Train {
@@ -264,10 +269,16 @@ enum Emit {
     Dot,
 }
 
+/// The summary's last line: which matrix-product kernels a compile would use here.
+fn kernels_line(options: &nnc_cranelift::CompileOptions) -> Result<String> {
+    let family = nnc_cranelift::kernel_family(options)?;
+    Ok(format!("matrix-product kernels: {family} (choose with --kernels)\n"))
+}
+
 /// `--kernels`: the matrix-product micro-kernel family of the JIT.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum KernelsArg {
-    /// The assembled AVX2 kernels when the CPU has AVX2+FMA, else Cranelift's.
+    /// The widest assembled kernels this CPU runs (AVX-512, else AVX2+FMA), else Cranelift's.
     Auto,
     /// Portable Cranelift f32x4 code.
     Cranelift,
@@ -315,7 +326,21 @@ fn run(command: Command) -> Result<()> {
             eprintln!("wrote {}", output.display());
             Ok(())
         }
-        Command::Compile { model, emit, train, step, opt, output, header, prefix, embed_weights, max_batch } => {
+        Command::Compile {
+            model,
+            emit,
+            train,
+            step,
+            opt,
+            output,
+            header,
+            prefix,
+            embed_weights,
+            max_batch,
+            kernels,
+        } => {
+            let kernels: nnc_cranelift::Kernels = kernels.into();
+            let backend = nnc_cranelift::CompileOptions { kernels, ..Default::default() };
             let graph = import(&model)?;
             if let Some(output) = output {
                 return cli::aot::run(cli::aot::AotRequest {
@@ -328,6 +353,7 @@ fn run(command: Command) -> Result<()> {
                     prefix,
                     embed_weights,
                     max_batch,
+                    kernels,
                 });
             }
             // These show the graph after optimization (`-O0`: as imported/differentiated).
@@ -346,9 +372,9 @@ fn run(command: Command) -> Result<()> {
                 return match emit {
                     Emit::IrOpt => write_stdout(&nnc_ir::print(&optimized.graph)),
                     Emit::Dot => write_stdout(&nnc_ir::to_dot(&optimized.graph)),
-                    Emit::Clif => write_stdout(&nnc_cranelift::emit_clif(&optimized.graph, &Default::default())?),
+                    Emit::Clif => write_stdout(&nnc_cranelift::emit_clif(&optimized.graph, &backend)?),
                     Emit::Asm => {
-                        let options = nnc_cranelift::CompileOptions { threads: 1, ..Default::default() };
+                        let options = nnc_cranelift::CompileOptions { threads: 1, ..backend };
                         let compiled = nnc_cranelift::compile(&optimized.graph, &options)?;
                         write_stdout(&nnc_cranelift::disassemble(&compiled)?)
                     }
@@ -363,7 +389,10 @@ fn run(command: Command) -> Result<()> {
                 let tg = nnc_autodiff::training_graph(&graph, &step.options())
                     .with_context(|| format!("cannot form the training step of {}", model.display()))?;
                 match emit {
-                    Emit::Summary => write_stdout(&summary::train_summary(&tg, &step.options(), step.lr))?,
+                    Emit::Summary => {
+                        let text = summary::train_summary(&tg, &step.options(), step.lr);
+                        write_stdout(&(text + &kernels_line(&backend)?))?
+                    }
                     Emit::Ir | Emit::TrainIr => write_stdout(&nnc_ir::print(&tg.graph))?,
                     Emit::IrData => write_stdout(&nnc_ir::print_with_data(&tg.graph))?,
                     Emit::IrOpt | Emit::OptReport | Emit::Dot | Emit::Clif | Emit::Asm => {} // handled above
@@ -371,7 +400,7 @@ fn run(command: Command) -> Result<()> {
                 return Ok(());
             }
             match emit {
-                Emit::Summary => write_stdout(&summary::summary(&graph))?,
+                Emit::Summary => write_stdout(&(summary::summary(&graph) + &kernels_line(&backend)?))?,
                 // TrainIr never gets here: it implies --train.
                 Emit::Ir | Emit::TrainIr => write_stdout(&nnc_ir::print(&graph))?,
                 Emit::IrData => write_stdout(&nnc_ir::print_with_data(&graph))?,

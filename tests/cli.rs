@@ -32,7 +32,8 @@ fn expect_error(args: &[&str]) -> String {
 
 #[test]
 fn compile_summarizes_the_seed_model() {
-    let o = nnc(&["compile", &repo("models/mlp.onnx")]);
+    // The Cranelift kernels, named: `auto` depends on the CPU.
+    let o = nnc(&["compile", &repo("models/mlp.onnx"), "--kernels", "cranelift"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     insta::assert_snapshot!(stdout(&o));
 }
@@ -237,7 +238,7 @@ fn training_step_ir_of_the_seed_model() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         insta::assert_snapshot!(format!("train_ir_seed_{optimizer}"), stdout(&o));
     }
-    let o = nnc(&["compile", &repo("models/mlp.onnx"), "--train"]);
+    let o = nnc(&["compile", &repo("models/mlp.onnx"), "--train", "--kernels", "cranelift"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     insta::assert_snapshot!("train_summary_seed_sgd", stdout(&o));
 }
@@ -415,7 +416,16 @@ fn bench_reports_json_figures() {
     for key in ["step_ms_median", "samples_per_s", "gflops", "compile_ms"] {
         assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key} in {v}");
     }
-    assert!(v["kernels"] == "cranelift-f32x4" || v["kernels"] == "avx2-asm", "{v}");
+    let bits = [("cranelift-f32x4", 128), ("avx2-asm", 256), ("avx512-asm", 512)];
+    let (_, width) = bits.iter().find(|(k, _)| v["kernels"] == *k).unwrap_or_else(|| panic!("kernels in {v}"));
+    assert_eq!(v["vector_bits"], *width, "{v}");
+    // The peak is measured on x86-64 (and positive); the step cannot beat it.
+    if cfg!(target_arch = "x86_64") {
+        let peak = v["peak_gflops"].as_f64().unwrap();
+        let percent = v["percent_of_peak"].as_f64().unwrap();
+        assert!(peak > 0.0 && percent > 0.0, "{v}");
+        assert!((percent - 100.0 * v["gflops"].as_f64().unwrap() / peak).abs() < 1e-6, "{v}");
+    }
     assert_eq!(v["batch"], 7);
     // 2·7·(784·256 + 256·10) forward plus the backward products, from the IR.
     assert!(v["flops_per_step"].as_u64().unwrap() > 2 * 2 * 7 * (784 * 256 + 256 * 10), "{v}");

@@ -9,6 +9,7 @@
 use criterion::Bencher;
 use nnc::mlp::{build_mlp, MlpSpec};
 use nnc_autodiff::{training_graph, Optimizer, TrainGraph, TrainOptions};
+use nnc_cranelift::{Kernels, VectorWidth};
 use nnc_ir::{Graph, Op, Tensor};
 use nnc_train::{CompileOptions, JitBackend, Labels, StepBackend};
 use rand::{Rng, SeedableRng};
@@ -16,16 +17,66 @@ use rand_chacha::ChaCha8Rng;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-/// One Zen 3 core's f32 FMA peak with 128-bit vectors (2 FMA pipes × 4 lanes × 2
-/// FLOPs × ~3.25 GHz), as measured on the benchmark machine. The JIT's kernels are
-/// f32x4, so this is the ceiling they are measured against.
-pub const PEAK_128_GFLOPS_PER_CORE: f64 = 52.0;
-/// The same with 256-bit vectors (AVX2), for reference.
-pub const PEAK_256_GFLOPS_PER_CORE: f64 = 103.8;
+/// The FMA peak of `threads` cores at the vector width of a kernel family, in
+/// GFLOP/s: one core's, measured in this process (`nnc_cranelift::fma_peak_gflops`,
+/// once per width), times the threads. `None` where it cannot be measured.
+pub fn peak(kernels: Kernels, threads: usize) -> Option<f64> {
+    use std::sync::{Mutex, OnceLock};
+    type Measured = Vec<(VectorWidth, Option<f64>)>;
+    static MEASURED: OnceLock<Mutex<Measured>> = OnceLock::new();
+    let width = width_of(kernels);
+    let mut measured = MEASURED.get_or_init(Mutex::default).lock().expect("not poisoned");
+    let core = match measured.iter().find(|(w, _)| *w == width) {
+        Some(&(_, p)) => p,
+        None => {
+            let p = nnc_cranelift::fma_peak_gflops(width).expect("the peak loop assembles");
+            measured.push((width, p));
+            p
+        }
+    };
+    core.map(|p| p * threads as f64)
+}
 
-/// The 128-bit FMA peak of `threads` cores.
-pub fn peak_128(threads: usize) -> f64 {
-    PEAK_128_GFLOPS_PER_CORE * threads as f64
+/// "87%" of the peak, or "—".
+pub fn percent_of_peak(gflops: f64, kernels: Kernels, threads: usize) -> String {
+    peak(kernels, threads).map_or("—".into(), |p| format!("{:.0}%", 100.0 * gflops / p))
+}
+
+/// The kernel families this CPU runs: the assembled ones (widest first), then
+/// Cranelift's portable f32x4 kernels.
+pub fn families() -> Vec<Kernels> {
+    let mut families = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if std::is_x86_feature_detected!("avx512f") {
+            families.push(Kernels::Avx512);
+        }
+        families.push(Kernels::Avx2);
+    }
+    families.push(Kernels::Cranelift);
+    families
+}
+
+pub fn family_name(kernels: Kernels) -> &'static str {
+    match kernels {
+        Kernels::Auto => "auto",
+        Kernels::Cranelift => "cranelift",
+        Kernels::Avx2 => "avx2",
+        Kernels::Avx512 => "avx512",
+    }
+}
+
+fn width_of(kernels: Kernels) -> VectorWidth {
+    match kernels {
+        Kernels::Cranelift => VectorWidth::V128,
+        Kernels::Avx2 => VectorWidth::V256,
+        Kernels::Avx512 => VectorWidth::V512,
+        Kernels::Auto => match families()[0] {
+            Kernels::Avx512 => VectorWidth::V512,
+            Kernels::Avx2 => VectorWidth::V256,
+            _ => VectorWidth::V128,
+        },
+    }
 }
 
 /// The seed model: 784-256-10, ReLU, He initialization, seed 0 (`nnc new-mlp`'s default).
@@ -43,13 +94,13 @@ pub fn seed_step(optimizer: Optimizer) -> TrainGraph {
     training_graph(&seed_model(), &train_options(optimizer)).expect("the seed model differentiates")
 }
 
-pub fn compile_options(threads: usize) -> CompileOptions {
-    CompileOptions { threads, ..CompileOptions::default() }
+pub fn compile_options(threads: usize, kernels: Kernels) -> CompileOptions {
+    CompileOptions { threads, kernels, ..CompileOptions::default() }
 }
 
 /// The training step as `nnc train` compiles it, on `threads` threads.
-pub fn jit(tg: &TrainGraph, threads: usize) -> JitBackend {
-    JitBackend::from_train_graph(tg, &compile_options(threads)).expect("the training step compiles")
+pub fn jit(tg: &TrainGraph, threads: usize, kernels: Kernels) -> JitBackend {
+    JitBackend::from_train_graph(tg, &compile_options(threads, kernels)).expect("the training step compiles")
 }
 
 /// A random batch of inputs and labels of the backend's shapes.

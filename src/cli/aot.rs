@@ -21,6 +21,7 @@ pub struct AotRequest {
     pub prefix: Option<String>,
     pub embed_weights: bool,
     pub max_batch: usize,
+    pub kernels: nnc_cranelift::Kernels,
 }
 
 /// The C identifier for a model file: its stem with other characters as `_`.
@@ -73,7 +74,12 @@ pub fn run(req: AotRequest) -> Result<()> {
     }
     entries.push(("infer", &infer));
     let prefix = req.prefix.clone().unwrap_or_else(|| default_prefix(&req.model_path));
-    let opts = nnc_cranelift::ObjectOptions { prefix, embed_weights: req.embed_weights, max_batch: req.max_batch };
+    let opts = nnc_cranelift::ObjectOptions {
+        prefix,
+        embed_weights: req.embed_weights,
+        max_batch: req.max_batch,
+        kernels: req.kernels,
+    };
     let code = nnc_cranelift::compile_object(&entries, &opts)
         .with_context(|| format!("cannot compile {} ahead of time", req.model_path.display()))?;
     nnc::write_atomically(&req.output, |f| std::io::Write::write_all(f, &code.object))?;

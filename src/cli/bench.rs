@@ -7,8 +7,9 @@
 //! steps so both see the same machine: the step's own matrix products at the same
 //! batch, computed by `ndarray`'s `.dot()` (the matrixmultiply crate, one thread).
 //! Its GFLOP/s and the step's ratio to it compare across machines and noisy runs
-//! better than an absolute figure; a peak FLOP rate is not reported because it cannot
-//! be known portably.
+//! better than an absolute figure. The peak it reports is measured too, in the same
+//! process (`nnc_cranelift::fma_peak_gflops`): one core's FMA rate at the vector width
+//! of the kernels that ran, times the threads.
 
 use anyhow::{Context, Result};
 use ndarray::Array2;
@@ -50,6 +51,15 @@ struct BenchReport {
     compile_ms: f64,
     /// Which kernel family ran the matrix products.
     kernels: &'static str,
+    /// Width of that family's FMA vectors, in bits.
+    vector_bits: u32,
+    /// Measured FMA peak at that width on `threads` cores (absent where it cannot be
+    /// measured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peak_gflops: Option<f64>,
+    /// `gflops` as a percentage of `peak_gflops`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    percent_of_peak: Option<f64>,
     kernel_count: usize,
     /// Worker threads the step was compiled for (`--threads 0` resolved).
     threads: usize,
@@ -185,6 +195,8 @@ pub fn run_bench(req: BenchRequest) -> Result<()> {
         }
     }
     let median_ms = median(&mut times);
+    let width = backend.vector_width();
+    let peak_gflops = nnc_cranelift::fma_peak_gflops(width)?.map(|p| p * backend.threads() as f64);
     let gflops = flops as f64 / (median_ms / 1e3) / 1e9;
     let baseline_gflops = baseline.as_ref().map(|b| b.flops as f64 / median(&mut baseline_times) / 1e9);
     let report = BenchReport {
@@ -199,6 +211,9 @@ pub fn run_bench(req: BenchRequest) -> Result<()> {
         gflops,
         compile_ms,
         kernels: backend.kernel_family(),
+        vector_bits: width.bits(),
+        peak_gflops,
+        percent_of_peak: peak_gflops.map(|p| 100.0 * gflops / p),
         kernel_count: backend.kernel_count(),
         threads: backend.threads(),
         matmul_flops_per_step: baseline.as_ref().map(|b| b.flops),
@@ -227,6 +242,13 @@ pub fn run_bench(req: BenchRequest) -> Result<()> {
             if threads == 1 { "" } else { "s" },
             report.compile_ms
         );
+        if let (Some(p), Some(pct)) = (report.peak_gflops, report.percent_of_peak) {
+            text += &format!(
+                "peak: {p:.1} GFLOP/s ({}-bit FMAs, measured, {threads} core{}); the step runs at {pct:.0}% of it\n",
+                report.vector_bits,
+                if threads == 1 { "" } else { "s" },
+            );
+        }
         if let (Some(b), Some(r)) = (report.baseline_gflops, report.ratio_to_baseline) {
             text += &format!(
                 "baseline: ndarray .dot() on the step's matrix products, 1 thread: {b:.1} GFLOP/s; \

@@ -1,12 +1,20 @@
-//! 256-bit matrix-product micro-kernels assembled at compile time (x86-64 AVX2+FMA).
+//! 256-bit matrix-product micro-kernels assembled at compile time (x86-64 AVX2+FMA,
+//! and 512-bit ones with AVX-512F).
 //!
 //! Cranelift's vectors stop at 128 bits, which caps its kernels at half the FMA
-//! throughput of an AVX2 core. This provider assembles, with iced-x86's code
-//! assembler, one `6 × 16` register tile (or `6 × 32` with AVX-512's zmm registers) (12 ymm accumulators, two ymm of B and two
-//! broadcast registers: the classic shape for 16 vector registers) and defines it as a
-//! function of the same Cranelift module — JIT or object file — that the generated
-//! loop nest calls for every whole tile. Everything else (tiles at the M or N edge,
-//! other tile shapes) falls back to the Cranelift f32x4 code of `provider.rs`.
+//! throughput of an AVX2 core. This provider assembles register tiles with iced-x86's
+//! code assembler and defines each as a function of the same Cranelift module — JIT or
+//! object file — that the generated loop nest calls. A tile is up to 6 rows × 2
+//! vectors (6 × 16 f32 with ymm, 6 × 32 with zmm): 12 accumulators, two B registers and
+//! two broadcast registers, the classic shape for 16 vector registers.
+//!
+//! Every tile the loop nest needs is assembled on demand for its exact shape: fewer
+//! rows at the M edge (the loop nest picks the variant at run time from the rows
+//! left), one vector for narrow products, and a masked last vector at the N edge
+//! (`vmaskmovps` with AVX2, a `k1` write mask with AVX-512), so no tile goes through a
+//! stack buffer or falls back to Cranelift code when A's rows are a static stride
+//! apart (always, once A is packed). Only run-time column counts still use the
+//! portable tiles of `provider.rs`.
 //!
 //! Results are bitwise those of the Cranelift kernels: each element is the same chain
 //! of single-rounding FMAs over k within a K block (`acc = b·a + acc` either way), and
@@ -20,28 +28,49 @@ use crate::clif::{Fx, PTR};
 use crate::codegen::codegen_err;
 use crate::error::BackendError;
 use crate::provider::{ARows, CraneliftTiles, GemmShape, MicroKernelProvider, Step, TileArgs, TileShape};
-use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, Value};
 use cranelift_module::{FuncId, Linkage, Module};
 use iced_x86::code_asm::*;
-use std::cell::Cell;
+use std::cell::RefCell;
+use std::collections::HashMap;
 
-/// The tile the assembled AVX2 kernel computes: 6 rows × 16 columns (two ymm).
-const TILE: TileShape = TileShape { mr: 6, nv: 4, kc: 256, unroll: 1, fused: true };
-/// The AVX-512 kernel: 6 rows × 32 columns (two zmm).
-const TILE_512: TileShape = TileShape { mr: 6, nv: 8, kc: 256, unroll: 1, fused: true };
+/// Rows of every assembled tile.
+const MR: usize = 6;
+/// Depth of one K block: a 262 × 16 f32 panel (16 KiB) stays in L1.
+const KC: usize = 256;
+
+/// One assembled tile: `rows × ((vecs - 1)·L + lanes)` for vectors of `L` lanes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Variant {
+    rows: usize,
+    vecs: usize,
+    /// Lanes of C written from the last vector (`1..=L`).
+    lanes: usize,
+}
 
 pub(crate) struct Avx2Tiles {
     /// 512-bit vectors (AVX-512F) instead of 256-bit ones.
     wide: bool,
-    /// For every tile this provider cannot assemble.
+    /// For tiles of a run-time column count.
     fallback: CraneliftTiles,
-    /// The assembled kernel in the current module (defined by `prepare`).
-    kernel: Cell<Option<FuncId>>,
+    /// The variants defined in the current module (`prepare` starts a new one).
+    kernels: RefCell<HashMap<Variant, FuncId>>,
+    /// Name and code size of every variant defined, for profilers and `--emit asm`.
+    defined: RefCell<Vec<(FuncId, String, usize)>>,
+    /// The first error met while defining a variant (`emit_tile` cannot return it).
+    error: RefCell<Option<BackendError>>,
 }
 
 impl Avx2Tiles {
     pub fn new(wide: bool) -> Avx2Tiles {
-        Avx2Tiles { wide, fallback: CraneliftTiles { fixed: None }, kernel: Cell::new(None) }
+        Avx2Tiles {
+            wide,
+            fallback: CraneliftTiles { fixed: None },
+            kernels: RefCell::default(),
+            defined: RefCell::default(),
+            error: RefCell::default(),
+        }
     }
 
     /// Whether this CPU can run the AVX2 kernels.
@@ -54,42 +83,112 @@ impl Avx2Tiles {
         Self::supported() && std::is_x86_feature_detected!("avx512f")
     }
 
-    fn tile(&self) -> TileShape {
+    /// f32 lanes of one vector register.
+    fn lanes(&self) -> usize {
         if self.wide {
-            TILE_512
+            16
         } else {
-            TILE
+            8
         }
+    }
+
+    /// The tile shape of `vecs` vectors per row (`TileShape::nv` counts f32x4).
+    fn shape(&self, vecs: usize) -> TileShape {
+        TileShape { mr: MR, nv: vecs * self.lanes() / 4, kc: KC, unroll: 1, fused: true }
+    }
+
+    /// The variant computing `rows × cols` of a tile of shape `tile`, if assembled.
+    fn variant(&self, tile: TileShape, rows: usize, cols: usize) -> Option<Variant> {
+        let l = self.lanes();
+        let vecs = tile.nr() / l;
+        let fits = tile.mr == MR && tile.nr().is_multiple_of(l) && (1..=2).contains(&vecs);
+        let used = cols.div_ceil(l);
+        (fits && (1..=MR).contains(&rows) && (1..=tile.nr()).contains(&cols)).then(|| Variant {
+            rows,
+            vecs: used,
+            lanes: cols - (used - 1) * l,
+        })
+    }
+
+    /// The function of `v` in the current module, assembled and defined on first use.
+    fn kernel(&self, fx: &mut Fx, v: Variant) -> Option<FuncId> {
+        if let Some(&id) = self.kernels.borrow().get(&v) {
+            return Some(id);
+        }
+        let (family, cols) = (if self.wide { "avx512" } else { "avx2" }, (v.vecs - 1) * self.lanes() + v.lanes);
+        let name = format!("nnc_{family}_tile_{}x{cols}", v.rows);
+        let module = fx.module();
+        let mut sig = Signature::new(module.isa().default_call_conv());
+        sig.params.extend(std::iter::repeat_n(AbiParam::new(PTR), 9));
+        let defined = (|| {
+            let id = module.declare_function(&name, Linkage::Local, &sig).map_err(codegen_err)?;
+            let code = if self.wide { assemble_avx512(v) } else { assemble_avx2(v) }.map_err(asm_err)?;
+            module.define_function_bytes(id, 16, &code, &[]).map_err(codegen_err)?;
+            Ok::<_, BackendError>((id, code.len()))
+        })();
+        match defined {
+            Ok((id, size)) => {
+                self.kernels.borrow_mut().insert(v, id);
+                self.defined.borrow_mut().push((id, name, size));
+                Some(id)
+            }
+            Err(e) => {
+                self.error.borrow_mut().get_or_insert(e);
+                None
+            }
+        }
+    }
+
+    /// Calls variant `v` on the tile of `args` (A rows a static stride apart).
+    fn call(&self, fx: &mut Fx, v: Variant, base: Value, stride: i64, args: &TileArgs) -> bool {
+        let Some(kernel) = self.kernel(fx, v) else { return false };
+        let value = |fx: &mut Fx, s: Step| match s {
+            Step::Static(k) => fx.iconst(k),
+            Step::Dynamic(v) => v,
+        };
+        let a_row = fx.iconst(stride);
+        let b_step = value(fx, args.b_step);
+        let a_step = value(fx, args.a_step);
+        let accumulate = fx.b.ins().uextend(types::I64, args.accumulate);
+        fx.call(kernel, &[base, a_row, args.b_panel, b_step, args.kb, a_step, args.c, args.ldc, accumulate]);
+        true
     }
 }
 
 fn asm_err(e: IcedError) -> BackendError {
-    codegen_err(format!("assembling the AVX2 kernel: {e}"))
+    codegen_err(format!("assembling a matrix-product tile: {e}"))
 }
 
-/// Machine code of a 6-row tile of two vectors per row: `$acc` are 12 accumulators
-/// then two B registers and two broadcast registers, `$ptr` the memory-operand
-/// constructor of that vector width, `$bytes` the bytes of one vector.
+/// Machine code of tile variant `v`, for one vector width: `$regs` are 16 vector
+/// registers (12 accumulators, two B registers, two broadcast registers), `$ptr` the
+/// memory-operand constructor of that width, `$bytes` the bytes of one vector, and
+/// `$width` (`ymm` or `zmm`) selects how a partial last vector is masked.
 macro_rules! tile_kernel {
-    ($name:ident, [$($reg:ident),*], $ptr:ident, $bytes:expr) => {
-        fn $name() -> Result<Vec<u8>, IcedError> {
+    ($name:ident, [$($reg:ident),*], $ptr:ident, $bytes:expr, $width:ident) => {
+        fn $name(v: Variant) -> Result<Vec<u8>, IcedError> {
             let r = [$($reg),*];
-            let (acc, b0, b1, x0, x1) = (&r[..12], r[12], r[13], r[14], r[15]);
+            let lanes = $bytes / 4;
+            let (acc, b, x) = (&r[..v.rows * v.vecs], [r[12], r[13]], [r[14], r[15]]);
+            let acc_at = |row: usize, j: usize| acc[row * v.vecs + j];
+            let partial = v.lanes < lanes;
             let mut a = CodeAssembler::new(64)?;
             // rdi = a, rsi = a_row (bytes), rdx = b, rcx = b_step, r8 = kb, r9 = a_step;
             // [rsp+8] = c, [rsp+16] = ldc, [rsp+24] = accumulate.
             for &v in acc {
                 a.vxorps(v, v, v)?;
             }
-            a.lea(r11, qword_ptr(rsi + rsi * 2))?;
-            a.add(r11, rdi)?;
+            if v.rows > 3 {
+                a.lea(r11, qword_ptr(rsi + rsi * 2))?;
+                a.add(r11, rdi)?;
+            }
             let mut store = a.create_label();
             let mut k_loop = a.create_label();
             a.test(r8, r8)?;
             a.jz(store)?;
             a.set_label(&mut k_loop)?;
-            a.vmovups(b0, $ptr(rdx))?;
-            a.vmovups(b1, $ptr(rdx + $bytes))?;
+            for j in 0..v.vecs {
+                a.vmovups(b[j], $ptr(rdx + j * $bytes))?;
+            }
             let rows = [
                 dword_ptr(rdi),
                 dword_ptr(rdi + rsi),
@@ -98,46 +197,96 @@ macro_rules! tile_kernel {
                 dword_ptr(r11 + rsi),
                 dword_ptr(r11 + rsi * 2),
             ];
-            for (i, row) in rows.into_iter().enumerate() {
-                let x = if i % 2 == 0 { x0 } else { x1 };
-                a.vbroadcastss(x, row)?;
-                a.vfmadd231ps(acc[2 * i], b0, x)?;
-                a.vfmadd231ps(acc[2 * i + 1], b1, x)?;
+            for (i, row) in rows.into_iter().take(v.rows).enumerate() {
+                a.vbroadcastss(x[i % 2], row)?;
+                for j in 0..v.vecs {
+                    a.vfmadd231ps(acc_at(i, j), b[j], x[i % 2])?;
+                }
             }
             a.add(rdi, r9)?;
-            a.add(r11, r9)?;
+            if v.rows > 3 {
+                a.add(r11, r9)?;
+            }
             a.add(rdx, rcx)?;
             a.dec(r8)?;
             a.jnz(k_loop)?;
 
+            // C = acc or C += acc, row by row; the B and broadcast registers are free.
             a.set_label(&mut store)?;
             a.mov(rax, qword_ptr(rsp + 8))?;
             a.mov(r10, qword_ptr(rsp + 16))?;
             a.mov(rsi, qword_ptr(rsp + 24))?;
+            let mut mask = a.create_label();
+            if partial {
+                tile_kernel!(@mask $width, a, v.lanes, x[1], mask);
+            }
             let mut overwrite = a.create_label();
             let mut done = a.create_label();
             a.test(rsi, rsi)?;
             a.jz(overwrite)?;
-            for i in 0..6 {
-                a.vaddps(acc[2 * i], acc[2 * i], $ptr(rax))?;
-                a.vaddps(acc[2 * i + 1], acc[2 * i + 1], $ptr(rax + $bytes))?;
-                a.vmovups($ptr(rax), acc[2 * i])?;
-                a.vmovups($ptr(rax + $bytes), acc[2 * i + 1])?;
-                a.add(rax, r10)?;
-            }
-            a.jmp(done)?;
-            a.set_label(&mut overwrite)?;
-            for i in 0..6 {
-                a.vmovups($ptr(rax), acc[2 * i])?;
-                a.vmovups($ptr(rax + $bytes), acc[2 * i + 1])?;
-                a.add(rax, r10)?;
+            for add in [true, false] {
+                if !add {
+                    a.set_label(&mut overwrite)?;
+                }
+                for i in 0..v.rows {
+                    for j in 0..v.vecs {
+                        let (c, at) = (acc_at(i, j), $ptr(rax + j * $bytes));
+                        if partial && j + 1 == v.vecs {
+                            tile_kernel!(@masked $width, a, c, at, add, x[1], x[0]);
+                        } else {
+                            if add {
+                                a.vaddps(c, c, at)?;
+                            }
+                            a.vmovups(at, c)?;
+                        }
+                    }
+                    if i + 1 < v.rows {
+                        a.add(rax, r10)?;
+                    }
+                }
+                if add {
+                    a.jmp(done)?;
+                }
             }
             a.set_label(&mut done)?;
             a.vzeroupper()?;
             a.ret()?;
-            // Only relative branches: the code runs at any address.
+            if partial {
+                tile_kernel!(@data $width, a, v.lanes, mask);
+            }
+            // Only relative branches and loads: the code runs at any address.
             a.assemble(0)
         }
+    };
+    // AVX2: the mask is a vector (all ones in the written lanes) stored after the code.
+    (@mask ymm, $a:ident, $lanes:expr, $m:expr, $label:ident) => {
+        $a.vmovups($m, ymmword_ptr($label))?;
+    };
+    (@masked ymm, $a:ident, $c:expr, $at:expr, $add:expr, $m:expr, $t:expr) => {
+        if $add {
+            $a.vmaskmovps($t, $m, $at)?;
+            $a.vaddps($c, $c, $t)?;
+        }
+        $a.vmaskmovps($at, $m, $c)?;
+    };
+    (@data ymm, $a:ident, $lanes:expr, $label:ident) => {
+        $a.set_label(&mut $label)?;
+        let ones: Vec<u8> = (0..8).flat_map(|l| if l < $lanes { [0xff; 4] } else { [0; 4] }).collect();
+        $a.db(&ones)?;
+    };
+    // AVX-512: write mask k1; masked-off lanes of memory operands never fault.
+    (@mask zmm, $a:ident, $lanes:expr, $m:expr, $label:ident) => {
+        $a.mov(r11d, ((1u32 << $lanes) - 1) as i32)?;
+        $a.kmovw(k1, r11d)?;
+    };
+    (@masked zmm, $a:ident, $c:expr, $at:expr, $add:expr, $m:expr, $t:expr) => {
+        if $add {
+            $a.vaddps($c.k1(), $c, $at)?;
+        }
+        $a.vmovups($at.k1(), $c)?;
+    };
+    (@data zmm, $a:ident, $lanes:expr, $label:ident) => {
+        let _ = &mut $label;
     };
 }
 
@@ -145,13 +294,15 @@ tile_kernel!(
     assemble_avx2,
     [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11, ymm12, ymm13, ymm14, ymm15],
     ymmword_ptr,
-    32
+    32,
+    ymm
 );
 tile_kernel!(
     assemble_avx512,
     [zmm0, zmm1, zmm2, zmm3, zmm4, zmm5, zmm6, zmm7, zmm8, zmm9, zmm10, zmm11, zmm12, zmm13, zmm14, zmm15],
     zmmword_ptr,
-    64
+    64,
+    zmm
 );
 
 impl MicroKernelProvider for Avx2Tiles {
@@ -163,41 +314,76 @@ impl MicroKernelProvider for Avx2Tiles {
         }
     }
 
-    fn prepare(&self, module: &mut dyn Module) -> Result<(), BackendError> {
-        let mut sig = Signature::new(module.isa().default_call_conv());
-        sig.params.extend(std::iter::repeat_n(AbiParam::new(PTR), 9));
-        let name = if self.wide { "nnc_avx512_tile_6x32" } else { "nnc_avx2_tile_6x16" };
-        let id = module.declare_function(name, Linkage::Local, &sig).map_err(codegen_err)?;
-        let code = if self.wide { assemble_avx512() } else { assemble_avx2() }.map_err(asm_err)?;
-        module.define_function_bytes(id, 16, &code, &[]).map_err(codegen_err)?;
-        self.kernel.set(Some(id));
+    fn vector_width(&self) -> crate::peak::VectorWidth {
+        if self.wide {
+            crate::peak::VectorWidth::V512
+        } else {
+            crate::peak::VectorWidth::V256
+        }
+    }
+
+    fn prepare(&self, _module: &mut dyn Module) -> Result<(), BackendError> {
+        self.kernels.borrow_mut().clear();
+        self.defined.borrow_mut().clear();
         Ok(())
     }
 
+    fn finish(&self) -> Result<Vec<(FuncId, String, usize)>, BackendError> {
+        match self.error.borrow_mut().take() {
+            Some(e) => Err(e),
+            None => Ok(self.defined.borrow().clone()),
+        }
+    }
+
     fn tile_shape(&self, shape: &GemmShape) -> TileShape {
-        // Products at most half a tile wide would be mostly padding.
-        let tile = self.tile();
+        // One vector per row when the whole product is that narrow: the panel is
+        // then no wider than the output.
         match shape.n {
-            Some(n) if n <= tile.nr() as u64 / 2 => self.fallback.tile_shape(shape),
-            _ => tile,
+            Some(n) if n as usize <= self.lanes() => self.shape(1),
+            _ => self.shape(2),
         }
     }
 
     fn emit_tile(&self, fx: &mut Fx, tile: TileShape, args: &TileArgs) {
-        let (ARows::Uniform { base, stride }, Some(kernel)) = (&args.a, self.kernel.get()) else {
-            return self.fallback.emit_tile(fx, tile, args);
-        };
-        if tile != self.tile() || args.cols != tile.nr() {
-            return self.fallback.emit_tile(fx, tile, args);
+        if let (ARows::Uniform { base, stride }, Some(v)) = (&args.a, self.variant(tile, tile.mr, args.cols)) {
+            if self.call(fx, v, *base, *stride, args) {
+                return;
+            }
         }
-        let value = |fx: &mut Fx, s: Step| match s {
-            Step::Static(k) => fx.iconst(k),
-            Step::Dynamic(v) => v,
+        self.fallback.emit_tile(fx, tile, args)
+    }
+
+    fn has_edge_tiles(&self) -> bool {
+        true
+    }
+
+    fn emit_edge_tile(&self, fx: &mut Fx, tile: TileShape, args: &TileArgs, rows: Value) -> bool {
+        let ARows::Uniform { base, stride } = args.a else { return false };
+        let Some(variants) = (1..tile.mr).map(|r| self.variant(tile, r, args.cols)).collect::<Option<Vec<_>>>() else {
+            return false;
         };
-        let a_row = fx.iconst(*stride);
-        let b_step = value(fx, args.b_step);
-        let a_step = value(fx, args.a_step);
-        let accumulate = fx.b.ins().uextend(types::I64, args.accumulate);
-        fx.call(kernel, &[*base, a_row, args.b_panel, b_step, args.kb, a_step, args.c, args.ldc, accumulate]);
+        // Define every variant first: a failure leaves nothing half-emitted.
+        if variants.iter().any(|&v| self.kernel(fx, v).is_none()) {
+            return false;
+        }
+        // A chain of compares, not a jump table: it runs once per panel, and keeps
+        // the code free of inline data.
+        let after = fx.b.create_block();
+        for (&v, last) in variants.iter().zip((1..variants.len() + 1).map(|i| i == variants.len())) {
+            if last {
+                self.call(fx, v, base, stride, args);
+                break;
+            }
+            let (this, next) = (fx.b.create_block(), fx.b.create_block());
+            let is = fx.b.ins().icmp_imm_s(IntCC::Equal, rows, v.rows as i64);
+            fx.b.ins().brif(is, this, &[], next, &[]);
+            fx.b.switch_to_block(this);
+            self.call(fx, v, base, stride, args);
+            fx.b.ins().jump(after, &[]);
+            fx.b.switch_to_block(next);
+        }
+        fx.b.ins().jump(after, &[]);
+        fx.b.switch_to_block(after);
+        true
     }
 }

@@ -342,6 +342,11 @@ impl<'a> Fx<'a> {
     }
 
     /// Calls another function of the module.
+    /// The module the function is being generated for (to define what it calls).
+    pub fn module(&mut self) -> &mut dyn Module {
+        &mut *self.module
+    }
+
     pub fn call(&mut self, id: FuncId, args: &[Value]) {
         let func_ref = self.module.declare_func_in_func(id, &mut *self.b.func);
         self.b.ins().call(func_ref, args);

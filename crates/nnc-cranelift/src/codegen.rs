@@ -360,7 +360,8 @@ pub(crate) fn generate(
     provider.prepare(&mut module)?;
     let mut sink = Sink { module: &mut module, compile: jit, text: text.then(String::new), defined: Vec::new() };
     let step_id = define_step(&mut sink, program, provider, &imports, fma, "", checked)?;
-    let (clif, defined) = (sink.text.take().unwrap_or_default(), std::mem::take(&mut sink.defined));
+    let (clif, mut defined) = (sink.text.take().unwrap_or_default(), std::mem::take(&mut sink.defined));
+    defined.extend(provider.finish()?);
 
     if !jit {
         return Ok((None, clif));
@@ -371,7 +372,27 @@ pub(crate) fn generate(
     // `(i64, i64) -> i32` in the platform's default calling convention, which is the
     // `extern "C"` ABI of `StepFn` (pointers are 64-bit on every supported host).
     let step = unsafe { std::mem::transmute::<*const u8, StepFn>(ptr) };
-    let functions =
+    let functions: Vec<_> =
         defined.into_iter().map(|(id, name, size)| (name, module.get_finalized_function(id) as usize, size)).collect();
+    if std::env::var_os("NNC_PERF_MAP").is_some() {
+        write_perf_map(&functions);
+    }
     Ok((Some(JitCode { module: Some(module), step, functions }), clif))
+}
+
+/// Appends the jitted functions to `/tmp/perf-<pid>.map`, where `perf report` looks
+/// for the symbols of JIT code (enabled by `NNC_PERF_MAP=1`). A profiling aid: a
+/// failure to write it is reported on stderr and otherwise ignored.
+fn write_perf_map(functions: &[(String, usize, usize)]) {
+    use std::io::Write;
+    let path = format!("/tmp/perf-{}.map", std::process::id());
+    let lines: String = functions.iter().map(|(name, addr, size)| format!("{addr:x} {size:x} {name}\n")).collect();
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(lines.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("warning: cannot write {path}: {e}");
+    }
 }

@@ -36,6 +36,7 @@ mod math;
 mod matmul;
 mod object;
 mod onehot;
+mod peak;
 mod plan;
 mod pool;
 mod program;
@@ -49,6 +50,7 @@ mod update;
 pub use disasm::disassemble;
 pub use error::{BackendError, Unsupported};
 pub use object::{compile_object, ObjectCode, ObjectOptions};
+pub use peak::{fma_peak_gflops, VectorWidth};
 pub use provider::TileShape;
 pub use runtime::Compiled;
 
@@ -78,8 +80,8 @@ pub struct CompileOptions {
 /// The matrix-product micro-kernel family.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Kernels {
-    /// The assembled AVX2 kernels where the CPU has AVX2 and FMA (and neither a fixed
-    /// `tile` nor checked mode is asked for), else the Cranelift ones.
+    /// The widest assembled kernels the CPU runs (AVX-512, else AVX2+FMA) unless a
+    /// fixed `tile` or checked mode is asked for; else the Cranelift ones.
     #[default]
     Auto,
     /// Portable Cranelift f32x4 code.
@@ -90,11 +92,35 @@ pub enum Kernels {
     Avx512,
 }
 
+impl Kernels {
+    /// The family named `auto`, `cranelift`, `avx2` or `avx512`.
+    pub fn from_name(name: &str) -> Option<Kernels> {
+        Some(match name {
+            "auto" => Kernels::Auto,
+            "cranelift" => Kernels::Cranelift,
+            "avx2" => Kernels::Avx2,
+            "avx512" => Kernels::Avx512,
+            _ => return None,
+        })
+    }
+}
+
 impl Default for CompileOptions {
+    /// Every thread, unchecked, `Kernels::Auto`; the environment may change two of
+    /// these so that any test suite can run in another mode: `NNC_CHECKED` (set to
+    /// anything but `0`) turns checked mode on, and `NNC_KERNELS` names the kernel
+    /// family (`auto`, `cranelift`, `avx2`, `avx512`; other values are ignored).
     fn default() -> CompileOptions {
         let checked = std::env::var_os("NNC_CHECKED").is_some_and(|v| !v.is_empty() && v != "0");
-        CompileOptions { tile: None, threads: 0, checked, kernels: Kernels::Auto }
+        let kernels = std::env::var("NNC_KERNELS").ok().and_then(|k| Kernels::from_name(&k)).unwrap_or_default();
+        CompileOptions { tile: None, threads: 0, checked, kernels }
     }
+}
+
+/// The kernel family `opts` compiles with on this CPU (as [`Compiled::kernel_family`]
+/// reports it), or why it cannot.
+pub fn kernel_family(opts: &CompileOptions) -> Result<&'static str, BackendError> {
+    Ok(provider(opts)?.family())
 }
 
 fn provider(opts: &CompileOptions) -> Result<Box<dyn MicroKernelProvider>, BackendError> {
@@ -125,8 +151,10 @@ fn provider(opts: &CompileOptions) -> Result<Box<dyn MicroKernelProvider>, Backe
             }
             Kernels::Avx2 => return Ok(Box::new(avx2::Avx2Tiles::new(false))),
             Kernels::Avx512 => return Ok(Box::new(avx2::Avx2Tiles::new(true))),
+            // AVX-512 where the CPU has it: measured faster at every batch of the
+            // seed step (see the README's table).
             Kernels::Auto if avx2 && opts.tile.is_none() && !opts.checked => {
-                return Ok(Box::new(avx2::Avx2Tiles::new(false)))
+                return Ok(Box::new(avx2::Avx2Tiles::new(avx2::Avx2Tiles::supported_512())))
             }
             _ => {}
         }
@@ -148,7 +176,7 @@ pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled, Backend
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    Compiled::new(program, code, threads, provider.family(), opts.checked)
+    Compiled::new(program, code, threads, (provider.family(), provider.vector_width()), opts.checked)
 }
 
 /// The Cranelift IR of every generated function, as text (before Cranelift's own

@@ -271,8 +271,18 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
         });
         let edge = fx.lt(i, end);
         fx.if_then(edge, |fx| {
-            let cols_v = fx.iconst(cols as i64);
-            stack_tile(fx, i, b_panel, b_step, c_panel, cols_v);
+            let direct = provider.has_edge_tiles() && {
+                let rows_left = fx.b.ins().isub(end, i);
+                let a = rows(fx, i, None);
+                let c_off = fx.mul(i, ldc);
+                let c = fx.add(c_panel, c_off);
+                let args = TileArgs { a, a_step, b_panel, b_step, kb, c, ldc, accumulate, cols };
+                provider.emit_edge_tile(fx, tile, &args, rows_left)
+            };
+            if !direct {
+                let cols_v = fx.iconst(cols as i64);
+                stack_tile(fx, i, b_panel, b_step, c_panel, cols_v);
+            }
         });
     };
 

@@ -52,6 +52,10 @@ pub struct ObjectOptions {
     pub embed_weights: bool,
     /// The largest batch the entries accept (the arena is planned for it).
     pub max_batch: usize,
+    /// The matrix-product kernels. `Auto` picks for the CPU compiling (like
+    /// `-march=native`); name a family for an object that runs elsewhere
+    /// (`Cranelift` runs on every x86-64 CPU).
+    pub kernels: crate::Kernels,
 }
 
 /// An object file and its C header.
@@ -83,7 +87,8 @@ pub fn compile_object(entries: &[(&str, &Graph)], opts: &ObjectOptions) -> Resul
     if !is_ident(&opts.prefix) {
         return bad(format!("the prefix {:?} is not a C identifier", opts.prefix));
     }
-    let provider = crate::provider(&crate::CompileOptions { checked: false, ..Default::default() })?;
+    let provider =
+        crate::provider(&crate::CompileOptions { checked: false, kernels: opts.kernels, ..Default::default() })?;
     let mut programs = Vec::new();
     for &(name, graph) in entries {
         if !is_ident(name) {
@@ -163,6 +168,7 @@ pub fn compile_object(entries: &[(&str, &Graph)], opts: &ObjectOptions) -> Resul
     if opts.embed_weights {
         define_init(&mut module, &leaves, &libc, (&mut ctx, &mut fctx), &imports.math, &opts.prefix)?;
     }
+    provider.finish()?;
     let object = module.finish().emit().map_err(codegen_err)?;
     let entries: Vec<(String, &Program)> = header_entries.into_iter().zip(programs.iter().map(|(_, p)| p)).collect();
     let header = header(opts, &leaves, state_bytes, arena_bytes, &entries);

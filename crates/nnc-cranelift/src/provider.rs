@@ -86,15 +86,33 @@ pub(crate) struct TileArgs {
 pub(crate) trait MicroKernelProvider {
     /// The kernel family's name, as `nnc bench` reports it.
     fn family(&self) -> &'static str;
+    /// The width of the vectors its FMAs use.
+    fn vector_width(&self) -> crate::peak::VectorWidth;
     /// Defines what the tiles call (assembled kernels) in the module, before any
     /// function that uses them is generated.
     fn prepare(&self, _module: &mut dyn cranelift_module::Module) -> Result<(), crate::error::BackendError> {
         Ok(())
     }
+    /// After every function is generated: the functions `prepare` or `emit_tile`
+    /// defined (for profilers and disassembly), or the first error met defining them.
+    #[allow(clippy::type_complexity)]
+    fn finish(&self) -> Result<Vec<(cranelift_module::FuncId, String, usize)>, crate::error::BackendError> {
+        Ok(Vec::new())
+    }
     /// The tile shape for a product of these sizes.
     fn tile_shape(&self, shape: &GemmShape) -> TileShape;
     /// Emits one full `mr × nr` tile at the current position of `fx`.
     fn emit_tile(&self, fx: &mut Fx, tile: TileShape, args: &TileArgs);
+    /// Whether `emit_edge_tile` may succeed (else the loop nest does not ask).
+    fn has_edge_tiles(&self) -> bool {
+        false
+    }
+    /// Emits a tile of `rows` (a run-time value in `1..mr`) rows straight into C, or
+    /// returns false (and emits nothing) if the provider cannot; the loop nest then
+    /// computes a whole tile of clamped rows into a buffer and copies the valid part.
+    fn emit_edge_tile(&self, _fx: &mut Fx, _tile: TileShape, _args: &TileArgs, _rows: Value) -> bool {
+        false
+    }
 }
 
 /// Portable f32x4 micro-kernel in Cranelift IR: per K step, `nv` vector loads of the
@@ -114,6 +132,10 @@ pub(crate) struct CraneliftTiles {
 impl MicroKernelProvider for CraneliftTiles {
     fn family(&self) -> &'static str {
         "cranelift-f32x4"
+    }
+
+    fn vector_width(&self) -> crate::peak::VectorWidth {
+        crate::peak::VectorWidth::V128
     }
 
     fn tile_shape(&self, shape: &GemmShape) -> TileShape {

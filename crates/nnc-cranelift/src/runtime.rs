@@ -9,6 +9,7 @@ use crate::buffers::{contiguous_ptr, read_tensor, write_tensor, AlignedBuf};
 use crate::codegen::JitCode;
 use crate::error::BackendError;
 use crate::feeds::{self, bind};
+use crate::peak::VectorWidth;
 use crate::plan::{ArenaLayout, StorageKind};
 use crate::pool::Pool;
 use crate::program::Program;
@@ -37,6 +38,8 @@ pub struct Compiled {
     pool: Option<Arc<Pool>>,
     /// The matrix-product kernel family (see `MicroKernelProvider::family`).
     kernels: &'static str,
+    /// The vector width of its FMAs.
+    vector_width: VectorWidth,
     /// Checked mode (see `CompileOptions::checked`).
     checked: bool,
     /// Buffer lengths a test made smaller than they are, to provoke a checked-mode error.
@@ -57,7 +60,7 @@ impl Compiled {
         program: Program,
         code: JitCode,
         threads: usize,
-        kernels: &'static str,
+        (kernels, vector_width): (&'static str, VectorWidth),
         checked: bool,
     ) -> Result<Compiled, BackendError> {
         let too_large = |message: String| BackendError::TooLarge { batch: 1, message };
@@ -93,6 +96,7 @@ impl Compiled {
             status: Box::new(0),
             pool: (threads > 1).then(|| Pool::shared(threads)),
             kernels,
+            vector_width,
             checked,
             shrunk: Vec::new(),
         })
@@ -324,6 +328,12 @@ impl Compiled {
     /// The kernel family the matrix products use.
     pub fn kernel_family(&self) -> &'static str {
         self.kernels
+    }
+
+    /// The vector width of the matrix products' FMAs (the peak to compare against:
+    /// [`crate::fma_peak_gflops`]).
+    pub fn vector_width(&self) -> VectorWidth {
+        self.vector_width
     }
 
     /// Threads the step runs on.

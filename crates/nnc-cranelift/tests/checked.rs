@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use nnc_autodiff::{Optimizer, LABELS, LR, STEP};
-use nnc_cranelift::{compile, BackendError, CompileOptions, Compiled};
+use nnc_cranelift::{compile, BackendError, CompileOptions, Compiled, Kernels};
 use nnc_ir::Tensor;
 
 fn run(c: &mut Compiled, adam: bool) -> Vec<Vec<u32>> {
@@ -33,7 +33,7 @@ fn checked_code_runs_clean_and_gives_the_same_bits() {
         let adam = matches!(optimizer, Optimizer::Adam { .. });
         let plain = run(&mut compile(&g, &CompileOptions { checked: false, ..Default::default() }).unwrap(), adam);
         for threads in [1, 2] {
-            let opts = CompileOptions { checked: true, threads, ..Default::default() };
+            let opts = CompileOptions { checked: true, threads, kernels: Kernels::Cranelift, ..Default::default() };
             assert!(plain == run(&mut compile(&g, &opts).unwrap(), adam), "{optimizer:?}, {threads} threads");
         }
     }
@@ -42,7 +42,8 @@ fn checked_code_runs_clean_and_gives_the_same_bits() {
 #[test]
 fn an_access_past_a_buffer_is_caught_and_names_the_kernel() {
     let g = fused_seed_step(Optimizer::Sgd, 2);
-    let mut c = compile(&g, &CompileOptions { checked: true, threads: 1, ..Default::default() }).unwrap();
+    let opts = CompileOptions { checked: true, threads: 1, kernels: Kernels::Cranelift, ..Default::default() };
+    let mut c = compile(&g, &opts).unwrap();
     let before = c.param("w1").unwrap();
     // Pretend the input holds only 16 bytes: the first product reads past them.
     c.shrink_buffer_for_testing("x", 16);

@@ -62,6 +62,11 @@ impl JitBackend {
         self.step.kernel_family()
     }
 
+    /// The vector width of the matrix products' FMAs.
+    pub fn vector_width(&self) -> nnc_cranelift::VectorWidth {
+        self.step.vector_width()
+    }
+
     /// Kernels in the compiled training step.
     pub fn kernel_count(&self) -> usize {
         self.step.kernel_count()
