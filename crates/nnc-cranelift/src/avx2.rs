@@ -47,6 +47,9 @@ struct Variant {
     vecs: usize,
     /// Lanes of C written from the last vector (`1..=L`).
     lanes: usize,
+    /// Takes the four `TileSgd` arguments and, on the last K block, writes
+    /// `p - C·lr` to the new parameter instead of C.
+    sgd: bool,
 }
 
 pub(crate) struct Avx2Tiles {
@@ -98,15 +101,17 @@ impl Avx2Tiles {
     }
 
     /// The variant computing `rows × cols` of a tile of shape `tile`, if assembled.
-    fn variant(&self, tile: TileShape, rows: usize, cols: usize) -> Option<Variant> {
+    fn variant(&self, tile: TileShape, rows: usize, cols: usize, sgd: bool) -> Option<Variant> {
         let l = self.lanes();
         let vecs = tile.nr() / l;
         let fits = tile.mr == MR && tile.nr().is_multiple_of(l) && (1..=2).contains(&vecs);
         let used = cols.div_ceil(l);
-        (fits && (1..=MR).contains(&rows) && (1..=tile.nr()).contains(&cols)).then(|| Variant {
+        let lanes = cols.saturating_sub(used.saturating_sub(1) * l);
+        (fits && (1..=MR).contains(&rows) && (1..=tile.nr()).contains(&cols)).then_some(Variant {
             rows,
             vecs: used,
-            lanes: cols - (used - 1) * l,
+            lanes,
+            sgd,
         })
     }
 
@@ -116,10 +121,10 @@ impl Avx2Tiles {
             return Some(id);
         }
         let (family, cols) = (if self.wide { "avx512" } else { "avx2" }, (v.vecs - 1) * self.lanes() + v.lanes);
-        let name = format!("nnc_{family}_tile_{}x{cols}", v.rows);
+        let name = format!("nnc_{family}_tile_{}x{cols}{}", v.rows, if v.sgd { "_sgd" } else { "" });
         let module = fx.module();
         let mut sig = Signature::new(module.isa().default_call_conv());
-        sig.params.extend(std::iter::repeat_n(AbiParam::new(PTR), 9));
+        sig.params.extend(std::iter::repeat_n(AbiParam::new(PTR), if v.sgd { 13 } else { 9 }));
         let defined = (|| {
             let id = module.declare_function(&name, Linkage::Local, &sig).map_err(codegen_err)?;
             let code = if self.wide { assemble_avx512(v) } else { assemble_avx2(v) }.map_err(asm_err)?;
@@ -150,7 +155,11 @@ impl Avx2Tiles {
         let b_step = value(fx, args.b_step);
         let a_step = value(fx, args.a_step);
         let accumulate = fx.b.ins().uextend(types::I64, args.accumulate);
-        fx.call(kernel, &[base, a_row, args.b_panel, b_step, args.kb, a_step, args.c, args.ldc, accumulate]);
+        let mut call = vec![base, a_row, args.b_panel, b_step, args.kb, a_step, args.c, args.ldc, accumulate];
+        if let Some(s) = &args.sgd {
+            call.extend([s.p, s.p_out, s.lr, s.last]);
+        }
+        fx.call(kernel, &call);
         true
     }
 }
@@ -217,8 +226,16 @@ macro_rules! tile_kernel {
             a.mov(r10, qword_ptr(rsp + 16))?;
             a.mov(rsi, qword_ptr(rsp + 24))?;
             let mut mask = a.create_label();
+            let mut sgd = a.create_label();
+            if v.sgd {
+                a.mov(rcx, qword_ptr(rsp + 56))?; // the last K block?
+            }
             if partial {
                 tile_kernel!(@mask $width, a, v.lanes, x[1], mask);
+            }
+            if v.sgd {
+                a.test(rcx, rcx)?;
+                a.jnz(sgd)?;
             }
             let mut overwrite = a.create_label();
             let mut done = a.create_label();
@@ -244,7 +261,46 @@ macro_rules! tile_kernel {
                         a.add(rax, r10)?;
                     }
                 }
-                if add {
+                a.jmp(done)?;
+            }
+            if v.sgd {
+                // p_out = p - (acc (+ C))·lr, as `update.rs` computes it: the
+                // gradient, then `g·lr`, then `p - step`.
+                a.set_label(&mut sgd)?;
+                a.mov(rdi, qword_ptr(rsp + 32))?;
+                a.mov(rdx, qword_ptr(rsp + 40))?;
+                a.mov(r8, qword_ptr(rsp + 48))?;
+                let (lr, t, t2) = (x[0], b[0], b[1]);
+                a.vbroadcastss(lr, dword_ptr(r8))?;
+                let mut sgd_overwrite = a.create_label();
+                a.test(rsi, rsi)?;
+                a.jz(sgd_overwrite)?;
+                for add in [true, false] {
+                    if !add {
+                        a.set_label(&mut sgd_overwrite)?;
+                    }
+                    for i in 0..v.rows {
+                        for j in 0..v.vecs {
+                            let c = acc_at(i, j);
+                            let (at_c, at_p, at_o) = ($ptr(rax + j * $bytes), $ptr(rdi + j * $bytes), $ptr(rdx + j * $bytes));
+                            if partial && j + 1 == v.vecs {
+                                tile_kernel!(@sgd_masked $width, a, c, at_c, at_p, at_o, add, x[1], lr, t, t2);
+                            } else {
+                                if add {
+                                    a.vaddps(c, c, at_c)?;
+                                }
+                                a.vmulps(c, c, lr)?;
+                                a.vmovups(t, at_p)?;
+                                a.vsubps(t, t, c)?;
+                                a.vmovups(at_o, t)?;
+                            }
+                        }
+                        if i + 1 < v.rows {
+                            a.add(rax, r10)?;
+                            a.add(rdi, r10)?;
+                            a.add(rdx, r10)?;
+                        }
+                    }
                     a.jmp(done)?;
                 }
             }
@@ -269,6 +325,16 @@ macro_rules! tile_kernel {
         }
         $a.vmaskmovps($at, $m, $c)?;
     };
+    (@sgd_masked ymm, $a:ident, $c:expr, $at_c:expr, $at_p:expr, $at_o:expr, $add:expr, $m:expr, $lr:expr, $t:expr, $t2:expr) => {
+        if $add {
+            $a.vmaskmovps($t2, $m, $at_c)?;
+            $a.vaddps($c, $c, $t2)?;
+        }
+        $a.vmulps($c, $c, $lr)?;
+        $a.vmaskmovps($t, $m, $at_p)?;
+        $a.vsubps($t, $t, $c)?;
+        $a.vmaskmovps($at_o, $m, $t)?;
+    };
     (@data ymm, $a:ident, $lanes:expr, $label:ident) => {
         $a.set_label(&mut $label)?;
         let ones: Vec<u8> = (0..8).flat_map(|l| if l < $lanes { [0xff; 4] } else { [0; 4] }).collect();
@@ -284,6 +350,16 @@ macro_rules! tile_kernel {
             $a.vaddps($c.k1(), $c, $at)?;
         }
         $a.vmovups($at.k1(), $c)?;
+    };
+    (@sgd_masked zmm, $a:ident, $c:expr, $at_c:expr, $at_p:expr, $at_o:expr, $add:expr, $m:expr, $lr:expr, $t:expr, $t2:expr) => {
+        let _ = $t2;
+        if $add {
+            $a.vaddps($c.k1(), $c, $at_c)?;
+        }
+        $a.vmulps($c, $c, $lr)?;
+        $a.vmovups($t.k1().z(), $at_p)?;
+        $a.vsubps($t, $t, $c)?;
+        $a.vmovups($at_o.k1(), $t)?;
     };
     (@data zmm, $a:ident, $lanes:expr, $label:ident) => {
         let _ = &mut $label;
@@ -344,11 +420,21 @@ impl MicroKernelProvider for Avx2Tiles {
         }
     }
 
+    fn fuses_sgd(&self) -> bool {
+        true
+    }
+
     fn emit_tile(&self, fx: &mut Fx, tile: TileShape, args: &TileArgs) {
-        if let (ARows::Uniform { base, stride }, Some(v)) = (&args.a, self.variant(tile, tile.mr, args.cols)) {
+        let sgd = args.sgd.is_some();
+        if let (ARows::Uniform { base, stride }, Some(v)) = (&args.a, self.variant(tile, tile.mr, args.cols, sgd)) {
             if self.call(fx, v, *base, *stride, args) {
                 return;
             }
+        }
+        if sgd {
+            // The loop nest asks for fused SGD only where every tile is assembled.
+            let e = codegen_err(format!("internal: no assembled tile for fused SGD ({} columns)", args.cols));
+            self.error.borrow_mut().get_or_insert(e);
         }
         self.fallback.emit_tile(fx, tile, args)
     }
@@ -359,7 +445,9 @@ impl MicroKernelProvider for Avx2Tiles {
 
     fn emit_edge_tile(&self, fx: &mut Fx, tile: TileShape, args: &TileArgs, rows: Value) -> bool {
         let ARows::Uniform { base, stride } = args.a else { return false };
-        let Some(variants) = (1..tile.mr).map(|r| self.variant(tile, r, args.cols)).collect::<Option<Vec<_>>>() else {
+        let sgd = args.sgd.is_some();
+        let Some(variants) = (1..tile.mr).map(|r| self.variant(tile, r, args.cols, sgd)).collect::<Option<Vec<_>>>()
+        else {
             return false;
         };
         // Define every variant first: a failure leaves nothing half-emitted.

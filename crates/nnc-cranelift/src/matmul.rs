@@ -17,11 +17,12 @@
 //! split across threads.
 
 use crate::clif::{Fx, PTR};
-use crate::program::MatMul;
-use crate::provider::{ARows, MicroKernelProvider, Step, TileArgs};
+use crate::program::{Epilogue, MatMul, Update};
+use crate::provider::{ARows, MicroKernelProvider, Step, TileArgs, TileSgd};
 use crate::shape::Sz;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
+use nnc_ir::UpdateRule;
 
 /// Number of `part` values: the product of the leading dimensions.
 pub(crate) fn parts(mm: &MatMul) -> Option<Sz> {
@@ -173,6 +174,12 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
     let kc = mm.kc as i64;
 
     let stack = fx.stack_buffer((mr * nr * 4) as u32);
+    // Plain SGD in the tiles: the parameter's distance from C, and the learning rate.
+    let sgd = fused_sgd(mm, provider, a_row_static.is_some()).map(|u| {
+        let (p, p_out) = (fx.slot(u.p), fx.slot(u.p_out.expect("checked by fused_sgd")));
+        let lr = fx.slot(u.scalars[0]);
+        (fx.b.ins().isub(p, c_base), fx.b.ins().isub(p_out, c_base), lr)
+    });
 
     // K blocks as a do-while loop: with K = 0 one empty block still writes C = 0.
     let k0 = fx.iconst(0);
@@ -186,6 +193,20 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
     let kc_v = fx.iconst(kc);
     let kb = fx.min(kc_v, left);
     let accumulate = fx.b.ins().icmp_imm_s(IntCC::NotEqual, k_start, 0);
+    let last_block = {
+        let next = fx.b.ins().iadd_imm_s(k_start, kc);
+        let last = fx.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, next, k);
+        fx.b.ins().uextend(types::I64, last)
+    };
+    // The SGD arguments of the tile at `c`.
+    let sgd_at = |fx: &mut Fx, c: Value| {
+        sgd.map(|(p_delta, p_out_delta, lr)| TileSgd {
+            p: fx.add(c, p_delta),
+            p_out: fx.add(c, p_out_delta),
+            lr,
+            last: last_block,
+        })
+    };
     let a_k0 = fx.mul(k_start, a_step_v);
     let a_k0 = fx.add(a_base, a_k0);
     let packed_k0 = fx.mul_imm(k_start, nr * 4);
@@ -237,7 +258,9 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
         let buf = stack;
         let buf_ld = fx.iconst(nr * 4);
         let no = fx.b.ins().iconst(types::I8, 0);
-        let args = TileArgs { a, a_step, b_panel, b_step, kb, c: buf, ldc: buf_ld, accumulate: no, cols: nr as usize };
+        let whole = nr as usize;
+        let args =
+            TileArgs { a, a_step, b_panel, b_step, kb, c: buf, ldc: buf_ld, accumulate: no, cols: whole, sgd: None };
         provider.emit_tile(fx, tile, &args);
         let c_off = fx.mul(i, ldc);
         let c_tile = fx.add(c_panel, c_off);
@@ -267,7 +290,8 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
             let a = rows(fx, i, None);
             let c_off = fx.mul(i, ldc);
             let c = fx.add(c_panel, c_off);
-            provider.emit_tile(fx, tile, &TileArgs { a, a_step, b_panel, b_step, kb, c, ldc, accumulate, cols });
+            let sgd = sgd_at(fx, c);
+            provider.emit_tile(fx, tile, &TileArgs { a, a_step, b_panel, b_step, kb, c, ldc, accumulate, cols, sgd });
         });
         let edge = fx.lt(i, end);
         fx.if_then(edge, |fx| {
@@ -276,7 +300,8 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
                 let a = rows(fx, i, None);
                 let c_off = fx.mul(i, ldc);
                 let c = fx.add(c_panel, c_off);
-                let args = TileArgs { a, a_step, b_panel, b_step, kb, c, ldc, accumulate, cols };
+                let sgd = sgd_at(fx, c);
+                let args = TileArgs { a, a_step, b_panel, b_step, kb, c, ldc, accumulate, cols, sgd };
                 provider.emit_edge_tile(fx, tile, &args, rows_left)
             };
             if !direct {
@@ -322,9 +347,22 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
     let more = fx.lt(next, k);
     fx.b.ins().brif(more, body, &[], done, &[]);
     fx.b.switch_to_block(done);
-    if let Some(ep) = &mm.epilogue {
+    if let Some(ep) = mm.epilogue.as_ref().filter(|_| sgd.is_none()) {
         crate::epilogue::emit(fx, mm, ep, c_base, n);
     }
+}
+
+/// The update epilogue of `mm` when its tiles can apply it: plain SGD (no weight
+/// decay) of a parameter the product does not read, every tile assembled (static
+/// columns, A rows a static stride apart or packed), and a provider that fuses it.
+fn fused_sgd<'m>(mm: &'m MatMul, provider: &dyn MicroKernelProvider, a_rows_static: bool) -> Option<&'m Update> {
+    let Some(Epilogue::Update(u)) = mm.epilogue.as_deref() else { return None };
+    let plain = matches!(u.rule, UpdateRule::Sgd { weight_decay } if weight_decay == 0.0);
+    let p_out = u.p_out?;
+    let operands = [mm.a, mm.b];
+    let independent = !operands.contains(&u.p) && !operands.contains(&p_out);
+    let tiles = mm.lead.is_empty() && mm.n.as_fixed().is_some() && (mm.packed_a.is_some() || a_rows_static);
+    (provider.fuses_sgd() && plain && independent && tiles).then_some(u)
 }
 
 /// Packs rows `[fx.begin, fx.end)` of A for the K block at `a_k0` (`kb` deep) into

@@ -81,6 +81,22 @@ pub(crate) struct TileArgs {
     pub accumulate: Value,
     /// Columns of C to write (`1..=nr`); the rest of the tile is padding.
     pub cols: usize,
+    /// Plain SGD fused into the tile (only for providers whose `fuses_sgd` is true).
+    pub sgd: Option<TileSgd>,
+}
+
+/// `p_out = p - (C (+ old C))·lr` instead of storing C, on the last K block: the
+/// gradient is scratch, so it is never written whole and read back.
+#[derive(Clone, Copy)]
+pub(crate) struct TileSgd {
+    /// Addresses of this tile in the parameter and in the new parameter (same shape
+    /// and row stride as C).
+    pub p: Value,
+    pub p_out: Value,
+    /// Address of the f32 learning rate.
+    pub lr: Value,
+    /// Non-zero (i64) on the last K block; before it the tile stores C as usual.
+    pub last: Value,
 }
 
 pub(crate) trait MicroKernelProvider {
@@ -103,6 +119,10 @@ pub(crate) trait MicroKernelProvider {
     fn tile_shape(&self, shape: &GemmShape) -> TileShape;
     /// Emits one full `mr × nr` tile at the current position of `fx`.
     fn emit_tile(&self, fx: &mut Fx, tile: TileShape, args: &TileArgs);
+    /// Whether the tiles can apply plain SGD (`TileArgs::sgd`) themselves.
+    fn fuses_sgd(&self) -> bool {
+        false
+    }
     /// Whether `emit_edge_tile` may succeed (else the loop nest does not ask).
     fn has_edge_tiles(&self) -> bool {
         false
