@@ -76,9 +76,10 @@ impl Avx2Tiles {
         }
     }
 
-    /// Whether this CPU can run the AVX2 kernels.
+    /// Whether this CPU can run the AVX2 kernels (assembled for the System V calling
+    /// convention of Unix-like systems).
     pub fn supported() -> bool {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+        cfg!(unix) && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
     }
 
     /// Whether this CPU can run the AVX-512 kernels.

@@ -193,18 +193,19 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
     let kc_v = fx.iconst(kc);
     let kb = fx.min(kc_v, left);
     let accumulate = fx.b.ins().icmp_imm_s(IntCC::NotEqual, k_start, 0);
-    let last_block = {
+    // With SGD in the tiles: whether this is the last K block, and the SGD arguments
+    // of the tile at `c`.
+    let sgd = sgd.map(|(p_delta, p_out_delta, lr)| {
         let next = fx.b.ins().iadd_imm_s(k_start, kc);
         let last = fx.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, next, k);
-        fx.b.ins().uextend(types::I64, last)
-    };
-    // The SGD arguments of the tile at `c`.
+        (p_delta, p_out_delta, lr, fx.b.ins().uextend(types::I64, last))
+    });
     let sgd_at = |fx: &mut Fx, c: Value| {
-        sgd.map(|(p_delta, p_out_delta, lr)| TileSgd {
+        sgd.map(|(p_delta, p_out_delta, lr, last)| TileSgd {
             p: fx.add(c, p_delta),
             p_out: fx.add(c, p_out_delta),
             lr,
-            last: last_block,
+            last,
         })
     };
     let a_k0 = fx.mul(k_start, a_step_v);

@@ -86,7 +86,8 @@ mod x86 {
     fma_loop!(loop_512, [zmm0, zmm1, zmm2, zmm3, zmm4, zmm5, zmm6, zmm7, zmm8, zmm9, zmm10, zmm11, zmm12, zmm13]);
 
     pub(super) fn measure(width: VectorWidth) -> Result<Option<f64>, BackendError> {
-        let fma = std::is_x86_feature_detected!("fma");
+        // The loop takes its count in rdi: the System V calling convention.
+        let fma = cfg!(unix) && std::is_x86_feature_detected!("fma");
         let supported = match width {
             VectorWidth::V128 | VectorWidth::V256 => fma && std::is_x86_feature_detected!("avx"),
             VectorWidth::V512 => fma && std::is_x86_feature_detected!("avx512f"),
