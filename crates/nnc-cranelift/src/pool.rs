@@ -59,6 +59,10 @@ struct Shared {
 const CHUNK_MASK: u64 = 0xffff;
 /// Chunks per job are at most this (one per thread, and threads are few).
 const MAX_CHUNKS: u64 = 0xffff;
+/// Chunks per thread of a large enough range: threads that finish early claim the
+/// rest, so a core slowed by another process (or a slower core) does not leave the
+/// others waiting at the end of every kernel.
+const CHUNKS_PER_THREAD: u64 = 4;
 
 impl Shared {
     /// Claims and runs chunks of job `generation` until none is left. The job's
@@ -185,8 +189,8 @@ impl Pool {
         }
         let Ok(_busy) = self.busy.try_lock() else { return serial() };
         let (n, align) = (items as u64, align.max(1) as u64);
-        let per_thread = n.div_ceil(self.handles.len() as u64 + 1).max(min_chunk as u64);
-        let chunk = per_thread.div_ceil(align) * align;
+        let per_chunk = n.div_ceil((self.handles.len() as u64 + 1) * CHUNKS_PER_THREAD).max(min_chunk as u64);
+        let chunk = per_chunk.div_ceil(align) * align;
         let chunks = n.div_ceil(chunk);
         if !(2..=MAX_CHUNKS).contains(&chunks) {
             return serial();
