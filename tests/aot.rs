@@ -83,82 +83,94 @@ fn c_program_trains_and_infers_like_the_jit() {
         eprintln!("skipped: no C compiler ({cc})");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let d = |f: &str| dir.path().join(f).to_string_lossy().to_string();
-    let o = nnc(&[
-        "compile",
-        &repo("models/mlp.onnx"),
-        "--train",
-        "-o",
-        &d("mlp.o"),
-        "--header",
-        &d("mlp.h"),
-        "--prefix",
-        "mlp",
-        "--embed-weights",
-        "--max-batch",
-        "64",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let header = std::fs::read_to_string(d("mlp.h")).unwrap();
-    // The interface the C program is written against.
-    for decl in [
-        "int32_t mlp_train_step(void *state, void *arena, const float *input, const int64_t *labels, const float *lr, float *out0, int64_t batch);",
-        "int32_t mlp_infer(void *state, void *arena, const float *input, float *out0, int64_t batch);",
-        "void mlp_init(void *state);",
-        "#define MLP_MAX_BATCH 64",
-        "#define MLP_INFER_INPUT_ELEMENTS(batch) ((size_t)(batch) * 784)",
-        "#define MLP_TRAIN_STEP_OUT0_ELEMENTS(batch) (1)",
-    ] {
-        assert!(header.contains(decl), "the header lacks {decl}:\n{header}");
-    }
-
-    // Data: STEPS batches.
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-    let x: Vec<f32> = (0..STEPS * BATCH * 784).map(|_| rng.random::<f32>()).collect();
-    let y: Vec<i64> = (0..STEPS * BATCH).map(|_| rng.random_range(0..10)).collect();
-    std::fs::write(d("x.bin"), x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
-    std::fs::write(d("y.bin"), y.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
-    std::fs::write(d("main.c"), MAIN_C).unwrap();
-
-    let build = Command::new(&cc)
-        .current_dir(dir.path())
-        .args(["-std=c11", "-O1", "-Wall", "-Werror", &format!("-DSTEPS={STEPS}"), &format!("-DBATCH={BATCH}")])
-        .args(["main.c", "mlp.o", "-lm", "-o", "main"])
-        .output()
-        .unwrap();
-    assert!(build.status.success(), "cc failed:\n{}", String::from_utf8_lossy(&build.stderr));
-    let run = Command::new(dir.path().join("main")).current_dir(dir.path()).output().unwrap();
-    assert!(run.status.success(), "the C program failed ({:?}):\n{}", run.status, String::from_utf8_lossy(&run.stderr));
-    let read_f32 = |f: &str| -> Vec<u32> {
-        std::fs::read(d(f)).unwrap().chunks(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect()
-    };
-
-    // The same steps on the JIT.
-    let model = nnc_onnx::import_file(Path::new(&repo("models/mlp.onnx"))).unwrap();
-    let step = training_graph(&model, &TrainOptions::default()).unwrap().graph;
-    let step = nnc_train::optimize(&step).unwrap();
-    let mut jit = nnc_cranelift::compile(&step, &Default::default()).unwrap();
-    let mut losses = Vec::new();
-    for s in 0..STEPS {
-        let xs = Tensor::from_f32(&[BATCH, 784], x[s * BATCH * 784..(s + 1) * BATCH * 784].to_vec()).unwrap();
-        let ys = Tensor::from_i64(&[BATCH], y[s * BATCH..(s + 1) * BATCH].to_vec()).unwrap();
-        let feeds = HashMap::from([
-            ("input".to_string(), xs),
-            (LABELS.to_string(), ys),
-            (LR.to_string(), Tensor::scalar_f32(0.01)),
+    // The kernels this CPU picks, and the portable ones (an object for any x86-64 CPU);
+    // the JIT below uses `auto`: the families give the same bits.
+    for kernels in ["auto", "cranelift"] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = |f: &str| dir.path().join(f).to_string_lossy().to_string();
+        let o = nnc(&[
+            "compile",
+            &repo("models/mlp.onnx"),
+            "--train",
+            "-o",
+            &d("mlp.o"),
+            "--header",
+            &d("mlp.h"),
+            "--prefix",
+            "mlp",
+            "--embed-weights",
+            "--max-batch",
+            "64",
+            "--kernels",
+            kernels,
         ]);
-        losses.extend(bits(&jit.run(&feeds).unwrap()[0]));
-    }
-    assert_eq!(read_f32("losses.bin"), losses, "losses differ from the JIT's");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let header = std::fs::read_to_string(d("mlp.h")).unwrap();
+        // The interface the C program is written against.
+        for decl in [
+            "int32_t mlp_train_step(void *state, void *arena, const float *input, const int64_t *labels, const float *lr, float *out0, int64_t batch);",
+            "int32_t mlp_infer(void *state, void *arena, const float *input, float *out0, int64_t batch);",
+            "void mlp_init(void *state);",
+            "#define MLP_MAX_BATCH 64",
+            if kernels == "cranelift" { "#define MLP_KERNELS \"cranelift-f32x4\"" } else { "#define MLP_KERNELS \"" },
+            "#define MLP_INFER_INPUT_ELEMENTS(batch) ((size_t)(batch) * 784)",
+            "#define MLP_TRAIN_STEP_OUT0_ELEMENTS(batch) (1)",
+        ] {
+            assert!(header.contains(decl), "the header lacks {decl}:\n{header}");
+        }
 
-    let mut infer = nnc_cranelift::compile(&nnc_train::optimize(&model).unwrap(), &Default::default()).unwrap();
-    for name in infer.param_names() {
-        infer.set_param(&name, &jit.param(&name).unwrap()).unwrap();
+        // Data: STEPS batches.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let x: Vec<f32> = (0..STEPS * BATCH * 784).map(|_| rng.random::<f32>()).collect();
+        let y: Vec<i64> = (0..STEPS * BATCH).map(|_| rng.random_range(0..10)).collect();
+        std::fs::write(d("x.bin"), x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+        std::fs::write(d("y.bin"), y.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+        std::fs::write(d("main.c"), MAIN_C).unwrap();
+
+        let build = Command::new(&cc)
+            .current_dir(dir.path())
+            .args(["-std=c11", "-O1", "-Wall", "-Werror", &format!("-DSTEPS={STEPS}"), &format!("-DBATCH={BATCH}")])
+            .args(["main.c", "mlp.o", "-lm", "-o", "main"])
+            .output()
+            .unwrap();
+        assert!(build.status.success(), "cc failed:\n{}", String::from_utf8_lossy(&build.stderr));
+        let run = Command::new(dir.path().join("main")).current_dir(dir.path()).output().unwrap();
+        assert!(
+            run.status.success(),
+            "the C program failed ({:?}):\n{}",
+            run.status,
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let read_f32 = |f: &str| -> Vec<u32> {
+            std::fs::read(d(f)).unwrap().chunks(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect()
+        };
+
+        // The same steps on the JIT.
+        let model = nnc_onnx::import_file(Path::new(&repo("models/mlp.onnx"))).unwrap();
+        let step = training_graph(&model, &TrainOptions::default()).unwrap().graph;
+        let step = nnc_train::optimize(&step).unwrap();
+        let mut jit = nnc_cranelift::compile(&step, &Default::default()).unwrap();
+        let mut losses = Vec::new();
+        for s in 0..STEPS {
+            let xs = Tensor::from_f32(&[BATCH, 784], x[s * BATCH * 784..(s + 1) * BATCH * 784].to_vec()).unwrap();
+            let ys = Tensor::from_i64(&[BATCH], y[s * BATCH..(s + 1) * BATCH].to_vec()).unwrap();
+            let feeds = HashMap::from([
+                ("input".to_string(), xs),
+                (LABELS.to_string(), ys),
+                (LR.to_string(), Tensor::scalar_f32(0.01)),
+            ]);
+            losses.extend(bits(&jit.run(&feeds).unwrap()[0]));
+        }
+        assert_eq!(read_f32("losses.bin"), losses, "losses differ from the JIT's");
+
+        let mut infer = nnc_cranelift::compile(&nnc_train::optimize(&model).unwrap(), &Default::default()).unwrap();
+        for name in infer.param_names() {
+            infer.set_param(&name, &jit.param(&name).unwrap()).unwrap();
+        }
+        let x0 = Tensor::from_f32(&[BATCH, 784], x[..BATCH * 784].to_vec()).unwrap();
+        let logits = infer.run(&HashMap::from([("input".to_string(), x0)])).unwrap();
+        assert_eq!(read_f32("logits.bin"), bits(&logits[0]), "logits after training differ from the JIT's");
     }
-    let x0 = Tensor::from_f32(&[BATCH, 784], x[..BATCH * 784].to_vec()).unwrap();
-    let logits = infer.run(&HashMap::from([("input".to_string(), x0)])).unwrap();
-    assert_eq!(read_f32("logits.bin"), bits(&logits[0]), "logits after training differ from the JIT's");
 }
 
 #[test]
