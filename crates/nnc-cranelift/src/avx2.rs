@@ -27,7 +27,9 @@
 use crate::clif::{Fx, PTR};
 use crate::codegen::codegen_err;
 use crate::error::BackendError;
-use crate::provider::{ARows, CraneliftTiles, GemmShape, MicroKernelProvider, Step, TileArgs, TileShape};
+use crate::provider::{
+    ARows, CraneliftTiles, GemmShape, MicroKernelProvider, Step, TileArgs, TileEpilogue, TileFinish, TileShape,
+};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, Value};
 use cranelift_module::{FuncId, Linkage, Module};
@@ -47,9 +49,50 @@ struct Variant {
     vecs: usize,
     /// Lanes of C written from the last vector (`1..=L`).
     lanes: usize,
-    /// Takes the four `TileSgd` arguments and, on the last K block, writes
-    /// `p - C·lr` to the new parameter instead of C.
-    sgd: bool,
+    /// The epilogue it applies on the last K block (taking more arguments).
+    ep: Ep,
+}
+
+/// The epilogue of a tile variant (see `TileEpilogue`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Ep {
+    None,
+    Sgd,
+    Dense { bias: bool, relu: bool },
+    Mask,
+}
+
+impl Ep {
+    fn of(finish: Option<&TileFinish>) -> Ep {
+        match finish.map(|f| f.epilogue) {
+            None => Ep::None,
+            Some(TileEpilogue::Sgd { .. }) => Ep::Sgd,
+            Some(TileEpilogue::Dense { bias, relu }) => Ep::Dense { bias: bias.is_some(), relu },
+            Some(TileEpilogue::ReluMask { .. }) => Ep::Mask,
+        }
+    }
+
+    /// Arguments after the nine of every tile: the epilogue's, then `last`.
+    fn extra_args(self) -> usize {
+        match self {
+            Ep::None => 0,
+            Ep::Sgd => 4,
+            Ep::Dense { bias, .. } => 1 + bias as usize,
+            Ep::Mask => 2,
+        }
+    }
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Ep::None => "",
+            Ep::Sgd => "_sgd",
+            Ep::Dense { bias: true, relu: true } => "_bias_relu",
+            Ep::Dense { bias: true, relu: false } => "_bias",
+            Ep::Dense { bias: false, relu: true } => "_relu",
+            Ep::Dense { bias: false, relu: false } => "_copy",
+            Ep::Mask => "_relu_mask",
+        }
+    }
 }
 
 pub(crate) struct Avx2Tiles {
@@ -102,7 +145,7 @@ impl Avx2Tiles {
     }
 
     /// The variant computing `rows × cols` of a tile of shape `tile`, if assembled.
-    fn variant(&self, tile: TileShape, rows: usize, cols: usize, sgd: bool) -> Option<Variant> {
+    fn variant(&self, tile: TileShape, rows: usize, cols: usize, ep: Ep) -> Option<Variant> {
         let l = self.lanes();
         let vecs = tile.nr() / l;
         let fits = tile.mr == MR && tile.nr().is_multiple_of(l) && (1..=2).contains(&vecs);
@@ -112,7 +155,7 @@ impl Avx2Tiles {
             rows,
             vecs: used,
             lanes,
-            sgd,
+            ep,
         })
     }
 
@@ -122,10 +165,10 @@ impl Avx2Tiles {
             return Some(id);
         }
         let (family, cols) = (if self.wide { "avx512" } else { "avx2" }, (v.vecs - 1) * self.lanes() + v.lanes);
-        let name = format!("nnc_{family}_tile_{}x{cols}{}", v.rows, if v.sgd { "_sgd" } else { "" });
+        let name = format!("nnc_{family}_tile_{}x{cols}{}", v.rows, v.ep.suffix());
         let module = fx.module();
         let mut sig = Signature::new(module.isa().default_call_conv());
-        sig.params.extend(std::iter::repeat_n(AbiParam::new(PTR), if v.sgd { 13 } else { 9 }));
+        sig.params.extend(std::iter::repeat_n(AbiParam::new(PTR), 9 + v.ep.extra_args()));
         let defined = (|| {
             let id = module.declare_function(&name, Linkage::Local, &sig).map_err(codegen_err)?;
             let code = if self.wide { assemble_avx512(v) } else { assemble_avx2(v) }.map_err(asm_err)?;
@@ -157,8 +200,13 @@ impl Avx2Tiles {
         let a_step = value(fx, args.a_step);
         let accumulate = fx.b.ins().uextend(types::I64, args.accumulate);
         let mut call = vec![base, a_row, args.b_panel, b_step, args.kb, a_step, args.c, args.ldc, accumulate];
-        if let Some(s) = &args.sgd {
-            call.extend([s.p, s.p_out, s.lr, s.last]);
+        if let Some(f) = &args.finish {
+            match f.epilogue {
+                TileEpilogue::Sgd { p, p_out, lr } => call.extend([p, p_out, lr]),
+                TileEpilogue::Dense { bias, .. } => call.extend(bias),
+                TileEpilogue::ReluMask { h } => call.push(h),
+            }
+            call.push(f.last);
         }
         fx.call(kernel, &call);
         true
@@ -227,16 +275,18 @@ macro_rules! tile_kernel {
             a.mov(r10, qword_ptr(rsp + 16))?;
             a.mov(rsi, qword_ptr(rsp + 24))?;
             let mut mask = a.create_label();
-            let mut sgd = a.create_label();
-            if v.sgd {
-                a.mov(rcx, qword_ptr(rsp + 56))?; // the last K block?
+            let mut epilogue = a.create_label();
+            let extra = v.ep.extra_args();
+            if extra > 0 {
+                // The last argument: is this the last K block?
+                a.mov(rcx, qword_ptr(rsp + 8 + 8 * (3 + extra - 1)))?;
             }
             if partial {
                 tile_kernel!(@mask $width, a, v.lanes, x[1], mask);
             }
-            if v.sgd {
+            if extra > 0 {
                 a.test(rcx, rcx)?;
-                a.jnz(sgd)?;
+                a.jnz(epilogue)?;
             }
             let mut overwrite = a.create_label();
             let mut done = a.create_label();
@@ -264,42 +314,98 @@ macro_rules! tile_kernel {
                 }
                 a.jmp(done)?;
             }
-            if v.sgd {
-                // p_out = p - (acc (+ C))·lr, as `update.rs` computes it: the
-                // gradient, then `g·lr`, then `p - step`.
-                a.set_label(&mut sgd)?;
+            if extra > 0 {
+                // The last K block with the epilogue, in `epilogue.rs`/`update.rs`'s order
+                // of operations: the finished C (acc, plus the old C when accumulating),
+                // then the epilogue. rdi = p, bias or h (the first extra argument);
+                // x0 = lr or zero; x1 = the AVX2 mask; b0, b1 = temporaries.
+                a.set_label(&mut epilogue)?;
                 a.mov(rdi, qword_ptr(rsp + 32))?;
-                a.mov(rdx, qword_ptr(rsp + 40))?;
-                a.mov(r8, qword_ptr(rsp + 48))?;
-                let (lr, t, t2) = (x[0], b[0], b[1]);
-                a.vbroadcastss(lr, dword_ptr(r8))?;
-                let mut sgd_overwrite = a.create_label();
+                let (k, m, t, t2) = (x[0], x[1], b[0], b[1]);
+                match v.ep {
+                    Ep::Sgd => {
+                        a.mov(rdx, qword_ptr(rsp + 40))?;
+                        a.mov(r8, qword_ptr(rsp + 48))?;
+                        a.vbroadcastss(k, dword_ptr(r8))?;
+                    }
+                    _ => a.vxorps(k, k, k)?,
+                }
+                let mut ep_overwrite = a.create_label();
                 a.test(rsi, rsi)?;
-                a.jz(sgd_overwrite)?;
+                a.jz(ep_overwrite)?;
                 for add in [true, false] {
                     if !add {
-                        a.set_label(&mut sgd_overwrite)?;
+                        a.set_label(&mut ep_overwrite)?;
                     }
                     for i in 0..v.rows {
                         for j in 0..v.vecs {
                             let c = acc_at(i, j);
-                            let (at_c, at_p, at_o) = ($ptr(rax + j * $bytes), $ptr(rdi + j * $bytes), $ptr(rdx + j * $bytes));
-                            if partial && j + 1 == v.vecs {
-                                tile_kernel!(@sgd_masked $width, a, c, at_c, at_p, at_o, add, x[1], lr, t, t2);
-                            } else {
-                                if add {
-                                    a.vaddps(c, c, at_c)?;
+                            let at_c = $ptr(rax + j * $bytes);
+                            let at_x = $ptr(rdi + j * $bytes);
+                            let at_o = $ptr(rdx + j * $bytes);
+                            let masked = partial && j + 1 == v.vecs;
+                            if add && masked {
+                                tile_kernel!(@load_masked $width, a, t2, at_c, m);
+                                a.vaddps(c, c, t2)?;
+                            } else if add {
+                                a.vaddps(c, c, at_c)?;
+                            }
+                            match v.ep {
+                                // p_out = p - g·lr
+                                Ep::Sgd => {
+                                    a.vmulps(c, c, k)?;
+                                    if masked {
+                                        tile_kernel!(@load_masked $width, a, t, at_x, m);
+                                    } else {
+                                        a.vmovups(t, at_x)?;
+                                    }
+                                    a.vsubps(t, t, c)?;
+                                    if masked {
+                                        tile_kernel!(@store_masked $width, a, at_o, t, m);
+                                    } else {
+                                        a.vmovups(at_o, t)?;
+                                    }
+                                    continue;
                                 }
-                                a.vmulps(c, c, lr)?;
-                                a.vmovups(t, at_p)?;
-                                a.vsubps(t, t, c)?;
-                                a.vmovups(at_o, t)?;
+                                // C = relu(C + bias): `max(0, x)` is `x < 0 ? 0 : x`,
+                                // NaN and -0 included.
+                                Ep::Dense { bias, relu } => {
+                                    if bias && masked {
+                                        tile_kernel!(@load_masked $width, a, t, at_x, m);
+                                        a.vaddps(c, c, t)?;
+                                    } else if bias {
+                                        a.vaddps(c, c, at_x)?;
+                                    }
+                                    if relu {
+                                        a.vmaxps(c, k, c)?;
+                                    }
+                                }
+                                // C = h > 0 ? C : +0 (ordered: NaN in h gives 0)
+                                Ep::Mask => {
+                                    if masked {
+                                        tile_kernel!(@load_masked $width, a, t, at_x, m);
+                                    } else {
+                                        a.vmovups(t, at_x)?;
+                                    }
+                                    tile_kernel!(@keep_where_positive $width, a, c, t, k);
+                                }
+                                Ep::None => {}
+                            }
+                            if masked {
+                                tile_kernel!(@store_masked $width, a, at_c, c, m);
+                            } else {
+                                a.vmovups(at_c, c)?;
                             }
                         }
                         if i + 1 < v.rows {
                             a.add(rax, r10)?;
-                            a.add(rdi, r10)?;
-                            a.add(rdx, r10)?;
+                            // The bias is the same for every row.
+                            if v.ep != (Ep::Dense { bias: true, relu: false }) && v.ep != (Ep::Dense { bias: true, relu: true }) {
+                                a.add(rdi, r10)?;
+                            }
+                            if v.ep == Ep::Sgd {
+                                a.add(rdx, r10)?;
+                            }
                         }
                     }
                     a.jmp(done)?;
@@ -326,15 +432,15 @@ macro_rules! tile_kernel {
         }
         $a.vmaskmovps($at, $m, $c)?;
     };
-    (@sgd_masked ymm, $a:ident, $c:expr, $at_c:expr, $at_p:expr, $at_o:expr, $add:expr, $m:expr, $lr:expr, $t:expr, $t2:expr) => {
-        if $add {
-            $a.vmaskmovps($t2, $m, $at_c)?;
-            $a.vaddps($c, $c, $t2)?;
-        }
-        $a.vmulps($c, $c, $lr)?;
-        $a.vmaskmovps($t, $m, $at_p)?;
-        $a.vsubps($t, $t, $c)?;
-        $a.vmaskmovps($at_o, $m, $t)?;
+    (@load_masked ymm, $a:ident, $dst:expr, $at:expr, $m:expr) => {
+        $a.vmaskmovps($dst, $m, $at)?;
+    };
+    (@store_masked ymm, $a:ident, $at:expr, $src:expr, $m:expr) => {
+        $a.vmaskmovps($at, $m, $src)?;
+    };
+    (@keep_where_positive ymm, $a:ident, $c:expr, $h:expr, $zero:expr) => {
+        $a.vcmpps($h, $h, $zero, 0x1e)?; // GT_OQ
+        $a.vandps($c, $c, $h)?;
     };
     (@data ymm, $a:ident, $lanes:expr, $label:ident) => {
         $a.set_label(&mut $label)?;
@@ -352,15 +458,17 @@ macro_rules! tile_kernel {
         }
         $a.vmovups($at.k1(), $c)?;
     };
-    (@sgd_masked zmm, $a:ident, $c:expr, $at_c:expr, $at_p:expr, $at_o:expr, $add:expr, $m:expr, $lr:expr, $t:expr, $t2:expr) => {
-        let _ = $t2;
-        if $add {
-            $a.vaddps($c.k1(), $c, $at_c)?;
-        }
-        $a.vmulps($c, $c, $lr)?;
-        $a.vmovups($t.k1().z(), $at_p)?;
-        $a.vsubps($t, $t, $c)?;
-        $a.vmovups($at_o.k1(), $t)?;
+    (@load_masked zmm, $a:ident, $dst:expr, $at:expr, $m:expr) => {
+        let _ = $m;
+        $a.vmovups($dst.k1().z(), $at)?;
+    };
+    (@store_masked zmm, $a:ident, $at:expr, $src:expr, $m:expr) => {
+        let _ = $m;
+        $a.vmovups($at.k1(), $src)?;
+    };
+    (@keep_where_positive zmm, $a:ident, $c:expr, $h:expr, $zero:expr) => {
+        $a.vcmpps(k2, $h, $zero, 0x1e)?; // GT_OQ
+        $a.vmovaps($c.k2().z(), $c)?;
     };
     (@data zmm, $a:ident, $lanes:expr, $label:ident) => {
         let _ = &mut $label;
@@ -421,20 +529,20 @@ impl MicroKernelProvider for Avx2Tiles {
         }
     }
 
-    fn fuses_sgd(&self) -> bool {
+    fn fuses_epilogues(&self) -> bool {
         true
     }
 
     fn emit_tile(&self, fx: &mut Fx, tile: TileShape, args: &TileArgs) {
-        let sgd = args.sgd.is_some();
-        if let (ARows::Uniform { base, stride }, Some(v)) = (&args.a, self.variant(tile, tile.mr, args.cols, sgd)) {
+        let ep = Ep::of(args.finish.as_ref());
+        if let (ARows::Uniform { base, stride }, Some(v)) = (&args.a, self.variant(tile, tile.mr, args.cols, ep)) {
             if self.call(fx, v, *base, *stride, args) {
                 return;
             }
         }
-        if sgd {
-            // The loop nest asks for fused SGD only where every tile is assembled.
-            let e = codegen_err(format!("internal: no assembled tile for fused SGD ({} columns)", args.cols));
+        if ep != Ep::None {
+            // The loop nest fuses epilogues only where every tile is assembled.
+            let e = codegen_err(format!("internal: no assembled tile for a fused epilogue ({} columns)", args.cols));
             self.error.borrow_mut().get_or_insert(e);
         }
         self.fallback.emit_tile(fx, tile, args)
@@ -446,8 +554,8 @@ impl MicroKernelProvider for Avx2Tiles {
 
     fn emit_edge_tile(&self, fx: &mut Fx, tile: TileShape, args: &TileArgs, rows: Value) -> bool {
         let ARows::Uniform { base, stride } = args.a else { return false };
-        let sgd = args.sgd.is_some();
-        let Some(variants) = (1..tile.mr).map(|r| self.variant(tile, r, args.cols, sgd)).collect::<Option<Vec<_>>>()
+        let ep = Ep::of(args.finish.as_ref());
+        let Some(variants) = (1..tile.mr).map(|r| self.variant(tile, r, args.cols, ep)).collect::<Option<Vec<_>>>()
         else {
             return false;
         };

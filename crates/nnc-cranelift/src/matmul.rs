@@ -17,12 +17,12 @@
 //! split across threads.
 
 use crate::clif::{Fx, PTR};
-use crate::program::{Epilogue, MatMul, Update};
-use crate::provider::{ARows, MicroKernelProvider, Step, TileArgs, TileSgd};
+use crate::program::{Epilogue, MatMul};
+use crate::provider::{ARows, MicroKernelProvider, Step, TileArgs, TileEpilogue, TileFinish};
 use crate::shape::Sz;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
-use nnc_ir::UpdateRule;
+use nnc_ir::{UnaryOp, UpdateRule};
 
 /// Number of `part` values: the product of the leading dimensions.
 pub(crate) fn parts(mm: &MatMul) -> Option<Sz> {
@@ -174,11 +174,23 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
     let kc = mm.kc as i64;
 
     let stack = fx.stack_buffer((mr * nr * 4) as u32);
-    // Plain SGD in the tiles: the parameter's distance from C, and the learning rate.
-    let sgd = fused_sgd(mm, provider, a_row_static.is_some()).map(|u| {
-        let (p, p_out) = (fx.slot(u.p), fx.slot(u.p_out.expect("checked by fused_sgd")));
-        let lr = fx.slot(u.scalars[0]);
-        (fx.b.ins().isub(p, c_base), fx.b.ins().isub(p_out, c_base), lr)
+    // The epilogue the tiles apply, with its buffers as distances from C (the tile's
+    // address in them is its address in C plus that; the bias's, its column's).
+    let fused = fusable_epilogue(mm, provider, a_row_static.is_some()).map(|ep| {
+        let delta = |fx: &mut Fx, slot: usize| {
+            let base = fx.slot(slot);
+            fx.b.ins().isub(base, c_base)
+        };
+        match ep {
+            Epilogue::Update(u) => {
+                let (p, p_out) = (delta(fx, u.p), delta(fx, u.p_out.expect("checked by fusable_epilogue")));
+                Fused::Sgd { p, p_out, lr: fx.slot(u.scalars[0]) }
+            }
+            Epilogue::Dense { bias, act, .. } => {
+                Fused::Dense { bias: bias.map(|b| delta(fx, b)), relu: *act == Some(UnaryOp::Relu) }
+            }
+            Epilogue::ReluMask { h } => Fused::Mask { h: delta(fx, *h) },
+        }
     });
 
     // K blocks as a do-while loop: with K = 0 one empty block still writes C = 0.
@@ -193,20 +205,21 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
     let kc_v = fx.iconst(kc);
     let kb = fx.min(kc_v, left);
     let accumulate = fx.b.ins().icmp_imm_s(IntCC::NotEqual, k_start, 0);
-    // With SGD in the tiles: whether this is the last K block, and the SGD arguments
-    // of the tile at `c`.
-    let sgd = sgd.map(|(p_delta, p_out_delta, lr)| {
+    // With a fused epilogue: whether this is the last K block, and the epilogue's
+    // arguments for the tile at `c` in the panel at `c_panel`.
+    let last = fused.map(|_| {
         let next = fx.b.ins().iadd_imm_s(k_start, kc);
         let last = fx.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, next, k);
-        (p_delta, p_out_delta, lr, fx.b.ins().uextend(types::I64, last))
+        fx.b.ins().uextend(types::I64, last)
     });
-    let sgd_at = |fx: &mut Fx, c: Value| {
-        sgd.map(|(p_delta, p_out_delta, lr, last)| TileSgd {
-            p: fx.add(c, p_delta),
-            p_out: fx.add(c, p_out_delta),
-            lr,
-            last,
-        })
+    let finish_at = |fx: &mut Fx, c: Value, c_panel: Value| {
+        let (fused, last) = (fused?, last?);
+        let epilogue = match fused {
+            Fused::Sgd { p, p_out, lr } => TileEpilogue::Sgd { p: fx.add(c, p), p_out: fx.add(c, p_out), lr },
+            Fused::Dense { bias, relu } => TileEpilogue::Dense { bias: bias.map(|b| fx.add(c_panel, b)), relu },
+            Fused::Mask { h } => TileEpilogue::ReluMask { h: fx.add(c, h) },
+        };
+        Some(TileFinish { epilogue, last })
     };
     let a_k0 = fx.mul(k_start, a_step_v);
     let a_k0 = fx.add(a_base, a_k0);
@@ -261,7 +274,7 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
         let no = fx.b.ins().iconst(types::I8, 0);
         let whole = nr as usize;
         let args =
-            TileArgs { a, a_step, b_panel, b_step, kb, c: buf, ldc: buf_ld, accumulate: no, cols: whole, sgd: None };
+            TileArgs { a, a_step, b_panel, b_step, kb, c: buf, ldc: buf_ld, accumulate: no, cols: whole, finish: None };
         provider.emit_tile(fx, tile, &args);
         let c_off = fx.mul(i, ldc);
         let c_tile = fx.add(c_panel, c_off);
@@ -291,8 +304,12 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
             let a = rows(fx, i, None);
             let c_off = fx.mul(i, ldc);
             let c = fx.add(c_panel, c_off);
-            let sgd = sgd_at(fx, c);
-            provider.emit_tile(fx, tile, &TileArgs { a, a_step, b_panel, b_step, kb, c, ldc, accumulate, cols, sgd });
+            let finish = finish_at(fx, c, c_panel);
+            provider.emit_tile(
+                fx,
+                tile,
+                &TileArgs { a, a_step, b_panel, b_step, kb, c, ldc, accumulate, cols, finish },
+            );
         });
         let edge = fx.lt(i, end);
         fx.if_then(edge, |fx| {
@@ -301,8 +318,8 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
                 let a = rows(fx, i, None);
                 let c_off = fx.mul(i, ldc);
                 let c = fx.add(c_panel, c_off);
-                let sgd = sgd_at(fx, c);
-                let args = TileArgs { a, a_step, b_panel, b_step, kb, c, ldc, accumulate, cols, sgd };
+                let finish = finish_at(fx, c, c_panel);
+                let args = TileArgs { a, a_step, b_panel, b_step, kb, c, ldc, accumulate, cols, finish };
                 provider.emit_edge_tile(fx, tile, &args, rows_left)
             };
             if !direct {
@@ -348,22 +365,42 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
     let more = fx.lt(next, k);
     fx.b.ins().brif(more, body, &[], done, &[]);
     fx.b.switch_to_block(done);
-    if let Some(ep) = mm.epilogue.as_ref().filter(|_| sgd.is_none()) {
+    if let Some(ep) = mm.epilogue.as_ref().filter(|_| fused.is_none()) {
         crate::epilogue::emit(fx, mm, ep, c_base, n);
     }
 }
 
-/// The update epilogue of `mm` when its tiles can apply it: plain SGD (no weight
-/// decay) of a parameter the product does not read, every tile assembled (static
-/// columns, A rows a static stride apart or packed), and a provider that fuses it.
-fn fused_sgd<'m>(mm: &'m MatMul, provider: &dyn MicroKernelProvider, a_rows_static: bool) -> Option<&'m Update> {
-    let Some(Epilogue::Update(u)) = mm.epilogue.as_deref() else { return None };
-    let plain = matches!(u.rule, UpdateRule::Sgd { weight_decay } if weight_decay == 0.0);
-    let p_out = u.p_out?;
-    let operands = [mm.a, mm.b];
-    let independent = !operands.contains(&u.p) && !operands.contains(&p_out);
+/// An epilogue the tiles apply, with its buffers' distances from C.
+#[derive(Clone, Copy)]
+enum Fused {
+    Sgd { p: Value, p_out: Value, lr: Value },
+    Dense { bias: Option<Value>, relu: bool },
+    Mask { h: Value },
+}
+
+/// The epilogue of `mm` when its tiles can apply it: every tile assembled (static
+/// columns, A rows a static stride apart or packed) by a provider that fuses
+/// epilogues, and an epilogue of the kinds they know: bias with ReLU or no
+/// activation (alpha 1), the ReLU mask, or plain SGD (no weight decay) of a
+/// parameter the product does not read. The rest run as `epilogue.rs`'s sweep.
+fn fusable_epilogue<'m>(
+    mm: &'m MatMul,
+    provider: &dyn MicroKernelProvider,
+    a_rows_static: bool,
+) -> Option<&'m Epilogue> {
+    let ep = mm.epilogue.as_deref()?;
     let tiles = mm.lead.is_empty() && mm.n.as_fixed().is_some() && (mm.packed_a.is_some() || a_rows_static);
-    (provider.fuses_sgd() && plain && independent && tiles).then_some(u)
+    let known = match ep {
+        Epilogue::Update(u) => {
+            let plain = matches!(u.rule, UpdateRule::Sgd { weight_decay } if weight_decay == 0.0);
+            let operands = [mm.a, mm.b];
+            let independent = |s: usize| !operands.contains(&s);
+            plain && independent(u.p) && u.p_out.is_some_and(independent)
+        }
+        Epilogue::Dense { alpha, act, .. } => *alpha == 1.0 && act.is_none_or(|a| a == UnaryOp::Relu),
+        Epilogue::ReluMask { .. } => true,
+    };
+    (provider.fuses_epilogues() && tiles && known).then_some(ep)
 }
 
 /// Packs rows `[fx.begin, fx.end)` of A for the K block at `a_k0` (`kb` deep) into

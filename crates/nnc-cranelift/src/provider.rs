@@ -81,20 +81,28 @@ pub(crate) struct TileArgs {
     pub accumulate: Value,
     /// Columns of C to write (`1..=nr`); the rest of the tile is padding.
     pub cols: usize,
-    /// Plain SGD fused into the tile (only for providers whose `fuses_sgd` is true).
-    pub sgd: Option<TileSgd>,
+    /// The epilogue the tile applies itself on the last K block (only for providers
+    /// whose `fuses_epilogues` is true).
+    pub finish: Option<TileFinish>,
 }
 
-/// `p_out = p - (C (+ old C))·lr` instead of storing C, on the last K block: the
-/// gradient is scratch, so it is never written whole and read back.
+/// An epilogue applied by the tile to the finished C (acc, plus the old C when
+/// accumulating) on the last K block, in `epilogue.rs`'s or `update.rs`'s order of
+/// operations, so the rows are not written and swept again.
 #[derive(Clone, Copy)]
-pub(crate) struct TileSgd {
-    /// Addresses of this tile in the parameter and in the new parameter (same shape
-    /// and row stride as C).
-    pub p: Value,
-    pub p_out: Value,
-    /// Address of the f32 learning rate.
-    pub lr: Value,
+pub(crate) enum TileEpilogue {
+    /// `p_out = p - C·lr` instead of storing C (the gradient is scratch): this tile's
+    /// addresses in the parameter and the new parameter, and the f32 lr's address.
+    Sgd { p: Value, p_out: Value, lr: Value },
+    /// `C = relu?(C + bias)`: the address of the bias of the tile's first column.
+    Dense { bias: Option<Value>, relu: bool },
+    /// `C = h > 0 ? C : 0`: this tile's address in `h` (C's shape).
+    ReluMask { h: Value },
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct TileFinish {
+    pub epilogue: TileEpilogue,
     /// Non-zero (i64) on the last K block; before it the tile stores C as usual.
     pub last: Value,
 }
@@ -119,8 +127,8 @@ pub(crate) trait MicroKernelProvider {
     fn tile_shape(&self, shape: &GemmShape) -> TileShape;
     /// Emits one full `mr × nr` tile at the current position of `fx`.
     fn emit_tile(&self, fx: &mut Fx, tile: TileShape, args: &TileArgs);
-    /// Whether the tiles can apply plain SGD (`TileArgs::sgd`) themselves.
-    fn fuses_sgd(&self) -> bool {
+    /// Whether the tiles can apply epilogues (`TileArgs::finish`) themselves.
+    fn fuses_epilogues(&self) -> bool {
         false
     }
     /// Whether `emit_edge_tile` may succeed (else the loop nest does not ask).
