@@ -72,13 +72,15 @@ pub(crate) fn isa(pic: bool) -> Result<(OwnedTargetIsa, bool), BackendError> {
 
 /// A kernel in the step: its index, how many parts (matrices of a batched product),
 /// and per phase the function and its work items.
-type Scheduled = (usize, Sz, Vec<(FuncId, Sz)>, Split);
+type Scheduled = (usize, Sz, Vec<(FuncId, Sz, Split)>);
 
 /// One generated function: name, work items per call, and how to emit its body.
 struct Phase<'p> {
     name: String,
     items: Sz,
     emit: Box<dyn Fn(&mut Fx) + 'p>,
+    /// How its items split across threads (`None`: as the kernel's main phase).
+    split: Option<Split>,
 }
 
 /// How a phase's items may be split across threads: chunk boundaries at multiples of
@@ -127,7 +129,7 @@ fn phases<'p>(
     let status = (program.status_slot, index as u32 + 1);
     let fails = k.body.can_fail().then_some(status);
     let name = k.name.clone();
-    let one = |items: Sz, emit: Box<dyn Fn(&mut Fx) + 'p>| Phase { name: name.clone(), items, emit };
+    let one = |items: Sz, emit: Box<dyn Fn(&mut Fx) + 'p>| Phase { name: name.clone(), items, emit, split: None };
     Ok(match &k.body {
         Body::Elementwise(e) => {
             (Sz::ONE, vec![one(elementwise::items(e), Box::new(move |fx| elementwise::emit(fx, e, fails)))])
@@ -144,6 +146,7 @@ fn phases<'p>(
                     name: format!("{name}_loss"),
                     items: Sz::ONE,
                     emit: Box::new(move |fx| cross_entropy::emit_loss(fx, ce)),
+                    split: None,
                 });
             }
             (Sz::ONE, list)
@@ -155,13 +158,16 @@ fn phases<'p>(
                 vec![
                     Phase {
                         name: format!("{name}_pack"),
-                        items: Sz::ONE,
+                        items: matmul::pack_items(m),
                         emit: Box::new(move |fx| matmul::emit_pack(fx, m)),
+                        // Panels: a few thousand floats each.
+                        split: Some(Split { align: 1, min_chunk: 2 }),
                     },
                     Phase {
                         name: name.clone(),
                         items: m.m,
                         emit: Box::new(move |fx| matmul::emit_compute(fx, m, provider)),
+                        split: None,
                     },
                 ],
             )
@@ -278,9 +284,10 @@ pub(crate) fn define_step(
                 (phase.emit)(fx);
                 fx.b.ins().return_(&[]);
             })?;
-            calls.push((id, phase.items));
+            let split = phase.split.unwrap_or_else(|| split_of(&program.kernels[index].body));
+            calls.push((id, phase.items, split));
         }
-        schedule.push((index, parts, calls, split_of(&program.kernels[index].body)));
+        schedule.push((index, parts, calls));
     }
 
     // The step function.
@@ -288,9 +295,9 @@ pub(crate) fn define_step(
     let linkage = if prefix.is_empty() { Linkage::Export } else { Linkage::Local };
     let step_id = sink.module.declare_function(&name, linkage, &sigs.step).map_err(codegen_err)?;
     sink.function(step_id, &name, &sigs.step, (&mut ctx, &mut fctx), &imports.math, fma, |fx| {
-        for (index, parts, calls, split) in &schedule {
+        for (index, parts, calls) in &schedule {
             let call_all = |fx: &mut Fx, part| {
-                for &(id, items) in calls {
+                for &(id, items, split) in calls {
                     let (table, batch) = (fx.table, fx.batch);
                     let n = fx.sz(items);
                     if items.is_fixed(1) {

@@ -644,8 +644,13 @@ impl<'g> Lowering<'g> {
 
         let tile = provider.tile_shape(&GemmShape { m: m.as_fixed(), k: k.as_fixed(), n: n.as_fixed() });
         let nr = tile.nr() as u64;
-        // A row-major B is read in place; otherwise every panel is packed.
-        let pack_all = !b_col.is_fixed(1);
+        // A row-major B is read in place, unless many row tiles of a static M reuse each
+        // panel: a panel read in place strides through B's rows, which at a power-of-two
+        // row length (1 KiB for 256 floats) map to a few L1 sets and evict each other;
+        // packed, it is contiguous, and the copy costs a sliver of the product.
+        // Otherwise (a transposed B) every panel is packed.
+        let many_row_tiles = m.as_fixed().is_some_and(|m| m >= 4 * tile.mr as u64);
+        let pack_all = !b_col.is_fixed(1) || (many_row_tiles && n.as_fixed().is_some());
         // Packed B: K rows of every panel (N rounded up to whole panels), or of one.
         let packed_bytes = match (pack_all, n.as_fixed(), k.batch) {
             (false, _, _) => Bytes::of(k.scale(nr * 4).ok_or(TWO_BATCH)?, 1),

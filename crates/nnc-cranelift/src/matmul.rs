@@ -67,8 +67,18 @@ fn panels(fx: &mut Fx, mm: &MatMul, n: Value) -> (Value, Value) {
     (full, fx.b.ins().isub(n, covered))
 }
 
+/// Work items of the pack phase: B's panels when every panel of a static N is
+/// packed (threads pack disjoint panels), else one item that packs everything.
+pub(crate) fn pack_items(mm: &MatMul) -> Sz {
+    match mm.n.as_fixed() {
+        Some(n) if mm.pack_all => Sz::fixed(n.div_ceil(mm.tile.nr() as u64).max(1)),
+        _ => Sz::ONE,
+    }
+}
+
 /// Packs B for one leading index into `nr`-column panels (every panel, or only the
-/// partial one, see the module comment).
+/// partial one, see the module comment): the panels `[begin, end)` of the call when
+/// `pack_items` counts panels, else all of them.
 pub(crate) fn emit_pack(fx: &mut Fx, mm: &MatMul) {
     let nr = mm.tile.nr() as i64;
     let (_, b_off, _) = lead_offsets(fx, mm);
@@ -81,10 +91,16 @@ pub(crate) fn emit_pack(fx: &mut Fx, mm: &MatMul) {
     let bc = fx.sz(bytes_of(mm.b_col));
     let (full, rem) = panels(fx, mm, n);
     let panel_bytes = fx.mul_imm(k, nr * 4);
+    let (lo, hi) = if pack_items(mm).is_fixed(1) {
+        let all = fx.b.ins().iadd_imm_s(full, 1);
+        (fx.iconst(0), all)
+    } else {
+        (fx.begin, fx.end)
+    };
 
     if mm.pack_all {
-        let zero = fx.iconst(0);
-        fx.for_range(zero, full, 1, |fx, p| {
+        let hi_full = fx.min(hi, full);
+        fx.for_range(lo, hi_full, 1, |fx, p| {
             let col0 = fx.mul_imm(p, nr);
             let src_p = fx.mul(col0, bc);
             let src_p = fx.add(b_base, src_p);
@@ -108,8 +124,12 @@ pub(crate) fn emit_pack(fx: &mut Fx, mm: &MatMul) {
         });
     }
 
-    // The partial panel: columns past N are zero.
+    // The partial panel (index `full`): columns past N are zero.
     let has_rem = fx.b.ins().icmp_imm_s(IntCC::NotEqual, rem, 0);
+    let from = fx.b.ins().icmp(IntCC::SignedLessThanOrEqual, lo, full);
+    let to = fx.lt(full, hi);
+    let mine = fx.b.ins().band(from, to);
+    let has_rem = fx.b.ins().band(has_rem, mine);
     fx.if_then(has_rem, |fx| {
         let col0 = fx.mul_imm(full, nr);
         let src_p = fx.mul(col0, bc);
