@@ -84,40 +84,41 @@ struct Phase<'p> {
 }
 
 /// How a phase's items may be split across threads: chunk boundaries at multiples of
-/// `align` items, and no chunk under `min_chunk` items.
+/// `align` items, and no chunk under `MIN_CHUNK_WORK` of work, `work` per item (a
+/// size: the step computes the minimum chunk at the batch it runs, so a batch-1 step
+/// does not hand microseconds of work to another thread).
 #[derive(Clone, Copy)]
 struct Split {
     align: i64,
-    min_chunk: i64,
+    work: Sz,
 }
 
 /// Work below which a chunk is not worth handing to another thread, in rough
 /// floating-point operations (about a microsecond of one core).
 const MIN_CHUNK_WORK: u64 = 50_000;
 
-/// A batch-dependent size, counted at a typical batch for the split heuristics.
-fn typical(s: Sz) -> u64 {
-    if s.batch {
-        s.k * 32
-    } else {
-        s.k
-    }
+/// The product of sizes, or (for a size with the batch twice) that at batch 32.
+fn work(scale: u64, sizes: &[Sz]) -> Sz {
+    let exact = sizes.iter().try_fold(Sz::fixed(scale), |acc, &s| acc.mul(s));
+    exact.unwrap_or_else(|| {
+        let typical = |s: &Sz| if s.batch { s.k * 32 } else { s.k };
+        Sz::fixed(sizes.iter().map(typical).fold(scale, u64::saturating_mul))
+    })
 }
 
 fn split_of(body: &Body) -> Split {
-    let product = |dims: &[Sz]| dims.iter().map(|&d| typical(d)).product::<u64>();
-    let (align, per_item) = match body {
+    let (align, work) = match body {
         // Row tiles (and packed-A tiles) start at multiples of `mr`.
-        Body::MatMul(m) => (m.tile.mr as i64, 2 * typical(m.k) * typical(m.n)),
-        Body::Elementwise(e) => (1, product(&e.nest.dims[1..])),
-        Body::Reduce(r) => (1, product(&r.nest.dims[1..])),
+        Body::MatMul(m) => (m.tile.mr as i64, work(2, &[m.k, m.n])),
+        Body::Elementwise(e) => (1, work(1, &e.nest.dims[1..])),
+        Body::Reduce(r) => (1, work(1, &r.nest.dims[1..])),
         // Each element costs a call to `exp`.
-        Body::Softmax(s) => (1, 30 * typical(s.len) * typical(s.inner)),
-        Body::CrossEntropy(c) => (1, 40 * c.classes),
-        Body::OneHot(h) => (1, h.depth),
-        Body::Update(_) => (1, 10),
+        Body::Softmax(s) => (1, work(30, &[s.len, s.inner])),
+        Body::CrossEntropy(c) => (1, Sz::fixed(40 * c.classes)),
+        Body::OneHot(h) => (1, Sz::fixed(h.depth)),
+        Body::Update(_) => (1, Sz::fixed(10)),
     };
-    Split { align, min_chunk: MIN_CHUNK_WORK.div_ceil(per_item.max(1)) as i64 }
+    Split { align, work }
 }
 
 fn phases<'p>(
@@ -160,8 +161,8 @@ fn phases<'p>(
                         name: format!("{name}_pack"),
                         items: matmul::pack_items(m),
                         emit: Box::new(move |fx| matmul::emit_pack(fx, m)),
-                        // Panels: a few thousand floats each.
-                        split: Some(Split { align: 1, min_chunk: 2 }),
+                        // Panels: K rows of `nr` floats copied.
+                        split: Some(Split { align: 1, work: work(m.tile.nr() as u64, &[m.k]) }),
                     },
                     Phase {
                         name: name.clone(),
@@ -307,7 +308,14 @@ pub(crate) fn define_step(
                         let pool = fx.slot(program.pool_slot);
                         let kernel = fx.func_addr(id);
                         let align = fx.iconst(split.align);
-                        let min_chunk = fx.iconst(split.min_chunk);
+                        // ceil(MIN_CHUNK_WORK / work per item) at this batch.
+                        let per_item = fx.sz(split.work);
+                        let one = fx.iconst(1);
+                        let per_item = fx.b.ins().umax(per_item, one);
+                        let total = fx.iconst(MIN_CHUNK_WORK as i64);
+                        let total = fx.add(total, per_item);
+                        let total = fx.b.ins().iadd_imm_s(total, -1);
+                        let min_chunk = fx.b.ins().udiv(total, per_item);
                         fx.call(imports.parallel_for, &[pool, kernel, table, batch, part, n, align, min_chunk]);
                     }
                 }

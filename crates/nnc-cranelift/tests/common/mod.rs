@@ -125,14 +125,19 @@ pub fn assert_close_scaled(got: &Tensor, want: &Tensor, tol: f32, what: &str) {
 /// The seed 784-256-10 ReLU MLP (weights stored `[in, out]`, named `w1 b1 w2 b2`,
 /// input `x`) with random weights from `seed`.
 pub fn seed_mlp(seed: u64) -> Graph {
+    mlp(seed, [784, 256, 10])
+}
+
+/// An `in-hidden-out` ReLU MLP with random weights scaled like the seed model's.
+pub fn mlp(seed: u64, [inputs, hidden, outputs]: [usize; 3]) -> Graph {
     let mut r = rng(seed);
     let scaled = |t: Tensor, s: f32| Tensor::F32(t.as_f32().unwrap().mapv(|v| v * s));
     let mut g = Graph::new("seed");
-    let x = g.input("x", batched(nnc_ir::DType::F32, &[784])).unwrap();
-    let w1 = g.param("w1", scaled(random_f32(&mut r, &[784, 256]), 1.0 / 28.0)).unwrap();
-    let b1 = g.param("b1", scaled(random_f32(&mut r, &[256]), 0.03)).unwrap();
-    let w2 = g.param("w2", scaled(random_f32(&mut r, &[256, 10]), 1.0 / 16.0)).unwrap();
-    let b2 = g.param("b2", scaled(random_f32(&mut r, &[10]), 0.06)).unwrap();
+    let x = g.input("x", batched(nnc_ir::DType::F32, &[inputs])).unwrap();
+    let w1 = g.param("w1", scaled(random_f32(&mut r, &[inputs, hidden]), 1.0 / (inputs as f32).sqrt())).unwrap();
+    let b1 = g.param("b1", scaled(random_f32(&mut r, &[hidden]), 0.03)).unwrap();
+    let w2 = g.param("w2", scaled(random_f32(&mut r, &[hidden, outputs]), 1.0 / (hidden as f32).sqrt())).unwrap();
+    let b2 = g.param("b2", scaled(random_f32(&mut r, &[outputs]), 0.06)).unwrap();
     let h = g.matmul(x, w1, false, false).unwrap();
     let h = g.add(h, b1).unwrap();
     let h = g.relu(h).unwrap();
@@ -145,8 +150,13 @@ pub fn seed_mlp(seed: u64) -> Graph {
 /// The training step of [`seed_mlp`] with `optimizer`, after nnc-opt's default pipeline
 /// (the fused kernels `nnc train` runs).
 pub fn fused_seed_step(optimizer: nnc_autodiff::Optimizer, seed: u64) -> Graph {
+    fused_step(optimizer, seed, [784, 256, 10])
+}
+
+/// The fused training step of [`mlp`] with these sizes.
+pub fn fused_step(optimizer: nnc_autodiff::Optimizer, seed: u64, sizes: [usize; 3]) -> Graph {
     let opts = nnc_autodiff::TrainOptions { optimizer, ..Default::default() };
-    let train = nnc_autodiff::training_graph(&seed_mlp(seed), &opts).unwrap().graph;
+    let train = nnc_autodiff::training_graph(&mlp(seed, sizes), &opts).unwrap().graph;
     nnc_opt::optimize(&train, &nnc_opt::OptOptions::from_flags(false, None, None)).unwrap().graph
 }
 
