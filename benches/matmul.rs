@@ -58,7 +58,8 @@ fn main() {
         assert_eq!(p.count, 1, "the seed step's products are 2-D");
         let (sa, sb) = p.shapes();
         let (a, b) = (array(&sa), array(&sb));
-        let label = p.describe();
+        // The graph value's name too, so `cargo bench --bench matmul -- weight.grad` filters.
+        let label = format!("{} {}", p.name, p.describe());
         group.throughput(Throughput::Elements(p.flops()));
 
         let mut baseline = Samples::default();
@@ -74,7 +75,7 @@ fn main() {
         let base = baseline.median(SAMPLES);
         let gflops = |s: f64| p.flops() as f64 / s / 1e9;
         let mut row = vec![
-            format!("`{}` {label}", p.name),
+            format!("`{}` {}", p.name, p.describe()),
             format!("{:.1}", p.flops() as f64 / 1e6),
             base.map_or("—".into(), |s| format!("{:.1}", gflops(s))),
         ];
@@ -86,15 +87,20 @@ fn main() {
                 let mut samples = Samples::default();
                 let id = BenchmarkId::new(format!("{}/threads{threads}", common::family_name(kernels)), &label);
                 group.bench_function(id, |bench| samples.iter(bench, || compiled.run(&feeds).expect("runs")));
-                let Some(s) = samples.median(SAMPLES) else { continue };
+                // A filtered-out benchmark leaves "—", so every row fills the header.
+                let s = samples.median(SAMPLES);
                 if threads == 1 {
-                    one_thread = Some(s);
-                    let vs_base = base.map_or("—".into(), |b| format!("{:.2}×", b / s));
-                    let percent = common::percent_of_peak(gflops(s), kernels, 1);
-                    row.push(format!("{:.1} ({percent}, {vs_base})", gflops(s)));
-                } else if let Some(s1) = one_thread {
-                    row.push(format!("{:.2}×", s1 / s));
+                    one_thread = s;
                 }
+                row.push(match (s, one_thread) {
+                    (Some(s), _) if threads == 1 => {
+                        let vs_base = base.map_or("—".into(), |b| format!("{:.2}×", b / s));
+                        let percent = common::percent_of_peak(gflops(s), kernels, 1);
+                        format!("{:.1} ({percent}, {vs_base})", gflops(s))
+                    }
+                    (Some(s), Some(s1)) => format!("{:.2}×", s1 / s),
+                    _ => "—".into(),
+                });
             }
         }
         rows.push(row);

@@ -533,6 +533,10 @@ impl MicroKernelProvider for Avx2Tiles {
         true
     }
 
+    fn reads_strided_a(&self) -> bool {
+        true
+    }
+
     fn emit_tile(&self, fx: &mut Fx, tile: TileShape, args: &TileArgs) {
         let ep = Ep::of(args.finish.as_ref());
         if let (ARows::Uniform { base, stride }, Some(v)) = (&args.a, self.variant(tile, tile.mr, args.cols, ep)) {

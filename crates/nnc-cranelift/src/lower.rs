@@ -667,8 +667,12 @@ impl<'g> Lowering<'g> {
             _ => tile.kc as u64,
         };
         // Packed A: rows `[i, i + mr)` of one K block at `i·kc` floats; room for M
-        // rows plus one partial tile.
-        let packed_a = if a_k.is_fixed(1) {
+        // rows plus one partial tile. A transposed A is packed so that a tile's rows are
+        // contiguous at each k, unless the product has a single panel and the tiles
+        // broadcast from strided rows at no cost (assembled ones): each tile is then
+        // read once, and packing would only add a pass over A.
+        let single_panel = provider.reads_strided_a() && n.as_fixed().is_some_and(|n| n <= nr);
+        let packed_a = if a_k.is_fixed(1) || (single_panel && a_row.as_fixed().is_some()) {
             None
         } else {
             let mr = tile.mr as u64;

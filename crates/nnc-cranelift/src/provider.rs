@@ -127,6 +127,11 @@ pub(crate) trait MicroKernelProvider {
     fn tile_shape(&self, shape: &GemmShape) -> TileShape;
     /// Emits one full `mr × nr` tile at the current position of `fx`.
     fn emit_tile(&self, fx: &mut Fx, tile: TileShape, args: &TileArgs);
+    /// Whether reading a transposed A in place (rows a few floats apart, k a row of A
+    /// apart) costs the tiles nothing over packed rows.
+    fn reads_strided_a(&self) -> bool {
+        false
+    }
     /// Whether the tiles can apply epilogues (`TileArgs::finish`) themselves.
     fn fuses_epilogues(&self) -> bool {
         false
