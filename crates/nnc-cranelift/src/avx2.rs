@@ -400,7 +400,7 @@ macro_rules! tile_kernel {
                         if i + 1 < v.rows {
                             a.add(rax, r10)?;
                             // The bias is the same for every row.
-                            if v.ep != (Ep::Dense { bias: true, relu: false }) && v.ep != (Ep::Dense { bias: true, relu: true }) {
+                            if !matches!(v.ep, Ep::Dense { bias: true, .. }) {
                                 a.add(rdi, r10)?;
                             }
                             if v.ep == Ep::Sgd {

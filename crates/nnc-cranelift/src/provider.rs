@@ -3,10 +3,11 @@
 //! `matmul.rs` owns the loop nest around the micro-kernel: packing B into panels,
 //! blocking K, walking row tiles and handling M/N edges. The innermost piece, one
 //! register tile `C[mr, nr] (+)= A[mr, kb] · Bpanel[kb, nr]`, comes from a
-//! [`MicroKernelProvider`]. This crate's provider emits portable Cranelift f32x4 code
-//! inline. A later provider can emit a call to machine code assembled for the exact
-//! shape (256-bit AVX2 FMA, LIBXSMM-style) placed in the same module; the loop nest does
-//! not change, only the tile shape it is told to use.
+//! [`MicroKernelProvider`]. `CraneliftTiles` here emits portable Cranelift f32x4 code
+//! inline; `avx2.rs` emits calls to machine code assembled for the exact tile (AVX2 or
+//! AVX-512, LIBXSMM-style) in the same module, and can also take the edge tiles and the
+//! epilogue (`has_edge_tiles`, `fuses_epilogues`). The loop nest asks; it does not
+//! know which provider it talks to.
 
 use crate::clif::{Fx, PTR};
 use cranelift_codegen::ir::condcodes::IntCC;
