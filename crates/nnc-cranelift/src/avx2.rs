@@ -14,7 +14,9 @@
 //! (`vmaskmovps` with AVX2, a `k1` write mask with AVX-512), so no tile goes through a
 //! stack buffer or falls back to Cranelift code when A's rows are a static stride
 //! apart (always, once A is packed). Only run-time column counts still use the
-//! portable tiles of `provider.rs`.
+//! portable tiles of `provider.rs`. One-row tiles of up to 12 vectors (several panels
+//! of a row-major B read in place) take the last one or two rows, where a 1- or 2-row
+//! tile per panel would wait on its few FMA chains.
 //!
 //! Results are bitwise those of the Cranelift kernels: each element is the same chain
 //! of single-rounding FMAs over k within a K block (`acc = b·a + acc` either way), and
@@ -39,6 +41,8 @@ use std::collections::HashMap;
 
 /// Rows of every assembled tile.
 const MR: usize = 6;
+/// Vectors of the widest one-row tile: 12 accumulators, as in the 6 × 2 tiles.
+const MAX_ROW_VECS: usize = 12;
 /// Depth of one K block: a 262 × 16 f32 panel (16 KiB) stays in L1.
 const KC: usize = 256;
 
@@ -244,21 +248,30 @@ macro_rules! tile_kernel {
             a.test(r8, r8)?;
             a.jz(store)?;
             a.set_label(&mut k_loop)?;
-            for j in 0..v.vecs {
-                a.vmovups(b[j], $ptr(rdx + j * $bytes))?;
-            }
-            let rows = [
-                dword_ptr(rdi),
-                dword_ptr(rdi + rsi),
-                dword_ptr(rdi + rsi * 2),
-                dword_ptr(r11),
-                dword_ptr(r11 + rsi),
-                dword_ptr(r11 + rsi * 2),
-            ];
-            for (i, row) in rows.into_iter().take(v.rows).enumerate() {
-                a.vbroadcastss(x[i % 2], row)?;
+            if v.vecs > 2 {
+                // A one-row tile across several panels: one broadcast, and B straight
+                // from memory into each FMA (`x·b + acc` is `b·x + acc`, bit for bit).
+                a.vbroadcastss(x[0], dword_ptr(rdi))?;
+                for (j, &acc) in acc.iter().enumerate() {
+                    a.vfmadd231ps(acc, x[0], $ptr(rdx + j * $bytes))?;
+                }
+            } else {
                 for j in 0..v.vecs {
-                    a.vfmadd231ps(acc_at(i, j), b[j], x[i % 2])?;
+                    a.vmovups(b[j], $ptr(rdx + j * $bytes))?;
+                }
+                let rows = [
+                    dword_ptr(rdi),
+                    dword_ptr(rdi + rsi),
+                    dword_ptr(rdi + rsi * 2),
+                    dword_ptr(r11),
+                    dword_ptr(r11 + rsi),
+                    dword_ptr(r11 + rsi * 2),
+                ];
+                for (i, row) in rows.into_iter().take(v.rows).enumerate() {
+                    a.vbroadcastss(x[i % 2], row)?;
+                    for j in 0..v.vecs {
+                        a.vfmadd231ps(acc_at(i, j), b[j], x[i % 2])?;
+                    }
                 }
             }
             a.add(rdi, r9)?;
@@ -537,6 +550,10 @@ impl MicroKernelProvider for Avx2Tiles {
         true
     }
 
+    fn takes_run_time_steps(&self) -> bool {
+        true
+    }
+
     fn emit_tile(&self, fx: &mut Fx, tile: TileShape, args: &TileArgs) {
         let ep = Ep::of(args.finish.as_ref());
         if let (ARows::Uniform { base, stride }, Some(v)) = (&args.a, self.variant(tile, tile.mr, args.cols, ep)) {
@@ -550,6 +567,23 @@ impl MicroKernelProvider for Avx2Tiles {
             self.error.borrow_mut().get_or_insert(e);
         }
         self.fallback.emit_tile(fx, tile, args)
+    }
+
+    fn row_tile_cols(&self) -> usize {
+        MAX_ROW_VECS * self.lanes()
+    }
+
+    fn emit_row_tile(&self, fx: &mut Fx, args: &TileArgs) {
+        let l = self.lanes();
+        let v = Variant { rows: 1, vecs: args.cols / l, lanes: l, ep: Ep::of(args.finish.as_ref()) };
+        let fits = args.cols.is_multiple_of(l) && (1..=MAX_ROW_VECS).contains(&v.vecs);
+        if let (true, ARows::Uniform { base, stride }) = (fits, &args.a) {
+            if self.call(fx, v, *base, *stride, args) {
+                return;
+            }
+        }
+        let e = codegen_err(format!("internal: no assembled one-row tile of {} columns", args.cols));
+        self.error.borrow_mut().get_or_insert(e);
     }
 
     fn has_edge_tiles(&self) -> bool {

@@ -644,19 +644,28 @@ impl<'g> Lowering<'g> {
 
         let tile = provider.tile_shape(&GemmShape { m: m.as_fixed(), k: k.as_fixed(), n: n.as_fixed() });
         let nr = tile.nr() as u64;
-        // A row-major B is read in place, unless many row tiles of a static M reuse each
-        // panel: a panel read in place strides through B's rows, which at a power-of-two
-        // row length (1 KiB for 256 floats) map to a few L1 sets and evict each other;
-        // packed, it is contiguous, and the copy costs a sliver of the product.
-        // Otherwise (a transposed B) every panel is packed.
-        let many_row_tiles = m.as_fixed().is_some_and(|m| m >= 4 * tile.mr as u64);
-        let pack_all = !b_col.is_fixed(1) || (many_row_tiles && n.as_fixed().is_some());
+        // A row-major B is read in place, unless many row tiles reuse each panel: a
+        // panel read in place strides through B's rows, which at a power-of-two row
+        // length (1 KiB for 256 floats) map to a few L1 sets and evict each other;
+        // packed, it is contiguous, and the copy costs a sliver of the product. A
+        // run-time M (the batch) decides at run time, where the tiles take the B step as
+        // an argument; there packing the seed's W1 paid only from about 200 rows (its
+        // copy competes with the update that just wrote W1). A transposed B has every
+        // panel packed.
+        let mr = tile.mr as u64;
+        let pack_b = match (b_col.is_fixed(1), n.as_fixed(), m.as_fixed()) {
+            (false, _, _) => PackB::All,
+            (true, None, _) => PackB::Edge,
+            (true, Some(_), Some(mf)) if mf >= 4 * mr => PackB::All,
+            (true, Some(_), None) if provider.takes_run_time_steps() => PackB::AllFromRows(32 * mr),
+            (true, Some(_), _) => PackB::Edge,
+        };
         // Packed B: K rows of every panel (N rounded up to whole panels), or of one.
-        let packed_bytes = match (pack_all, n.as_fixed(), k.batch) {
-            (false, _, _) => Bytes::of(k.scale(nr * 4).ok_or(TWO_BATCH)?, 1),
-            (true, Some(nf), _) => Bytes::of(k.scale(nf.div_ceil(nr) * nr * 4).ok_or(TWO_BATCH)?, 1),
-            (true, None, false) => Some(Bytes { fixed: k.k * nr * 4, per_batch: k.k * n.k * 4 }),
-            (true, None, true) => None,
+        let packed_bytes = match (pack_b, n.as_fixed(), k.batch) {
+            (PackB::Edge, _, _) => Bytes::of(k.scale(nr * 4).ok_or(TWO_BATCH)?, 1),
+            (_, Some(nf), _) => Bytes::of(k.scale(nf.div_ceil(nr) * nr * 4).ok_or(TWO_BATCH)?, 1),
+            (_, None, false) => Some(Bytes { fixed: k.k * nr * 4, per_batch: k.k * n.k * 4 }),
+            (_, None, true) => None,
         }
         .ok_or(TWO_BATCH)?;
         let packed = self.scratch_slot(packed_bytes);
@@ -697,7 +706,7 @@ impl<'g> Lowering<'g> {
             b_col,
             lead,
             tile,
-            pack_all,
+            pack_b,
             packed_a,
             kc,
             epilogue: None,

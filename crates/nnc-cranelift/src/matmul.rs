@@ -3,21 +3,24 @@
 //!
 //! Two functions per product, called once per leading index `part`:
 //! - `pack`: copies B into panels of `nr` columns (`K × nr` contiguous f32 each, zero
-//!   past N). A row-major B (`trans_b = false`) is read in place by the micro-kernel,
-//!   so only its last, partial panel is packed; a transposed B has every panel packed
-//!   (this is where `trans_b` is absorbed).
+//!   past N). Which panels is `MatMul::pack_b`'s choice: a transposed B has every
+//!   panel packed (this is where `trans_b` is absorbed); a row-major B is read in place
+//!   by the micro-kernel, but for its last, partial panel, unless enough row tiles
+//!   reuse each panel (decided at run time for a run-time M).
 //! - `compute`: for rows `[begin, end)` of C, blocks K by `kc`, then walks B panels
 //!   and row tiles of `mr` rows, asking the [`MicroKernelProvider`] for each tile. A is
-//!   read in place: the transpose of A is only a different stride. Tiles at the M edge
-//!   (and at the N edge when N is the run-time batch) go through a stack buffer whose
-//!   valid part is copied out; at a static N edge the micro-kernel stores only the
-//!   valid columns.
+//!   read in place (the transpose of A is only a different stride) or packed per K
+//!   block. Tiles at the M edge are the provider's edge tiles where it has them, else
+//!   go through a stack buffer whose valid part is copied out (so do tiles at the N
+//!   edge when N is the run-time batch); at a static N edge the micro-kernel stores
+//!   only the valid columns. One or two edge rows of a row-major B can instead be
+//!   one-row tiles across several panels (`row_tile_cols`).
 //!
-//! `compute` only reads shared data and writes its own rows of C, so rows can later be
-//! split across threads.
+//! `compute` only reads shared data and writes its own rows of C, so rows can be split
+//! across threads.
 
 use crate::clif::{Fx, PTR};
-use crate::program::{Epilogue, MatMul};
+use crate::program::{Epilogue, MatMul, PackB};
 use crate::provider::{ARows, MicroKernelProvider, Step, TileArgs, TileEpilogue, TileFinish};
 use crate::shape::Sz;
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -67,11 +70,49 @@ fn panels(fx: &mut Fx, mm: &MatMul, n: Value) -> (Value, Value) {
     (full, fx.b.ins().isub(n, covered))
 }
 
+/// Whether every panel of B is packed: never, always, or as M decides at run time.
+enum EveryPanel {
+    No,
+    Yes,
+    When(Value),
+}
+
+impl EveryPanel {
+    fn of(fx: &mut Fx, mm: &MatMul) -> EveryPanel {
+        match mm.pack_b {
+            PackB::Edge => EveryPanel::No,
+            PackB::All => EveryPanel::Yes,
+            PackB::AllFromRows(rows) => {
+                let m = fx.sz(mm.m);
+                EveryPanel::When(fx.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, m, rows as i64))
+            }
+        }
+    }
+
+    /// `if_packed` when every panel is packed, else `in_place` (only the values used are
+    /// emitted).
+    fn pick(
+        &self,
+        fx: &mut Fx,
+        if_packed: impl FnOnce(&mut Fx) -> Value,
+        in_place: impl FnOnce(&mut Fx) -> Value,
+    ) -> Value {
+        match *self {
+            EveryPanel::No => in_place(fx),
+            EveryPanel::Yes => if_packed(fx),
+            EveryPanel::When(c) => {
+                let (p, i) = (if_packed(fx), in_place(fx));
+                fx.b.ins().select(c, p, i)
+            }
+        }
+    }
+}
+
 /// Work items of the pack phase: B's panels when every panel of a static N is
 /// packed (threads pack disjoint panels), else one item that packs everything.
 pub(crate) fn pack_items(mm: &MatMul) -> Sz {
     match mm.n.as_fixed() {
-        Some(n) if mm.pack_all => Sz::fixed(n.div_ceil(mm.tile.nr() as u64).max(1)),
+        Some(n) if mm.pack_b != PackB::Edge => Sz::fixed(n.div_ceil(mm.tile.nr() as u64).max(1)),
         _ => Sz::ONE,
     }
 }
@@ -98,7 +139,9 @@ pub(crate) fn emit_pack(fx: &mut Fx, mm: &MatMul) {
         (fx.begin, fx.end)
     };
 
-    if mm.pack_all {
+    let every = EveryPanel::of(fx, mm);
+    let pack_every = |fx: &mut Fx| {
+        let contiguous_cols = mm.b_col.is_fixed(1) && nr % 4 == 0;
         let hi_full = fx.min(hi, full);
         fx.for_range(lo, hi_full, 1, |fx, p| {
             let col0 = fx.mul_imm(p, nr);
@@ -112,6 +155,14 @@ pub(crate) fn emit_pack(fx: &mut Fx, mm: &MatMul) {
                 let src = fx.add(src_p, src);
                 let dst = fx.mul_imm(kk, nr * 4);
                 let dst = fx.add(dst_p, dst);
+                if contiguous_cols {
+                    // A row-major B's panel row is `nr` adjacent floats: vector copies.
+                    for c in (0..nr as i32).step_by(4) {
+                        let x = fx.load(types::F32X4, src, c * 4);
+                        fx.store(x, dst, c * 4);
+                    }
+                    return;
+                }
                 let mut addr = src;
                 for c in 0..nr as i32 {
                     let x = fx.load(types::F32, addr, 0);
@@ -122,6 +173,11 @@ pub(crate) fn emit_pack(fx: &mut Fx, mm: &MatMul) {
                 }
             });
         });
+    };
+    match every {
+        EveryPanel::No => {}
+        EveryPanel::Yes => pack_every(fx),
+        EveryPanel::When(c) => fx.if_then(c, pack_every),
     }
 
     // The partial panel (index `full`): columns past N are zero.
@@ -134,12 +190,11 @@ pub(crate) fn emit_pack(fx: &mut Fx, mm: &MatMul) {
         let col0 = fx.mul_imm(full, nr);
         let src_p = fx.mul(col0, bc);
         let src_p = fx.add(b_base, src_p);
-        let dst_p = if mm.pack_all {
+        let last_panel = |fx: &mut Fx| {
             let off = fx.mul(full, panel_bytes);
             fx.add(packed, off)
-        } else {
-            packed
         };
+        let dst_p = every.pick(fx, last_panel, |_| packed);
         let last = fx.b.ins().iadd_imm_s(rem, -1);
         let fzero = fx.b.ins().f32const(0.0);
         let zero = fx.iconst(0);
@@ -188,10 +243,41 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
     let (begin, end) = (fx.begin, fx.end);
     // Panels read in place step by B's row stride; packed ones by `nr` floats.
     let packed_step = Step::Static(nr * 4);
-    let full_step = if mm.pack_all { packed_step } else { step_of(fx, mm.b_k) };
+    let every = EveryPanel::of(fx, mm);
+    let full_step = match every {
+        EveryPanel::No => step_of(fx, mm.b_k),
+        EveryPanel::Yes => packed_step,
+        EveryPanel::When(c) => {
+            let (packed_row, b_row) = (fx.iconst(nr * 4), fx.sz(bytes_of(mm.b_k)));
+            Step::Dynamic(fx.b.ins().select(c, packed_row, b_row))
+        }
+    };
     let static_rem = mm.n.as_fixed().map(|n| (n % nr as u64) as usize);
 
     let kc = mm.kc as i64;
+
+    // One or two rows left at the M edge of a row-major B's full panels are computed
+    // by one-row tiles across several panels (static column groups), not by a tile per
+    // panel. `few_edge_rows`: where the edge starts, and whether the row tiles take it.
+    let row_groups: Vec<(usize, usize)> = match mm.n.as_fixed() {
+        Some(nf) if mm.b_col.is_fixed(1) && (a_row_static.is_some() || mm.packed_a.is_some()) => {
+            let (width, step) = ((nf / nr as u64) as usize * nr as usize, provider.row_tile_cols());
+            if step >= nr as usize && width >= 2 * nr as usize {
+                (0..width).step_by(step).map(|c0| (c0, step.min(width - c0))).collect()
+            } else {
+                Vec::new()
+            }
+        }
+        _ => Vec::new(),
+    };
+    let few_edge_rows = (!row_groups.is_empty()).then(|| {
+        let span = fx.b.ins().isub(end, begin);
+        let edge_rows = fx.b.ins().urem_imm_u(span, mr);
+        let edge_start = fx.b.ins().isub(end, edge_rows);
+        let some = fx.b.ins().icmp_imm_s(IntCC::NotEqual, edge_rows, 0);
+        let at_most_two = fx.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, edge_rows, 2);
+        (edge_start, fx.b.ins().band(some, at_most_two))
+    });
 
     let stack = fx.stack_buffer((mr * nr * 4) as u32);
     // The epilogue the tiles apply, with its buffers as distances from C (the tile's
@@ -249,12 +335,12 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
         pack_a(fx, mm, slot, a_k0, a_row, a_step_v, kb);
     }
     let packed_a = mm.packed_a.map(|slot| fx.slot(slot));
-    let b_k0 = if mm.pack_all {
-        packed_k0
-    } else {
+    let in_place_k0 = |fx: &mut Fx| {
         let off = fx.mul(k_start, b_row);
         fx.add(b_base, off)
     };
+    let b_k0 = every.pick(fx, |_| packed_k0, in_place_k0);
+    let panel_stride = every.pick(fx, |_| panel_bytes, |fx| fx.iconst(nr * 4));
 
     // A rows of a tile starting at row `i` (clamped to the last row at the M edge).
     let rows = |fx: &mut Fx, i: Value, clamp_to: Option<Value>| -> ARows {
@@ -319,7 +405,8 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
     };
 
     // Row tiles of one panel: whole tiles straight into C, then the row edge.
-    let panel = |fx: &mut Fx, b_panel: Value, b_step: Step, c_panel: Value, cols: usize| {
+    // `row_tiles`: the few edge rows are left to the row tiles.
+    let panel = |fx: &mut Fx, b_panel: Value, b_step: Step, c_panel: Value, cols: usize, row_tiles: bool| {
         let i = fx.for_whole_steps(begin, end, mr, |fx, i| {
             let a = rows(fx, i, None);
             let c_off = fx.mul(i, ldc);
@@ -331,7 +418,11 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
                 &TileArgs { a, a_step, b_panel, b_step, kb, c, ldc, accumulate, cols, finish },
             );
         });
-        let edge = fx.lt(i, end);
+        let mut edge = fx.lt(i, end);
+        if let (true, Some((_, few))) = (row_tiles, few_edge_rows) {
+            let many = fx.b.ins().bnot(few);
+            edge = fx.b.ins().band(edge, many);
+        }
         fx.if_then(edge, |fx| {
             let direct = provider.has_edge_tiles() && {
                 let rows_left = fx.b.ins().isub(end, i);
@@ -351,31 +442,58 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
 
     let zero = fx.iconst(0);
     fx.for_range(zero, full, 1, |fx, p| {
-        let b_panel = if mm.pack_all {
-            let pb = fx.mul(p, panel_bytes);
-            fx.add(b_k0, pb)
-        } else {
-            let pb = fx.mul_imm(p, nr * 4);
-            fx.add(b_k0, pb)
-        };
+        let pb = fx.mul(p, panel_stride);
+        let b_panel = fx.add(b_k0, pb);
         let pc = fx.mul_imm(p, nr * 4);
         let c_panel = fx.add(c_base, pc);
-        panel(fx, b_panel, full_step, c_panel, nr as usize);
+        panel(fx, b_panel, full_step, c_panel, nr as usize, true);
     });
+
+    if let Some((edge_start, few)) = few_edge_rows {
+        fx.if_then(few, |fx| {
+            let (b_k0, b_step) = (in_place_k0(fx), step_of(fx, mm.b_k));
+            fx.for_range(edge_start, end, 1, |fx, r| {
+                let a = match packed_a {
+                    // Row `r` of the packed edge tile.
+                    Some(base) => {
+                        let tile = fx.mul_imm(edge_start, kc * 4);
+                        let within = fx.b.ins().isub(r, edge_start);
+                        let within = fx.mul_imm(within, 4);
+                        let base = fx.add(base, tile);
+                        ARows::Uniform { base: fx.add(base, within), stride: 4 }
+                    }
+                    None => {
+                        let off = fx.mul(r, a_row);
+                        let stride = a_row_static.expect("row tiles need static A rows or packed ones");
+                        ARows::Uniform { base: fx.add(a_k0, off), stride }
+                    }
+                };
+                let c_off = fx.mul(r, ldc);
+                let c_row = fx.add(c_base, c_off);
+                for &(col0, cols) in &row_groups {
+                    let c = fx.b.ins().iadd_imm_s(c_row, col0 as i64 * 4);
+                    let c_panel = fx.b.ins().iadd_imm_s(c_base, col0 as i64 * 4);
+                    let b_panel = fx.b.ins().iadd_imm_s(b_k0, col0 as i64 * 4);
+                    let finish = finish_at(fx, c, c_panel);
+                    let args = TileArgs { a: a.clone(), a_step, b_panel, b_step, kb, c, ldc, accumulate, cols, finish };
+                    provider.emit_row_tile(fx, &args);
+                }
+            });
+        });
+    }
 
     // The partial panel, always packed.
     let has_rem = fx.b.ins().icmp_imm_s(IntCC::NotEqual, rem, 0);
     fx.if_then(has_rem, |fx| {
-        let b_panel = if mm.pack_all {
+        let last_panel = |fx: &mut Fx| {
             let pb = fx.mul(full, panel_bytes);
             fx.add(packed_k0, pb)
-        } else {
-            packed_k0
         };
+        let b_panel = every.pick(fx, last_panel, |_| packed_k0);
         let pc = fx.mul_imm(full, nr * 4);
         let c_panel = fx.add(c_base, pc);
         match static_rem {
-            Some(cols) if cols > 0 => panel(fx, b_panel, packed_step, c_panel, cols),
+            Some(cols) if cols > 0 => panel(fx, b_panel, packed_step, c_panel, cols, false),
             _ => fx.for_range(begin, end, mr, |fx, i| stack_tile(fx, i, b_panel, packed_step, c_panel, rem)),
         }
     });
@@ -432,27 +550,53 @@ fn pack_a(fx: &mut Fx, mm: &MatMul, slot: usize, a_k0: Value, a_row: Value, a_st
     let packed = fx.slot(slot);
     let (begin, end) = (fx.begin, fx.end);
     let last = fx.b.ins().iadd_imm_s(end, -1);
+    // A transposed A has a tile's rows adjacent at each k: a whole tile copies them as
+    // two overlapping 4-float vectors instead of `mr` scalars.
+    let adjacent_rows = mm.a_row.is_fixed(1) && (5..=8).contains(&mr);
     fx.for_range(begin, end, mr, |fx, i| {
         let tile = fx.mul_imm(i, kc * 4);
         let tile = fx.add(packed, tile);
-        let srcs: Vec<Value> = (0..mr)
-            .map(|r| {
-                let row = fx.b.ins().iadd_imm_s(i, r);
-                let row = fx.min(row, last);
-                let off = fx.mul(row, a_row);
-                fx.add(a_k0, off)
-            })
-            .collect();
-        let zero = fx.iconst(0);
-        fx.for_range(zero, kb, 1, |fx, k| {
-            let src_k = fx.mul(k, a_step);
-            let dst = fx.mul_imm(k, mr * 4);
-            let dst = fx.add(tile, dst);
-            for (r, &src) in srcs.iter().enumerate() {
-                let addr = fx.add(src, src_k);
-                let x = fx.load(types::F32, addr, 0);
-                fx.store(x, dst, (r * 4) as i32);
-            }
-        });
+        let scalar = |fx: &mut Fx| {
+            let srcs: Vec<Value> = (0..mr)
+                .map(|r| {
+                    let row = fx.b.ins().iadd_imm_s(i, r);
+                    let row = fx.min(row, last);
+                    let off = fx.mul(row, a_row);
+                    fx.add(a_k0, off)
+                })
+                .collect();
+            let zero = fx.iconst(0);
+            fx.for_range(zero, kb, 1, |fx, k| {
+                let src_k = fx.mul(k, a_step);
+                let dst = fx.mul_imm(k, mr * 4);
+                let dst = fx.add(tile, dst);
+                for (r, &src) in srcs.iter().enumerate() {
+                    let addr = fx.add(src, src_k);
+                    let x = fx.load(types::F32, addr, 0);
+                    fx.store(x, dst, (r * 4) as i32);
+                }
+            });
+        };
+        if !adjacent_rows {
+            return scalar(fx);
+        }
+        let past = fx.b.ins().iadd_imm_s(i, mr);
+        let whole = fx.b.ins().icmp(IntCC::SignedLessThanOrEqual, past, end);
+        let vector = |fx: &mut Fx| {
+            let src = fx.mul(i, a_row);
+            let src = fx.add(a_k0, src);
+            let hi = ((mr - 4) * 4) as i32;
+            let zero = fx.iconst(0);
+            fx.for_range(zero, kb, 1, |fx, k| {
+                let src_k = fx.mul(k, a_step);
+                let src_k = fx.add(src, src_k);
+                let dst = fx.mul_imm(k, mr * 4);
+                let dst = fx.add(tile, dst);
+                let (x0, x1) = (fx.load(types::F32X4, src_k, 0), fx.load(types::F32X4, src_k, hi));
+                fx.store(x0, dst, 0);
+                fx.store(x1, dst, hi);
+            });
+        };
+        fx.if_else(whole, vector, scalar);
     });
 }

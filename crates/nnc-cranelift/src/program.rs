@@ -86,9 +86,7 @@ pub(crate) struct Lead {
 /// `C[M,N] = A[M,K]·B[K,N]` for every leading index, where `A(r,k)` is at
 /// `a[r·a_row + k·a_k]` and `B(k,j)` at `b[k·b_k + j·b_col]`: the transpose flags
 /// become strides. `C` is row-major with leading dimension `n`. `packed` is scratch
-/// for B in panels of `tile.nr` columns: every panel when `pack_all` (B is not
-/// row-major), else only the last, partial one (the micro-kernel reads whole panels
-/// of a row-major B in place).
+/// for B in panels of `tile.nr` columns, as many as `pack_b` says.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct MatMul {
     pub a: usize,
@@ -104,7 +102,7 @@ pub(crate) struct MatMul {
     pub b_col: Sz,
     pub lead: Vec<Lead>,
     pub tile: TileShape,
-    pub pack_all: bool,
+    pub pack_b: PackB,
     /// Scratch for A packed per K block as `[row tile][k][mr]`, when A's rows are not
     /// contiguous in K (`trans_a`): its K stride would be a whole row of the stored
     /// matrix, often a power of two that maps every k to the same few cache sets.
@@ -113,6 +111,18 @@ pub(crate) struct MatMul {
     pub kc: u64,
     /// What happens to the rows of C once their last K block is done.
     pub epilogue: Option<Box<Epilogue>>,
+}
+
+/// Which panels of B the pack phase copies (the rest are read in place).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PackB {
+    /// Only the partial last panel: a row-major B's full panels are read in place.
+    Edge,
+    /// Every panel.
+    All,
+    /// Every panel when the product has at least this many rows at run time, else
+    /// only the partial one (a run-time M: packing pays only over enough row tiles).
+    AllFromRows(u64),
 }
 
 /// Work a matrix product does on the rows of C it computed, after their last K block

@@ -133,6 +133,20 @@ pub(crate) trait MicroKernelProvider {
     fn reads_strided_a(&self) -> bool {
         false
     }
+    /// Whether a run-time B step (`Step::Dynamic`) costs the tiles nothing, so the loop
+    /// nest may choose at run time between packed and in-place panels.
+    fn takes_run_time_steps(&self) -> bool {
+        false
+    }
+    /// Columns of the widest one-row tile `emit_row_tile` emits (0: none).
+    fn row_tile_cols(&self) -> usize {
+        0
+    }
+    /// Emits one row of C across `args.cols` columns of a row-major B read in place
+    /// (whole vectors, at most `row_tile_cols`): the loop nest's answer to the last
+    /// one or two rows, where a tile per panel would be one short dependent FMA chain
+    /// per accumulator and latency-bound. Only called when `row_tile_cols` is not 0.
+    fn emit_row_tile(&self, _fx: &mut Fx, _args: &TileArgs) {}
     /// Whether the tiles can apply epilogues (`TileArgs::finish`) themselves.
     fn fuses_epilogues(&self) -> bool {
         false
