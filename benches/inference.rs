@@ -33,6 +33,7 @@ fn main() {
                 samples.iter(b, || backend.infer(&x).expect("inference runs"))
             });
             if let Some(s) = samples.median(SAMPLES) {
+                common::sample_peak(Kernels::Auto);
                 let gflops = nnc_ir::cost::flops(&model, batch) as f64 / s / 1e9;
                 rows.push(vec![
                     batch.to_string(),

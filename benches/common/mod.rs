@@ -10,7 +10,7 @@ use criterion::Bencher;
 use nnc::mlp::{build_mlp, MlpSpec};
 use nnc_autodiff::{training_graph, Optimizer, TrainGraph, TrainOptions};
 use nnc_cranelift::{Kernels, VectorWidth};
-use nnc_ir::{Graph, Op, Tensor};
+use nnc_ir::{Graph, Op, Tensor, TensorType};
 use nnc_train::{CompileOptions, JitBackend, Labels, StepBackend};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -18,23 +18,45 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 /// The FMA peak of `threads` cores at the vector width of a kernel family, in
-/// GFLOP/s: one core's, measured in this process (`nnc_cranelift::fma_peak_gflops`,
-/// once per width), times the threads. `None` where it cannot be measured.
+/// GFLOP/s: the best of one core's measurements in this process
+/// (`nnc_cranelift::fma_peak_gflops`; see `sample_peak`), times the threads. `None`
+/// where it cannot be measured.
 pub fn peak(kernels: Kernels, threads: usize) -> Option<f64> {
-    use std::sync::{Mutex, OnceLock};
-    type Measured = Vec<(VectorWidth, Option<f64>)>;
-    static MEASURED: OnceLock<Mutex<Measured>> = OnceLock::new();
     let width = width_of(kernels);
-    let mut measured = MEASURED.get_or_init(Mutex::default).lock().expect("not poisoned");
-    let core = match measured.iter().find(|(w, _)| *w == width) {
-        Some(&(_, p)) => p,
-        None => {
-            let p = nnc_cranelift::fma_peak_gflops(width).expect("the peak loop assembles");
-            measured.push((width, p));
-            p
-        }
+    let best = peaks().lock().expect("not poisoned").iter().find(|(w, _)| *w == width).map(|&(_, p)| p);
+    let core = match best {
+        Some(p) => p,
+        None => sample_peak(kernels),
     };
     core.map(|p| p * threads as f64)
+}
+
+/// Measures one core's FMA peak at the family's vector width now and keeps the best
+/// so far. On a shared host the peak moves with the neighbours' load, so the benches
+/// sample it between their runs: the best sample is the fairest yardstick, and the
+/// percentages it gives are, if anything, low.
+pub fn sample_peak(kernels: Kernels) -> Option<f64> {
+    let width = width_of(kernels);
+    let now = nnc_cranelift::fma_peak_gflops(width).expect("the peak loop assembles");
+    let mut peaks = peaks().lock().expect("not poisoned");
+    match peaks.iter_mut().find(|(w, _)| *w == width) {
+        Some((_, p)) => {
+            *p = match (*p, now) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        None => peaks.push((width, now)),
+    }
+    peaks.iter().find(|(w, _)| *w == width).and_then(|&(_, p)| p)
+}
+
+/// The best peak sampled so far per vector width (`None`: cannot be measured here).
+type Peaks = std::sync::Mutex<Vec<(VectorWidth, Option<f64>)>>;
+
+fn peaks() -> &'static Peaks {
+    static PEAKS: std::sync::OnceLock<Peaks> = std::sync::OnceLock::new();
+    PEAKS.get_or_init(Default::default)
 }
 
 /// "87%" of the peak, or "—".
@@ -135,6 +157,9 @@ pub struct Product {
     pub n: usize,
     pub trans_a: bool,
     pub trans_b: bool,
+    /// The operands' types in the step, the batch dimension still symbolic: a product
+    /// compiled from them makes the run-time choices the step makes.
+    pub types: [TensorType; 2],
 }
 
 impl Product {
@@ -169,7 +194,8 @@ pub fn products(graph: &Graph, batch: usize) -> Vec<Product> {
         let (m, k) = if trans_a { (a[a.len() - 1], a[a.len() - 2]) } else { (a[a.len() - 2], a[a.len() - 1]) };
         let n = if trans_b { b[b.len() - 2] } else { b[b.len() - 1] };
         let count = o[..o.len() - 2].iter().product();
-        let p = Product { name: v.name.clone(), count, m, k, n, trans_a, trans_b };
+        let types = [graph.ty(v.args[0]).clone(), graph.ty(v.args[1]).clone()];
+        let p = Product { name: v.name.clone(), count, m, k, n, trans_a, trans_b, types };
         if !out.iter().any(|q| (q.count, q.m, q.k, q.n, q.trans_a, q.trans_b) == (count, m, k, n, trans_a, trans_b)) {
             out.push(p);
         }
