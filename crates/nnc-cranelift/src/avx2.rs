@@ -256,6 +256,7 @@ macro_rules! tile_kernel {
                     a.vfmadd231ps(acc, x[0], $ptr(rdx + j * $bytes))?;
                 }
             } else {
+                tile_kernel!(@prefetch $width, a, v.vecs);
                 for j in 0..v.vecs {
                     a.vmovups(b[j], $ptr(rdx + j * $bytes))?;
                 }
@@ -432,6 +433,15 @@ macro_rules! tile_kernel {
             }
             // Only relative branches and loads: the code runs at any address.
             a.assemble(0)
+        }
+    };
+    // AVX2: no software prefetch. B read in place strides a row (often 1 KiB) per k;
+    // prefetching it eight rows ahead cost the AVX2 tiles 16% (100×784×256) and gained
+    // the AVX-512 ones 10%, whose two lines per row outrun the hardware prefetcher.
+    (@prefetch ymm, $a:ident, $vecs:expr) => {};
+    (@prefetch zmm, $a:ident, $vecs:expr) => {
+        for j in 0..$vecs {
+            $a.prefetcht0(byte_ptr(rdx + rcx * 8 + j * 64))?;
         }
     };
     // AVX2: the mask is a vector (all ones in the written lanes) stored after the code.
