@@ -4,9 +4,10 @@
 //! Cranelift's vectors stop at 128 bits, which caps its kernels at half the FMA
 //! throughput of an AVX2 core. This provider assembles register tiles with iced-x86's
 //! code assembler and defines each as a function of the same Cranelift module — JIT or
-//! object file — that the generated loop nest calls. A tile is up to 6 rows × 2
-//! vectors (6 × 16 f32 with ymm, 6 × 32 with zmm): 12 accumulators, two B registers and
-//! two broadcast registers, the classic shape for 16 vector registers.
+//! object file — that the generated loop nest calls. A tile is up to 6 rows × 2 ymm
+//! (6 × 16 f32: 12 accumulators, two B registers and two broadcast registers, the
+//! classic shape for AVX2's 16 vector registers) or 6 rows × 4 zmm (6 × 64 f32: 24
+//! accumulators of AVX-512's 32 registers).
 //!
 //! Every tile the loop nest needs is assembled on demand for its exact shape: fewer
 //! rows at the M edge (the loop nest picks the variant at run time from the rows
@@ -14,9 +15,9 @@
 //! (`vmaskmovps` with AVX2, a `k1` write mask with AVX-512), so no tile goes through a
 //! stack buffer or falls back to Cranelift code when A's rows are a static stride
 //! apart (always, once A is packed). Only run-time column counts still use the
-//! portable tiles of `provider.rs`. One-row tiles of up to 12 vectors (several panels
-//! of a row-major B read in place) take the last one or two rows, where a 1- or 2-row
-//! tile per panel would wait on its few FMA chains.
+//! portable tiles of `provider.rs`. One-row tiles with as many vectors as the
+//! accumulators (several panels of a row-major B read in place) take the last one or
+//! two rows, where a 1- or 2-row tile per panel would wait on its few FMA chains.
 //!
 //! Results are bitwise those of the Cranelift kernels: each element is the same chain
 //! of single-rounding FMAs over k within a K block (`acc = b·a + acc` either way), and
@@ -41,9 +42,8 @@ use std::collections::HashMap;
 
 /// Rows of every assembled tile.
 const MR: usize = 6;
-/// Vectors of the widest one-row tile: 12 accumulators, as in the 6 × 2 tiles.
-const MAX_ROW_VECS: usize = 12;
-/// Depth of one K block: a 262 × 16 f32 panel (16 KiB) stays in L1.
+/// Depth of one K block, the same for every family: the blocks decide where partial
+/// sums are rounded into C, so the bits depend on it (a 256 × 16 f32 panel is 16 KiB).
 const KC: usize = 256;
 
 /// One assembled tile: `rows × ((vecs - 1)·L + lanes)` for vectors of `L` lanes.
@@ -143,6 +143,20 @@ impl Avx2Tiles {
         }
     }
 
+    /// Vectors per row of the widest tile: 6 × 2 ymm (16 registers), 6 × 4 zmm (32).
+    fn max_vecs(&self) -> usize {
+        if self.wide {
+            4
+        } else {
+            2
+        }
+    }
+
+    /// Vectors of the widest one-row tile: as many accumulators as the 6-row tiles.
+    fn max_row_vecs(&self) -> usize {
+        MR * self.max_vecs()
+    }
+
     /// The tile shape of `vecs` vectors per row (`TileShape::nv` counts f32x4).
     fn shape(&self, vecs: usize) -> TileShape {
         TileShape { mr: MR, nv: vecs * self.lanes() / 4, kc: KC, unroll: 1, fused: true }
@@ -152,7 +166,7 @@ impl Avx2Tiles {
     fn variant(&self, tile: TileShape, rows: usize, cols: usize, ep: Ep) -> Option<Variant> {
         let l = self.lanes();
         let vecs = tile.nr() / l;
-        let fits = tile.mr == MR && tile.nr().is_multiple_of(l) && (1..=2).contains(&vecs);
+        let fits = tile.mr == MR && tile.nr().is_multiple_of(l) && (1..=self.max_vecs()).contains(&vecs);
         let used = cols.div_ceil(l);
         let lanes = cols.saturating_sub(used.saturating_sub(1) * l);
         (fits && (1..=MR).contains(&rows) && (1..=tile.nr()).contains(&cols)).then_some(Variant {
@@ -221,23 +235,26 @@ fn asm_err(e: IcedError) -> BackendError {
     codegen_err(format!("assembling a matrix-product tile: {e}"))
 }
 
-/// Machine code of tile variant `v`, for one vector width: `$regs` are 16 vector
-/// registers (12 accumulators, two B registers, two broadcast registers), `$ptr` the
-/// memory-operand constructor of that width, `$bytes` the bytes of one vector, and
-/// `$width` (`ymm` or `zmm`) selects how a partial last vector is masked.
+/// Machine code of tile variant `v`, for one vector width: `$regs` are the vector
+/// registers (`MR × $maxv` accumulators, `$maxv` B registers, two broadcast
+/// registers), `$ptr` the memory-operand constructor of that width, `$bytes` the bytes
+/// of one vector, and `$width` (`ymm` or `zmm`) selects the instructions that differ
+/// (zeroing, prefetch, masking a partial last vector).
 macro_rules! tile_kernel {
-    ($name:ident, [$($reg:ident),*], $ptr:ident, $bytes:expr, $width:ident) => {
+    ($name:ident, [$($reg:ident),*], $ptr:ident, $bytes:expr, $width:ident, $maxv:expr) => {
         fn $name(v: Variant) -> Result<Vec<u8>, IcedError> {
             let r = [$($reg),*];
             let lanes = $bytes / 4;
-            let (acc, b, x) = (&r[..v.rows * v.vecs], [r[12], r[13]], [r[14], r[15]]);
+            // MR × $maxv accumulators, then the B registers, then two broadcast ones.
+            let n_acc = MR * $maxv;
+            let (acc, b, x) = (&r[..v.rows * v.vecs], &r[n_acc..n_acc + $maxv], [r[n_acc + $maxv], r[n_acc + $maxv + 1]]);
             let acc_at = |row: usize, j: usize| acc[row * v.vecs + j];
             let partial = v.lanes < lanes;
             let mut a = CodeAssembler::new(64)?;
             // rdi = a, rsi = a_row (bytes), rdx = b, rcx = b_step, r8 = kb, r9 = a_step;
             // [rsp+8] = c, [rsp+16] = ldc, [rsp+24] = accumulate.
             for &v in acc {
-                a.vxorps(v, v, v)?;
+                tile_kernel!(@zero $width, a, v);
             }
             if v.rows > 3 {
                 a.lea(r11, qword_ptr(rsi + rsi * 2))?;
@@ -248,7 +265,7 @@ macro_rules! tile_kernel {
             a.test(r8, r8)?;
             a.jz(store)?;
             a.set_label(&mut k_loop)?;
-            if v.vecs > 2 {
+            if v.rows == 1 && v.vecs > $maxv {
                 // A one-row tile across several panels: one broadcast, and B straight
                 // from memory into each FMA (`x·b + acc` is `b·x + acc`, bit for bit).
                 a.vbroadcastss(x[0], dword_ptr(rdi))?;
@@ -342,7 +359,7 @@ macro_rules! tile_kernel {
                         a.mov(r8, qword_ptr(rsp + 48))?;
                         a.vbroadcastss(k, dword_ptr(r8))?;
                     }
-                    _ => a.vxorps(k, k, k)?,
+                    _ => tile_kernel!(@zero $width, a, k),
                 }
                 let mut ep_overwrite = a.create_label();
                 a.test(rsi, rsi)?;
@@ -435,6 +452,13 @@ macro_rules! tile_kernel {
             a.assemble(0)
         }
     };
+    // Zeroing: `vxorps` on zmm would need AVX-512DQ; `vpxord` is AVX-512F.
+    (@zero ymm, $a:ident, $v:expr) => {
+        $a.vxorps($v, $v, $v)?
+    };
+    (@zero zmm, $a:ident, $v:expr) => {
+        $a.vpxord($v, $v, $v)?
+    };
     // AVX2: no software prefetch. B read in place strides a row (often 1 KiB) per k;
     // prefetching it eight rows ahead cost the AVX2 tiles 16% (100×784×256) and gained
     // the AVX-512 ones 10%, whose two lines per row outrun the hardware prefetcher.
@@ -503,14 +527,19 @@ tile_kernel!(
     [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11, ymm12, ymm13, ymm14, ymm15],
     ymmword_ptr,
     32,
-    ymm
+    ymm,
+    2
 );
 tile_kernel!(
     assemble_avx512,
-    [zmm0, zmm1, zmm2, zmm3, zmm4, zmm5, zmm6, zmm7, zmm8, zmm9, zmm10, zmm11, zmm12, zmm13, zmm14, zmm15],
+    [
+        zmm0, zmm1, zmm2, zmm3, zmm4, zmm5, zmm6, zmm7, zmm8, zmm9, zmm10, zmm11, zmm12, zmm13, zmm14, zmm15, zmm16,
+        zmm17, zmm18, zmm19, zmm20, zmm21, zmm22, zmm23, zmm24, zmm25, zmm26, zmm27, zmm28, zmm29, zmm30, zmm31
+    ],
     zmmword_ptr,
     64,
-    zmm
+    zmm,
+    4
 );
 
 impl MicroKernelProvider for Avx2Tiles {
@@ -548,7 +577,7 @@ impl MicroKernelProvider for Avx2Tiles {
         // then no wider than the output.
         match shape.n {
             Some(n) if n as usize <= self.lanes() => self.shape(1),
-            _ => self.shape(2),
+            _ => self.shape(self.max_vecs()),
         }
     }
 
@@ -560,8 +589,11 @@ impl MicroKernelProvider for Avx2Tiles {
         true
     }
 
-    fn takes_run_time_steps(&self) -> bool {
-        true
+    fn batch_rows_to_pack_b(&self) -> Option<u64> {
+        // Measured on the seed's W1 (784 × 256, B read in place strides 1 KiB rows): the
+        // AVX2 tiles gain from packing at batch 1024 and break even at 256; the 6 × 4
+        // zmm tiles (with prefetch) do as well or better in place at every batch.
+        (!self.wide).then_some(32 * MR as u64)
     }
 
     fn emit_tile(&self, fx: &mut Fx, tile: TileShape, args: &TileArgs) {
@@ -580,13 +612,13 @@ impl MicroKernelProvider for Avx2Tiles {
     }
 
     fn row_tile_cols(&self) -> usize {
-        MAX_ROW_VECS * self.lanes()
+        self.max_row_vecs() * self.lanes()
     }
 
     fn emit_row_tile(&self, fx: &mut Fx, args: &TileArgs) {
         let l = self.lanes();
         let v = Variant { rows: 1, vecs: args.cols / l, lanes: l, ep: Ep::of(args.finish.as_ref()) };
-        let fits = args.cols.is_multiple_of(l) && (1..=MAX_ROW_VECS).contains(&v.vecs);
+        let fits = args.cols.is_multiple_of(l) && (1..=self.max_row_vecs()).contains(&v.vecs);
         if let (true, ARows::Uniform { base, stride }) = (fits, &args.a) {
             if self.call(fx, v, *base, *stride, args) {
                 return;

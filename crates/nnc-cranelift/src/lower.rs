@@ -647,17 +647,14 @@ impl<'g> Lowering<'g> {
         // A row-major B is read in place, unless many row tiles reuse each panel: a
         // panel read in place strides through B's rows, which at a power-of-two row
         // length (1 KiB for 256 floats) map to a few L1 sets and evict each other;
-        // packed, it is contiguous, and the copy costs a sliver of the product. A
-        // run-time M (the batch) decides at run time, where the tiles take the B step as
-        // an argument; there packing the seed's W1 paid only from about 200 rows (its
-        // copy competes with the update that just wrote W1). A transposed B has every
-        // panel packed.
-        let mr = tile.mr as u64;
+        // packed, it is contiguous, and the copy costs a sliver of the product. For a
+        // run-time M (the batch) the provider says from how many rows that pays, and
+        // the generated code decides. A transposed B has every panel packed.
         let pack_b = match (b_col.is_fixed(1), n.as_fixed(), m.as_fixed()) {
             (false, _, _) => PackB::All,
             (true, None, _) => PackB::Edge,
-            (true, Some(_), Some(mf)) if mf >= 4 * mr => PackB::All,
-            (true, Some(_), None) if provider.takes_run_time_steps() => PackB::AllFromRows(32 * mr),
+            (true, Some(_), Some(mf)) if mf >= 4 * tile.mr as u64 => PackB::All,
+            (true, Some(_), None) => provider.batch_rows_to_pack_b().map_or(PackB::Edge, PackB::AllFromRows),
             (true, Some(_), _) => PackB::Edge,
         };
         // Packed B: K rows of every panel (N rounded up to whole panels), or of one.

@@ -133,10 +133,11 @@ pub(crate) trait MicroKernelProvider {
     fn reads_strided_a(&self) -> bool {
         false
     }
-    /// Whether a run-time B step (`Step::Dynamic`) costs the tiles nothing, so the loop
-    /// nest may choose at run time between packed and in-place panels.
-    fn takes_run_time_steps(&self) -> bool {
-        false
+    /// From how many rows of a run-time M (the batch) packing a row-major B pays, if
+    /// ever; the loop nest then chooses at run time between packed and in-place panels
+    /// (`Step::Dynamic`, which must cost the tiles nothing).
+    fn batch_rows_to_pack_b(&self) -> Option<u64> {
+        None
     }
     /// Columns of the widest one-row tile `emit_row_tile` emits (0: none).
     fn row_tile_cols(&self) -> usize {
