@@ -65,8 +65,10 @@ mod x86 {
             fn $name() -> Result<Vec<u8>, IcedError> {
                 let r = [$($reg),*];
                 let mut a = CodeAssembler::new(64)?;
-                for &v in &r {
-                    a.vxorps(v, v, v)?;
+                // The 128-bit `vxorps` zeroes the whole register at every width (on zmm
+                // it would need AVX-512DQ).
+                for x in XMM {
+                    a.vxorps(x, x, x)?;
                 }
                 let mut top = a.create_label();
                 a.set_label(&mut top)?;
@@ -81,6 +83,8 @@ mod x86 {
             }
         };
     }
+    const XMM: [AsmRegisterXmm; CHAINS + 2] =
+        [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11, xmm12, xmm13];
     fma_loop!(loop_128, [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11, xmm12, xmm13]);
     fma_loop!(loop_256, [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11, ymm12, ymm13]);
     fma_loop!(loop_512, [zmm0, zmm1, zmm2, zmm3, zmm4, zmm5, zmm6, zmm7, zmm8, zmm9, zmm10, zmm11, zmm12, zmm13]);
