@@ -39,16 +39,20 @@ pub fn sample_peak(kernels: Kernels) -> Option<f64> {
     let width = width_of(kernels);
     let now = nnc_cranelift::fma_peak_gflops(width).expect("the peak loop assembles");
     let mut peaks = peaks().lock().expect("not poisoned");
-    match peaks.iter_mut().find(|(w, _)| *w == width) {
+    let best = match peaks.iter_mut().find(|(w, _)| *w == width) {
         Some((_, p)) => {
             *p = match (*p, now) {
                 (Some(a), Some(b)) => Some(a.max(b)),
                 (a, b) => a.or(b),
-            }
+            };
+            *p
         }
-        None => peaks.push((width, now)),
-    }
-    peaks.iter().find(|(w, _)| *w == width).and_then(|&(_, p)| p)
+        None => {
+            peaks.push((width, now));
+            now
+        }
+    };
+    best
 }
 
 /// The best peak sampled so far per vector width (`None`: cannot be measured here).

@@ -247,10 +247,7 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
     let full_step = match every {
         EveryPanel::No => step_of(fx, mm.b_k),
         EveryPanel::Yes => packed_step,
-        EveryPanel::When(c) => {
-            let (packed_row, b_row) = (fx.iconst(nr * 4), fx.sz(bytes_of(mm.b_k)));
-            Step::Dynamic(fx.b.ins().select(c, packed_row, b_row))
-        }
+        EveryPanel::When(_) => Step::Dynamic(every.pick(fx, |fx| fx.iconst(nr * 4), |_| b_row)),
     };
     let static_rem = mm.n.as_fixed().map(|n| (n % nr as u64) as usize);
 
@@ -452,15 +449,17 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
     if let Some((edge_start, few)) = few_edge_rows {
         fx.if_then(few, |fx| {
             let (b_k0, b_step) = (in_place_k0(fx), step_of(fx, mm.b_k));
+            // The packed edge tile, whose rows are 4 bytes apart.
+            let edge_tile = packed_a.map(|base| {
+                let tile = fx.mul_imm(edge_start, kc * 4);
+                fx.add(base, tile)
+            });
             fx.for_range(edge_start, end, 1, |fx, r| {
-                let a = match packed_a {
-                    // Row `r` of the packed edge tile.
-                    Some(base) => {
-                        let tile = fx.mul_imm(edge_start, kc * 4);
+                let a = match edge_tile {
+                    Some(tile) => {
                         let within = fx.b.ins().isub(r, edge_start);
                         let within = fx.mul_imm(within, 4);
-                        let base = fx.add(base, tile);
-                        ARows::Uniform { base: fx.add(base, within), stride: 4 }
+                        ARows::Uniform { base: fx.add(tile, within), stride: 4 }
                     }
                     None => {
                         let off = fx.mul(r, a_row);
