@@ -227,10 +227,11 @@ const SHALLOW_K: i64 = 16;
 /// panel of B goes past it: a quarter of a 512 KiB L2, leaving room for B's K block.
 const A_BLOCK_BYTES: i64 = 128 << 10;
 
-/// Computes rows `[fx.begin, fx.end)` of C for one leading index, in row blocks of about equal size (whole row tiles but
-/// the last) whose K blocks of A stay in L2. Without them each panel of B would stream
-/// all the rows' A again (1 MiB of the seed's X per K block at batch 1024) from L3.
-/// The blocks change only the order of tiles, not any element's operations.
+/// Computes rows `[fx.begin, fx.end)` of C for one leading index, in row blocks of
+/// about equal size (whole row tiles but the last) whose K blocks of A stay in L2.
+/// Without them each panel of B would stream all the rows' A again (1 MiB of the
+/// seed's X per K block at batch 1024) from L3. The blocks change only the order of
+/// tiles, not any element's operations.
 pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider) {
     let (begin, end) = (fx.begin, fx.end);
     let mr = mm.tile.mr as i64;
