@@ -72,15 +72,30 @@ pub(crate) fn isa(pic: bool) -> Result<(OwnedTargetIsa, bool), BackendError> {
 
 /// A kernel in the step: its index, how many parts (matrices of a batched product),
 /// and per phase the function and its work items.
-type Scheduled = (usize, Sz, Vec<(FuncId, Sz, Split)>);
+type Scheduled = (usize, Sz, Vec<Call>);
+
+/// A phase's function in the step: its work items and how they split, and for a
+/// product that may split by columns, that variant's function and items.
+struct Call {
+    id: FuncId,
+    items: Sz,
+    split: Split,
+    by_columns: Option<(FuncId, matmul::ByColumns)>,
+}
+
+/// Emits a kernel function's body.
+type Emit<'p> = Box<dyn Fn(&mut Fx) + 'p>;
 
 /// One generated function: name, work items per call, and how to emit its body.
 struct Phase<'p> {
     name: String,
     items: Sz,
-    emit: Box<dyn Fn(&mut Fx) + 'p>,
+    emit: Emit<'p>,
     /// How its items split across threads (`None`: as the kernel's main phase).
     split: Option<Split>,
+    /// A variant whose items are column panels, and how to emit it (see
+    /// `matmul::by_columns`).
+    by_columns: Option<(matmul::ByColumns, Emit<'p>)>,
 }
 
 /// How a phase's items may be split across threads: chunk boundaries at multiples of
@@ -130,7 +145,7 @@ fn phases<'p>(
     let status = (program.status_slot, index as u32 + 1);
     let fails = k.body.can_fail().then_some(status);
     let name = k.name.clone();
-    let one = |items: Sz, emit: Box<dyn Fn(&mut Fx) + 'p>| Phase { name: name.clone(), items, emit, split: None };
+    let one = |items: Sz, emit: Emit<'p>| Phase { name: name.clone(), items, emit, split: None, by_columns: None };
     Ok(match &k.body {
         Body::Elementwise(e) => {
             (Sz::ONE, vec![one(elementwise::items(e), Box::new(move |fx| elementwise::emit(fx, e, fails)))])
@@ -148,6 +163,7 @@ fn phases<'p>(
                     items: Sz::ONE,
                     emit: Box::new(move |fx| cross_entropy::emit_loss(fx, ce)),
                     split: None,
+                    by_columns: None,
                 });
             }
             (Sz::ONE, list)
@@ -163,12 +179,17 @@ fn phases<'p>(
                         emit: Box::new(move |fx| matmul::emit_pack(fx, m)),
                         // Panels: K rows of `nr` floats copied.
                         split: Some(Split { align: 1, work: work(m.tile.nr() as u64, &[m.k]) }),
+                        by_columns: None,
                     },
                     Phase {
                         name: name.clone(),
                         items: m.m,
                         emit: Box::new(move |fx| matmul::emit_compute(fx, m, provider)),
                         split: None,
+                        by_columns: matmul::by_columns(m, provider).map(|cols| {
+                            let emit: Emit<'p> = Box::new(move |fx| matmul::emit_compute_columns(fx, m, provider));
+                            (cols, emit)
+                        }),
                     },
                 ],
             )
@@ -255,7 +276,9 @@ impl Sink<'_> {
 }
 
 /// Defines the kernels of `program` and its `step` function in the sink's module,
-/// every name prefixed with `prefix`; returns the step function's id.
+/// every name prefixed with `prefix`; returns the step function's id. `threaded`: the
+/// step may get a thread pool, so products also get their column-split variant.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn define_step(
     sink: &mut Sink,
     program: &Program,
@@ -264,6 +287,7 @@ pub(crate) fn define_step(
     fma: bool,
     prefix: &str,
     checked: bool,
+    threaded: bool,
 ) -> Result<FuncId, BackendError> {
     let sigs = Signatures::new(sink.module.isa().default_call_conv());
     let mut ctx = sink.module.make_context();
@@ -275,18 +299,25 @@ pub(crate) fn define_step(
         let (parts, list) = phases(program, index, provider)?;
         let mut calls = Vec::new();
         for phase in list {
-            let name = format!("{prefix}{}", phase.name);
-            let id = sink.module.declare_function(&name, Linkage::Local, &sigs.kernel).map_err(codegen_err)?;
             let slots = program.kernels[index].body.slots();
-            sink.function(id, &name, &sigs.kernel, (&mut ctx, &mut fctx), &imports.math, fma, |fx| {
-                if checked {
-                    fx.enable_checks(&slots, program.n_slots, program.status_slot, index as u32 + 1);
-                }
-                (phase.emit)(fx);
-                fx.b.ins().return_(&[]);
-            })?;
+            let mut define = |name: String, emit: &dyn Fn(&mut Fx)| {
+                let id = sink.module.declare_function(&name, Linkage::Local, &sigs.kernel).map_err(codegen_err)?;
+                sink.function(id, &name, &sigs.kernel, (&mut ctx, &mut fctx), &imports.math, fma, |fx| {
+                    if checked {
+                        fx.enable_checks(&slots, program.n_slots, program.status_slot, index as u32 + 1);
+                    }
+                    emit(fx);
+                    fx.b.ins().return_(&[]);
+                })?;
+                Ok::<_, BackendError>(id)
+            };
+            let id = define(format!("{prefix}{}", phase.name), &phase.emit)?;
+            let by_columns = match phase.by_columns.as_ref().filter(|_| threaded) {
+                Some((cols, emit)) => Some((define(format!("{prefix}{}_cols", phase.name), emit)?, *cols)),
+                None => None,
+            };
             let split = phase.split.unwrap_or_else(|| split_of(&program.kernels[index].body));
-            calls.push((id, phase.items, split));
+            calls.push(Call { id, items: phase.items, split, by_columns });
         }
         schedule.push((index, parts, calls));
     }
@@ -297,27 +328,48 @@ pub(crate) fn define_step(
     let step_id = sink.module.declare_function(&name, linkage, &sigs.step).map_err(codegen_err)?;
     sink.function(step_id, &name, &sigs.step, (&mut ctx, &mut fctx), &imports.math, fma, |fx| {
         for (index, parts, calls) in &schedule {
+            // `kernel` over `items`, split across the pool's threads.
+            let parallel = |fx: &mut Fx, part, kernel: FuncId, items: Sz, split: Split| {
+                let (table, batch) = (fx.table, fx.batch);
+                let n = fx.sz(items);
+                let pool = fx.slot(program.pool_slot);
+                let kernel = fx.func_addr(kernel);
+                let align = fx.iconst(split.align);
+                // ceil(MIN_CHUNK_WORK / work per item) at this batch.
+                let per_item = fx.sz(split.work);
+                let one = fx.iconst(1);
+                let per_item = fx.b.ins().umax(per_item, one);
+                let total = fx.iconst(MIN_CHUNK_WORK as i64);
+                let total = fx.add(total, per_item);
+                let total = fx.b.ins().iadd_imm_s(total, -1);
+                let min_chunk = fx.b.ins().udiv(total, per_item);
+                fx.call(imports.parallel_for, &[pool, kernel, table, batch, part, n, align, min_chunk]);
+            };
             let call_all = |fx: &mut Fx, part| {
-                for &(id, items, split) in calls {
-                    let (table, batch) = (fx.table, fx.batch);
-                    let n = fx.sz(items);
-                    if items.is_fixed(1) {
-                        let zero = fx.iconst(0);
-                        fx.call(id, &[table, batch, part, zero, n]);
-                    } else {
-                        let pool = fx.slot(program.pool_slot);
-                        let kernel = fx.func_addr(id);
-                        let align = fx.iconst(split.align);
-                        // ceil(MIN_CHUNK_WORK / work per item) at this batch.
-                        let per_item = fx.sz(split.work);
-                        let one = fx.iconst(1);
-                        let per_item = fx.b.ins().umax(per_item, one);
-                        let total = fx.iconst(MIN_CHUNK_WORK as i64);
-                        let total = fx.add(total, per_item);
-                        let total = fx.b.ins().iadd_imm_s(total, -1);
-                        let min_chunk = fx.b.ins().udiv(total, per_item);
-                        fx.call(imports.parallel_for, &[pool, kernel, table, batch, part, n, align, min_chunk]);
-                    }
+                for call in calls {
+                    let by_rows = |fx: &mut Fx| {
+                        if call.items.is_fixed(1) {
+                            let (table, batch) = (fx.table, fx.batch);
+                            let zero = fx.iconst(0);
+                            let one = fx.iconst(1);
+                            fx.call(call.id, &[table, batch, part, zero, one]);
+                        } else {
+                            parallel(fx, part, call.id, call.items, call.split);
+                        }
+                    };
+                    let Some((cols_id, cols)) = call.by_columns else {
+                        by_rows(fx);
+                        continue;
+                    };
+                    // By columns when there are threads to split for and A is the
+                    // smaller operand (see `matmul::ByColumns`).
+                    let pool = fx.slot(program.pool_slot);
+                    let threaded = fx.b.ins().icmp_imm_u(IntCC::NotEqual, pool, 0);
+                    let rows = fx.sz(cols.rows);
+                    let few = fx.b.ins().icmp_imm_u(IntCC::UnsignedLessThanOrEqual, rows, cols.max_rows);
+                    let columns = fx.b.ins().band(threaded, few);
+                    let split = Split { align: 1, work: cols.work };
+                    fx.if_else(columns, |fx| parallel(fx, part, cols_id, cols.panels, split), by_rows);
                 }
             };
             if parts.is_fixed(1) {
@@ -374,7 +426,7 @@ pub(crate) fn generate(
     let imports = Imports { math, parallel_for };
     provider.prepare(&mut module)?;
     let mut sink = Sink { module: &mut module, compile: jit, text: text.then(String::new), defined: Vec::new() };
-    let step_id = define_step(&mut sink, program, provider, &imports, fma, "", checked)?;
+    let step_id = define_step(&mut sink, program, provider, &imports, fma, "", checked, true)?;
     let (clif, mut defined) = (sink.text.take().unwrap_or_default(), std::mem::take(&mut sink.defined));
     defined.extend(provider.finish()?);
 

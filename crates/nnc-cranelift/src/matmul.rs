@@ -227,12 +227,62 @@ const SHALLOW_K: i64 = 16;
 /// panel of B goes past it: a quarter of a 512 KiB L2, leaving room for B's K block.
 const A_BLOCK_BYTES: i64 = 128 << 10;
 
+/// A product whose work items may instead be B's column panels (`nr` columns of C
+/// each). Split by rows, every thread reads all of B and its rows of A; split by
+/// columns, all of A and its columns of B. The step takes the columns when A is the
+/// smaller operand (`M ≤ N`) and there are threads to split for: in the seed model's
+/// forward pass at batch 100, each of two threads then reads its half of the 784 KiB
+/// weight matrix once instead of all of it for each of its chunks of rows.
+#[derive(Clone, Copy)]
+pub(crate) struct ByColumns {
+    /// Work items: B's panels, the partial one included.
+    pub panels: Sz,
+    /// M, and the most rows (N) for which the columns are split.
+    pub rows: Sz,
+    pub max_rows: i64,
+    /// Work per panel (floating-point operations).
+    pub work: Sz,
+}
+
+/// Whether `mm` has a column-split variant (`emit_compute_columns`): no leading
+/// dimensions, a static N of two panels or more, A rows a static stride apart (the
+/// variant reads A in place: packed A is one scratch buffer the threads would share),
+/// and no epilogue or one the tiles apply (the sweep of `epilogue.rs` runs by rows).
+pub(crate) fn by_columns(mm: &MatMul, provider: &dyn MicroKernelProvider) -> Option<ByColumns> {
+    let nr = mm.tile.nr() as u64;
+    let n = mm.n.as_fixed()?;
+    let panels = n.div_ceil(nr);
+    let eligible = mm.lead.is_empty()
+        && panels >= 2
+        && mm.a_row.as_fixed().is_some()
+        && (mm.epilogue.is_none() || fusable_epilogue(mm, provider, true).is_some());
+    let work = mm.m.mul(mm.k)?.scale(2 * nr)?;
+    eligible.then_some(ByColumns { panels: Sz::fixed(panels), rows: mm.m, max_rows: n as i64, work })
+}
+
+/// Computes the column panels `[fx.begin, fx.end)` of C for all its rows (see
+/// [`ByColumns`]), in the same row blocks as `emit_compute`. Every element gets the
+/// same operations as by rows, so results do not depend on the split.
+pub(crate) fn emit_compute_columns(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider) {
+    let (lo, hi) = (fx.begin, fx.end);
+    let zero = fx.iconst(0);
+    let m = fx.sz(mm.m);
+    (fx.begin, fx.end) = (zero, m);
+    emit_row_blocks(fx, mm, provider, Some((lo, hi)));
+    (fx.begin, fx.end) = (lo, hi);
+}
+
 /// Computes rows `[fx.begin, fx.end)` of C for one leading index, in row blocks of
 /// about equal size (whole row tiles but the last) whose K blocks of A stay in L2.
 /// Without them each panel of B would stream all the rows' A again (1 MiB of the
 /// seed's X per K block at batch 1024) from L3. The blocks change only the order of
 /// tiles, not any element's operations.
 pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider) {
+    emit_row_blocks(fx, mm, provider, None);
+}
+
+/// `emit_compute`'s row blocks, of the panels `columns` when given.
+fn emit_row_blocks(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, columns: Option<(Value, Value)>) {
     let (begin, end) = (fx.begin, fx.end);
     let mr = mm.tile.mr as i64;
     let max_rows = (A_BLOCK_BYTES / (mm.kc as i64 * 4) / mr).max(1) * mr;
@@ -260,15 +310,16 @@ pub(crate) fn emit_compute(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelP
     let hi = fx.b.ins().iadd(lo, rows);
     let hi = fx.min(hi, end);
     (fx.begin, fx.end) = (lo, hi);
-    emit_row_block(fx, mm, provider);
+    emit_row_block(fx, mm, provider, columns);
     fx.set(lo_var, hi);
     fx.b.ins().jump(header, &[]);
     fx.b.switch_to_block(exit);
     (fx.begin, fx.end) = (begin, end);
 }
 
-/// Rows `[fx.begin, fx.end)` of C: K blocks, then panels, then row tiles.
-fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider) {
+/// Rows `[fx.begin, fx.end)` of C: K blocks, then panels, then row tiles. `columns`:
+/// only the panels `[lo, hi)`, reading A in place (`emit_compute_columns`).
+fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, columns: Option<(Value, Value)>) {
     let tile = mm.tile;
     let (mr, nr) = (tile.mr as i64, tile.nr() as i64);
     let (a_off, b_off, c_off) = lead_offsets(fx, mm);
@@ -283,11 +334,22 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider) 
     let n = fx.sz(mm.n);
     let a_row = fx.sz(bytes_of(mm.a_row));
     let a_step_v = fx.sz(bytes_of(mm.a_k));
-    let a_step = if mm.packed_a.is_some() { Step::Static(mr * 4) } else { step_of(fx, mm.a_k) };
+    let packed_a_slot = mm.packed_a.filter(|_| columns.is_none());
+    let a_step = if packed_a_slot.is_some() { Step::Static(mr * 4) } else { step_of(fx, mm.a_k) };
     let a_row_static = mm.a_row.as_fixed().map(|s| s as i64 * 4);
     let b_row = fx.sz(bytes_of(mm.b_k));
     let ldc = fx.mul_imm(n, 4);
     let (full, rem) = panels(fx, mm, n);
+    // The full panels computed, `[p_lo, p_hi)`, and whether the partial one is
+    // (`None`: it is, when there is one).
+    let (p_lo, p_hi, with_partial) = match columns {
+        None => (fx.iconst(0), full, None),
+        Some((lo, hi)) => {
+            let from = fx.b.ins().icmp(IntCC::SignedLessThanOrEqual, lo, full);
+            let to = fx.lt(full, hi);
+            (lo, fx.min(hi, full), Some(fx.b.ins().band(from, to)))
+        }
+    };
     let panel_bytes = fx.mul_imm(k, nr * 4);
     let (begin, end) = (fx.begin, fx.end);
     // Panels read in place step by B's row stride; packed ones by `nr` floats.
@@ -306,7 +368,7 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider) 
     // by one-row tiles across several panels (static column groups), not by a tile per
     // panel. `few_edge_rows`: where the edge starts, and whether the row tiles take it.
     let row_groups: Vec<(usize, usize)> = match mm.n.as_fixed() {
-        Some(nf) if mm.b_col.is_fixed(1) && (a_row_static.is_some() || mm.packed_a.is_some()) => {
+        Some(nf) if mm.b_col.is_fixed(1) && (a_row_static.is_some() || packed_a_slot.is_some()) => {
             let (width, step) = ((nf / nr as u64) as usize * nr as usize, provider.row_tile_cols());
             if step >= nr as usize && width >= 2 * nr as usize {
                 (0..width).step_by(step).map(|c0| (c0, step.min(width - c0))).collect()
@@ -377,10 +439,10 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider) 
     let a_k0 = fx.add(a_base, a_k0);
     let packed_k0 = fx.mul_imm(k_start, nr * 4);
     let packed_k0 = fx.add(packed, packed_k0);
-    if let Some(slot) = mm.packed_a {
+    if let Some(slot) = packed_a_slot {
         pack_a(fx, mm, slot, a_k0, a_row, a_step_v, kb);
     }
-    let packed_a = mm.packed_a.map(|slot| fx.slot(slot));
+    let packed_a = packed_a_slot.map(|slot| fx.slot(slot));
     let in_place_k0 = |fx: &mut Fx| {
         let off = fx.mul(k_start, b_row);
         fx.add(b_base, off)
@@ -497,21 +559,19 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider) 
     // the panels, which streams it, rather than down each panel, which strides it a
     // row at a time. A deep one walks down each panel, whose K block stays in L1.
     let across_panels = |fx: &mut Fx| {
-        let zero = fx.iconst(0);
         let edge = fx.for_whole_steps(begin, end, mr, |fx, i| {
-            fx.for_range(zero, full, 1, |fx, p| {
+            fx.for_range(p_lo, p_hi, 1, |fx, p| {
                 let (b_panel, c_panel) = full_panel(fx, p);
                 whole_tile(fx, i, b_panel, full_step, c_panel, nr as usize);
             });
         });
-        fx.for_range(zero, full, 1, |fx, p| {
+        fx.for_range(p_lo, p_hi, 1, |fx, p| {
             let (b_panel, c_panel) = full_panel(fx, p);
             panel(fx, edge, b_panel, full_step, c_panel, nr as usize, true);
         });
     };
     let down_panels = |fx: &mut Fx| {
-        let zero = fx.iconst(0);
-        fx.for_range(zero, full, 1, |fx, p| {
+        fx.for_range(p_lo, p_hi, 1, |fx, p| {
             let (b_panel, c_panel) = full_panel(fx, p);
             panel(fx, begin, b_panel, full_step, c_panel, nr as usize, true);
         });
@@ -548,13 +608,32 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider) 
                 };
                 let c_off = fx.mul(r, ldc);
                 let c_row = fx.add(c_base, c_off);
-                for &(col0, cols) in &row_groups {
-                    let c = fx.b.ins().iadd_imm_s(c_row, col0 as i64 * 4);
-                    let c_panel = fx.b.ins().iadd_imm_s(c_base, col0 as i64 * 4);
-                    let b_panel = fx.b.ins().iadd_imm_s(b_k0, col0 as i64 * 4);
+                // The one-row tile of `cols` columns from byte `col` of a row.
+                let row_tile = |fx: &mut Fx, col: Value, cols: usize| {
+                    let c = fx.add(c_row, col);
+                    let c_panel = fx.add(c_base, col);
+                    let b_panel = fx.add(b_k0, col);
                     let finish = finish_at(fx, c, c_panel);
                     let args = TileArgs { a: a.clone(), a_step, b_panel, b_step, kb, c, ldc, accumulate, cols, finish };
                     provider.emit_row_tile(fx, &args);
+                };
+                let Some(_) = columns else {
+                    for &(col0, cols) in &row_groups {
+                        let col = fx.iconst(col0 as i64 * 4);
+                        row_tile(fx, col, cols);
+                    }
+                    return;
+                };
+                // The chunk's panels in groups as wide as the static ones, then one
+                // narrower group of the panels left, if any.
+                let widest = row_groups[0].1;
+                let from = fx.mul_imm(p_lo, nr * 4);
+                let to = fx.mul_imm(p_hi, nr * 4);
+                let left = fx.for_whole_steps(from, to, widest as i64 * 4, |fx, col| row_tile(fx, col, widest));
+                let rest = fx.b.ins().isub(to, left);
+                for cols in (nr as usize..widest).step_by(nr as usize) {
+                    let these = fx.b.ins().icmp_imm_s(IntCC::Equal, rest, cols as i64 * 4);
+                    fx.if_then(these, |fx| row_tile(fx, left, cols));
                 }
             });
         });
@@ -562,6 +641,7 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider) 
 
     // The partial panel, always packed.
     let has_rem = fx.b.ins().icmp_imm_s(IntCC::NotEqual, rem, 0);
+    let has_rem = with_partial.map_or(has_rem, |mine| fx.b.ins().band(has_rem, mine));
     fx.if_then(has_rem, |fx| {
         let last_panel = |fx: &mut Fx| {
             let pb = fx.mul(full, panel_bytes);

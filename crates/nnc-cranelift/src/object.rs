@@ -153,7 +153,8 @@ pub fn compile_object(entries: &[(&str, &Graph)], opts: &ObjectOptions) -> Resul
     for (name, program) in &programs {
         let prefix = format!("{}_{name}_", opts.prefix);
         let mut sink = Sink { module: &mut module, compile: true, text: None, defined: Vec::new() };
-        let step = define_step(&mut sink, program, provider.as_ref(), &imports, fma, &prefix, false)?;
+        // The object's `parallel_for` is serial: no column-split variants.
+        let step = define_step(&mut sink, program, provider.as_ref(), &imports, fma, &prefix, false, false)?;
         let consts = program
             .consts
             .iter()

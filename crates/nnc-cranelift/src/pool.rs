@@ -1,9 +1,9 @@
 //! The thread pool the generated step splits its kernels over.
 //!
 //! The step function calls [`nnc_parallel_for`] for every kernel phase with more than
-//! one work item (see the table in `clif.rs`): it cuts `[0, items)` into one
-//! contiguous chunk per thread, runs chunk 0 on the calling thread and the others on
-//! the pool's workers, and returns when all are done. Kernels write only the outputs
+//! one work item (rows or column panels of a product, elements, ...): it cuts
+//! `[0, items)` into contiguous chunks, about four per thread, which the calling thread
+//! and the pool's workers claim in turn, and returns when all are done. Kernels write only the outputs
 //! of their own items and never sum across items, so every element is computed by the
 //! same instructions in the same order whatever the split: results are bitwise
 //! identical for every thread count. That is also why any call may fall back to
