@@ -286,6 +286,24 @@ impl<'a> Fx<'a> {
         self.b.switch_to_block(exit);
     }
 
+    /// `for_range` with a step computed at run time (positive).
+    pub fn for_range_by(&mut self, start: Value, end: Value, step: Value, body: impl FnOnce(&mut Self, Value)) {
+        let header = self.b.create_block();
+        let looped = self.b.create_block();
+        let exit = self.b.create_block();
+        self.b.append_block_param(header, PTR);
+        self.b.ins().jump(header, &[start.into()]);
+        self.b.switch_to_block(header);
+        let i = self.b.block_params(header)[0];
+        let go = self.lt(i, end);
+        self.b.ins().brif(go, looped, &[], exit, &[]);
+        self.b.switch_to_block(looped);
+        body(self, i);
+        let next = self.b.ins().iadd(i, step);
+        self.b.ins().jump(header, &[next.into()]);
+        self.b.switch_to_block(exit);
+    }
+
     /// `for i in (start..end).step_by(step)` while `i + step <= end`: whole steps only.
     /// Returns the first index not covered, where a remainder loop can continue.
     pub fn for_whole_steps(

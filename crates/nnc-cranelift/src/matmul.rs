@@ -298,22 +298,12 @@ fn emit_row_blocks(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider,
     let rows = fx.b.ins().iadd_imm_s(rows, mr - 1);
     let rows = fx.b.ins().udiv_imm_u(rows, mr);
     let rows = fx.mul_imm(rows, mr);
-    let lo_var = fx.var(PTR, begin);
-    let (header, body, exit) = (fx.b.create_block(), fx.b.create_block(), fx.b.create_block());
-    fx.b.ins().jump(header, &[]);
-    fx.b.switch_to_block(header);
-    let lo = fx.get(lo_var);
-    let more = fx.lt(lo, end);
-    fx.b.ins().brif(more, body, &[], exit, &[]);
-    fx.b.switch_to_block(body);
-    let lo = fx.get(lo_var);
-    let hi = fx.b.ins().iadd(lo, rows);
-    let hi = fx.min(hi, end);
-    (fx.begin, fx.end) = (lo, hi);
-    emit_row_block(fx, mm, provider, columns);
-    fx.set(lo_var, hi);
-    fx.b.ins().jump(header, &[]);
-    fx.b.switch_to_block(exit);
+    fx.for_range_by(begin, end, rows, |fx, lo| {
+        let hi = fx.b.ins().iadd(lo, rows);
+        let hi = fx.min(hi, end);
+        (fx.begin, fx.end) = (lo, hi);
+        emit_row_block(fx, mm, provider, columns);
+    });
     (fx.begin, fx.end) = (begin, end);
 }
 
@@ -513,12 +503,17 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
     };
 
     // One whole tile, rows `[i, i + mr)` of a panel, straight into C.
-    let whole_tile = |fx: &mut Fx, i: Value, b_panel: Value, b_step: Step, c_panel: Value, cols: usize| {
+    // The arguments of the tile at rows `[i, i + mr)` of a panel, written straight to C.
+    let tile_args = |fx: &mut Fx, i: Value, b_panel: Value, b_step: Step, c_panel: Value, cols: usize| {
         let a = rows(fx, i, None);
         let c_off = fx.mul(i, ldc);
         let c = fx.add(c_panel, c_off);
         let finish = finish_at(fx, c, c_panel);
-        provider.emit_tile(fx, tile, &TileArgs { a, a_step, b_panel, b_step, kb, c, ldc, accumulate, cols, finish });
+        TileArgs { a, a_step, b_panel, b_step, kb, c, ldc, accumulate, cols, finish }
+    };
+    let whole_tile = |fx: &mut Fx, i: Value, b_panel: Value, b_step: Step, c_panel: Value, cols: usize| {
+        let args = tile_args(fx, i, b_panel, b_step, c_panel, cols);
+        provider.emit_tile(fx, tile, &args);
     };
 
     // Row tiles of one panel from row `from`: whole tiles, then the row edge.
@@ -534,11 +529,7 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
             fx.if_then(edge, |fx| {
                 let direct = provider.has_edge_tiles() && {
                     let rows_left = fx.b.ins().isub(end, i);
-                    let a = rows(fx, i, None);
-                    let c_off = fx.mul(i, ldc);
-                    let c = fx.add(c_panel, c_off);
-                    let finish = finish_at(fx, c, c_panel);
-                    let args = TileArgs { a, a_step, b_panel, b_step, kb, c, ldc, accumulate, cols, finish };
+                    let args = tile_args(fx, i, b_panel, b_step, c_panel, cols);
                     provider.emit_edge_tile(fx, tile, &args, rows_left)
                 };
                 if !direct {
