@@ -86,6 +86,41 @@ fn emit_clif_of_the_training_step_has_the_fused_kernels() {
     insta::assert_snapshot!("clif_train_tiny_mlp_functions", functions.join("\n"));
 }
 
+#[test]
+fn wide_products_get_a_column_split_variant_the_step_can_call() {
+    // With a hidden layer two AVX2 panels wide, the products whose A is the smaller
+    // operand (the forward pass, the ReLU gradient, the first weight gradient) get a
+    // `_cols` function splitting by column panels, which the step hands to the thread
+    // pool instead of the rows one when it has threads; the one-panel output layer's
+    // products do not.
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = std::is_x86_feature_detected!("avx2") && host_has_fma();
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx2 = false;
+    if !avx2 {
+        eprintln!("needs AVX2+FMA (the column split needs tiles that fuse the epilogues); not run here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("wide.onnx");
+    ok(&["new-mlp", "--layers", "8,32,2", "--seed", "0", "-o", model.to_str().unwrap()]);
+    let args = ["--train", "--kernels", "avx2"];
+    let clif = compile_twice(&model, &[&["--emit", "clif"][..], &args].concat());
+    let functions = clif_functions(&clif);
+    let columns: Vec<&str> = functions.iter().map(String::as_str).filter(|f| f.ends_with("_cols")).collect();
+    assert_eq!(columns, ["k3_dense_cols", "k11_dense_relu_grad_cols", "k14_dense_update_cols"]);
+    let asm = compile_twice(&model, &[&["--emit", "asm"][..], &args].concat());
+    for f in columns {
+        assert!(asm.contains(&format!("lea rsi, [{f}]")), "the step passes {f} to nnc_parallel_for");
+    }
+    // Every tile assembled is called: none is defined for code Cranelift then removes
+    // (such as the partial panel of an N of whole panels).
+    for tile in asm.lines().filter_map(|l| l.strip_prefix("; nnc_avx2_tile_")) {
+        let name = tile.split(' ').next().unwrap();
+        assert!(asm.contains(&format!("call nnc_avx2_tile_{name}\n")), "nnc_avx2_tile_{name} is never called");
+    }
+}
+
 /// Checks one `--emit asm` text against the functions of `--emit clif`.
 fn check_asm(asm: &str, functions: &[String]) {
     let mut names = Vec::new();

@@ -502,7 +502,6 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
         });
     };
 
-    // One whole tile, rows `[i, i + mr)` of a panel, straight into C.
     // The arguments of the tile at rows `[i, i + mr)` of a panel, written straight to C.
     let tile_args = |fx: &mut Fx, i: Value, b_panel: Value, b_step: Step, c_panel: Value, cols: usize| {
         let a = rows(fx, i, None);
@@ -511,6 +510,7 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
         let finish = finish_at(fx, c, c_panel);
         TileArgs { a, a_step, b_panel, b_step, kb, c, ldc, accumulate, cols, finish }
     };
+    // One whole tile, straight into C.
     let whole_tile = |fx: &mut Fx, i: Value, b_panel: Value, b_step: Step, c_panel: Value, cols: usize| {
         let args = tile_args(fx, i, b_panel, b_step, c_panel, cols);
         provider.emit_tile(fx, tile, &args);
@@ -608,13 +608,13 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
                     let args = TileArgs { a: a.clone(), a_step, b_panel, b_step, kb, c, ldc, accumulate, cols, finish };
                     provider.emit_row_tile(fx, &args);
                 };
-                let Some(_) = columns else {
+                if columns.is_none() {
                     for &(col0, cols) in &row_groups {
                         let col = fx.iconst(col0 as i64 * 4);
                         row_tile(fx, col, cols);
                     }
                     return;
-                };
+                }
                 // The chunk's panels in groups as wide as the static ones, then one
                 // narrower group of the panels left, if any.
                 let widest = row_groups[0].1;
@@ -630,10 +630,9 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
         });
     }
 
-    // The partial panel, always packed.
-    let has_rem = fx.b.ins().icmp_imm_s(IntCC::NotEqual, rem, 0);
-    let has_rem = with_partial.map_or(has_rem, |mine| fx.b.ins().band(has_rem, mine));
-    fx.if_then(has_rem, |fx| {
+    // The partial panel, always packed (none for a static N of whole panels: no code,
+    // and no tile defined only to be optimized away).
+    let partial_panel = |fx: &mut Fx| {
         let last_panel = |fx: &mut Fx| {
             let pb = fx.mul(full, panel_bytes);
             fx.add(packed_k0, pb)
@@ -645,7 +644,12 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
             Some(cols) if cols > 0 => panel(fx, begin, b_panel, packed_step, c_panel, cols, false),
             _ => fx.for_range(begin, end, mr, |fx, i| stack_tile(fx, i, b_panel, packed_step, c_panel, rem)),
         }
-    });
+    };
+    if static_rem != Some(0) {
+        let has_rem = fx.b.ins().icmp_imm_s(IntCC::NotEqual, rem, 0);
+        let has_rem = with_partial.map_or(has_rem, |mine| fx.b.ins().band(has_rem, mine));
+        fx.if_then(has_rem, partial_panel);
+    }
 
     let next = fx.b.ins().iadd_imm_s(k_start, kc);
     fx.set(kv, next);
