@@ -270,24 +270,22 @@ impl<'a> Fx<'a> {
     /// `for i in (start..end).step_by(step) { body(i) }` for a positive `step`; the
     /// test is at the top, so an empty range runs nothing.
     pub fn for_range(&mut self, start: Value, end: Value, step: i64, body: impl FnOnce(&mut Self, Value)) {
-        let header = self.b.create_block();
-        let looped = self.b.create_block();
-        let exit = self.b.create_block();
-        self.b.append_block_param(header, PTR);
-        self.b.ins().jump(header, &[start.into()]);
-        self.b.switch_to_block(header);
-        let i = self.b.block_params(header)[0];
-        let go = self.lt(i, end);
-        self.b.ins().brif(go, looped, &[], exit, &[]);
-        self.b.switch_to_block(looped);
-        body(self, i);
-        let next = self.b.ins().iadd_imm_s(i, step);
-        self.b.ins().jump(header, &[next.into()]);
-        self.b.switch_to_block(exit);
+        self.loop_while_below(start, end, body, |fx, i| fx.b.ins().iadd_imm_s(i, step));
     }
 
     /// `for_range` with a step computed at run time (positive).
     pub fn for_range_by(&mut self, start: Value, end: Value, step: Value, body: impl FnOnce(&mut Self, Value)) {
+        self.loop_while_below(start, end, body, |fx, i| fx.b.ins().iadd(i, step));
+    }
+
+    /// `i = start; while i < end { body(i); i = next(i) }`, `i` a block parameter.
+    fn loop_while_below(
+        &mut self,
+        start: Value,
+        end: Value,
+        body: impl FnOnce(&mut Self, Value),
+        next: impl FnOnce(&mut Self, Value) -> Value,
+    ) {
         let header = self.b.create_block();
         let looped = self.b.create_block();
         let exit = self.b.create_block();
@@ -299,7 +297,7 @@ impl<'a> Fx<'a> {
         self.b.ins().brif(go, looped, &[], exit, &[]);
         self.b.switch_to_block(looped);
         body(self, i);
-        let next = self.b.ins().iadd(i, step);
+        let next = next(self, i);
         self.b.ins().jump(header, &[next.into()]);
         self.b.switch_to_block(exit);
     }

@@ -2,13 +2,13 @@
 //!
 //! The step function calls [`nnc_parallel_for`] for every kernel phase with more than
 //! one work item (rows or column panels of a product, elements, ...): it cuts
-//! `[0, items)` into contiguous chunks, about four per thread, which the calling thread
-//! and the pool's workers claim in turn, and returns when all are done. Kernels write only the outputs
-//! of their own items and never sum across items, so every element is computed by the
-//! same instructions in the same order whatever the split: results are bitwise
-//! identical for every thread count. That is also why any call may fall back to
-//! running everything on the caller (the pool is busy with another step, or the work
-//! is too small to be worth waking a thread).
+//! `[0, items)` into contiguous chunks, about four per thread, which the calling
+//! thread and the pool's workers claim in turn, and returns when all are done. Kernels
+//! write only the outputs of their own items and never sum across items, so every
+//! element is computed by the same instructions in the same order whatever the split:
+//! results are bitwise identical for every thread count. That is also why any call
+//! may fall back to running everything on the caller (the pool is busy with another
+//! step, or the work is too small to be worth waking a thread).
 //!
 //! Kernels are a few microseconds to a millisecond long and a step runs a dozen of
 //! them, so the workers spin between jobs for a while (a futex wake-up costs more than
