@@ -113,6 +113,13 @@ fn wide_products_get_a_column_split_variant_the_step_can_call() {
     for f in columns {
         assert!(asm.contains(&format!("lea rsi, [{f}]")), "the step passes {f} to nnc_parallel_for");
     }
+    // With 64 inputs the first weight gradient's static M (64) exceeds its N (32): the
+    // step would never pick its column variant, so it has none.
+    let deep = dir.path().join("deep.onnx");
+    ok(&["new-mlp", "--layers", "64,32,2", "--seed", "0", "-o", deep.to_str().unwrap()]);
+    let deep_clif = compile_twice(&deep, &[&["--emit", "clif"][..], &args].concat());
+    let deep_columns: Vec<String> = clif_functions(&deep_clif).into_iter().filter(|f| f.ends_with("_cols")).collect();
+    assert_eq!(deep_columns, ["k3_dense_cols", "k11_dense_relu_grad_cols"]);
     // Every tile assembled is called: none is defined for code Cranelift then removes
     // (such as the partial panel of an N of whole panels).
     for tile in asm.lines().filter_map(|l| l.strip_prefix("; nnc_avx2_tile_")) {

@@ -245,7 +245,8 @@ pub(crate) struct ByColumns {
 }
 
 /// Whether `mm` has a column-split variant (`emit_compute_columns`): no leading
-/// dimensions, a static N of two panels or more, A rows a static stride apart (the
+/// dimensions, a static N of two panels or more, an M that can be at most N (a static
+/// M above it would make the variant dead code), A rows a static stride apart (the
 /// variant reads A in place: packed A is one scratch buffer the threads would share),
 /// and no epilogue or one the tiles apply (the sweep of `epilogue.rs` runs by rows).
 pub(crate) fn by_columns(mm: &MatMul, provider: &dyn MicroKernelProvider) -> Option<ByColumns> {
@@ -254,6 +255,7 @@ pub(crate) fn by_columns(mm: &MatMul, provider: &dyn MicroKernelProvider) -> Opt
     let panels = n.div_ceil(nr);
     let eligible = mm.lead.is_empty()
         && panels >= 2
+        && mm.m.as_fixed().is_none_or(|m| m <= n)
         && mm.a_row.as_fixed().is_some()
         && (mm.epilogue.is_none() || fusable_epilogue(mm, provider, true).is_some());
     let work = mm.m.mul(mm.k)?.scale(2 * nr)?;
