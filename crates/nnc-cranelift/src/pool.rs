@@ -2,8 +2,13 @@
 //!
 //! The step function calls [`nnc_parallel_for`] for every kernel phase with more than
 //! one work item (rows or column panels of a product, elements, ...): it cuts
-//! `[0, items)` into contiguous chunks, about four per thread, which the calling
-//! thread and the pool's workers claim in turn, and returns when all are done. Kernels
+//! `[0, items)` into contiguous chunks, about four per thread, and returns when all are
+//! done. Each thread (the caller is thread 0) has a home range of chunks, the same
+//! part of every job: it claims those first, in order, then takes what is left of the
+//! others' from their far end. So the same rows of a weight matrix go to the same core
+//! in every kernel and every step, and stay in its L2 between the forward product and
+//! the update (see `matmul::ByDepth`), while a slow or descheduled thread still has its
+//! chunks run by the others. Kernels
 //! write only the outputs of their own items and never sum across items, so every
 //! element is computed by the same instructions in the same order whatever the split:
 //! results are bitwise identical for every thread count. That is also why any call
@@ -33,15 +38,17 @@ const SPIN: Duration = Duration::from_micros(200);
 const YIELD_EVERY: u32 = 64;
 
 /// The job being run. Chunks are claimed, by the publishing thread and the workers
-/// alike, with a compare-and-swap on `claim` = `generation << 32 | chunks << 16 |
-/// next chunk`. The publisher writes the next job's fields only once every chunk of
-/// the current one is claimed and done, so a claim that succeeds proves the fields the
-/// claimer read (after seeing the generation) belong to that job: a worker that was
-/// descheduled while reading a job can never run a chunk of the wrong one. And the
-/// publisher never waits for a worker that has not started; on a busy machine it
-/// simply runs the chunks itself.
+/// alike, with a compare-and-swap on one thread's `ranges` word, `generation << 32 |
+/// end << 16 | next`: its home chunks `[next, end)` not yet claimed (the owner takes
+/// `next`, others `end - 1`). The publisher writes the next job's fields only once
+/// every chunk of the current one is claimed and done, so a claim that succeeds proves
+/// the fields the claimer read (after seeing the generation) belong to that job: a
+/// worker that was descheduled while reading a job can never run a chunk of the wrong
+/// one. And the publisher never waits for a worker that has not started; on a busy
+/// machine it simply runs the chunks itself.
 struct Shared {
-    claim: AtomicU64,
+    /// Per thread: 0 the publisher, `w + 1` worker `w`.
+    ranges: Vec<AtomicU64>,
     /// Chunks of the current job that have finished.
     done: AtomicU64,
     kernel: AtomicUsize,
@@ -65,18 +72,10 @@ const MAX_CHUNKS: u64 = 0xffff;
 const CHUNKS_PER_THREAD: u64 = 4;
 
 impl Shared {
-    /// Claims and runs chunks of job `generation` until none is left. The job's
-    /// fields must have been read after observing `generation` in `claim`.
-    fn work(&self, generation: u64, job: &Job) {
-        loop {
-            let cur = self.claim.load(Ordering::Acquire);
-            let (chunk, chunks) = (cur & CHUNK_MASK, (cur >> 16) & CHUNK_MASK);
-            if cur >> 32 != generation || chunk >= chunks {
-                return;
-            }
-            if self.claim.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed).is_err() {
-                continue;
-            }
+    /// Claims and runs chunks of job `generation` until none is left, thread `me`'s
+    /// own first. The job's fields must have been read after observing `generation`.
+    fn work(&self, me: usize, generation: u64, job: &Job) {
+        while let Some(chunk) = self.claim(me, generation) {
             let lo = chunk as i64 * job.chunk;
             let hi = (lo + job.chunk).min(job.items);
             // SAFETY: the publisher's contract (`Pool::run`): chunks are disjoint, and
@@ -84,6 +83,27 @@ impl Shared {
             unsafe { (job.kernel)(job.table, job.batch, job.part, lo, hi) };
             self.done.fetch_add(1, Ordering::Release);
         }
+    }
+
+    /// The next chunk of job `generation` for thread `me`: the first left of its home
+    /// range, else the last left of another thread's, else `None`.
+    fn claim(&self, me: usize, generation: u64) -> Option<u64> {
+        let threads = self.ranges.len();
+        for t in (0..threads).map(|i| (me + i) % threads) {
+            let range = &self.ranges[t];
+            loop {
+                let cur = range.load(Ordering::Acquire);
+                let (next, end) = (cur & CHUNK_MASK, (cur >> 16) & CHUNK_MASK);
+                if cur >> 32 != generation || next >= end {
+                    break;
+                }
+                let (new, chunk) = if t == me { (cur + 1, next) } else { (cur - (1 << 16), end - 1) };
+                if range.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                    return Some(chunk);
+                }
+            }
+        }
+        None
     }
 
     fn read_job(&self) -> Option<Job> {
@@ -135,7 +155,7 @@ impl Pool {
     fn new(threads: usize) -> Pool {
         let workers = threads.saturating_sub(1);
         let shared = Arc::new(Shared {
-            claim: AtomicU64::new(0),
+            ranges: (0..=workers).map(|_| AtomicU64::new(0)).collect(),
             done: AtomicU64::new(0),
             kernel: AtomicUsize::new(0),
             table: AtomicPtr::new(std::ptr::null_mut()),
@@ -204,17 +224,27 @@ impl Pool {
         s.chunk.store(chunk as i64, Ordering::Relaxed);
         s.done.store(0, Ordering::Relaxed);
         // Generations wrap around, skipping 0 (what workers have seen at start).
-        let generation = ((s.claim.load(Ordering::Relaxed) >> 32) + 1) & 0xffff_ffff;
+        let generation = ((s.ranges[0].load(Ordering::Relaxed) >> 32) + 1) & 0xffff_ffff;
         let generation = generation.max(1);
-        // Publishes the fields above (Release) and opens chunk 0 for claims.
-        s.claim.store(generation << 32 | chunks << 16, Ordering::SeqCst);
+        // Home ranges: thread t gets chunks [t·chunks/T, (t+1)·chunks/T). Each store
+        // publishes the fields above (Release) and opens that range for claims;
+        // workers' first, so they start while the caller opens its own.
+        let threads = s.ranges.len() as u64;
+        let home = |t: u64| {
+            let (start, end) = (t * chunks / threads, (t + 1) * chunks / threads);
+            generation << 32 | end << 16 | start
+        };
+        for t in 1..threads {
+            s.ranges[t as usize].store(home(t), Ordering::SeqCst);
+        }
         for (w, t) in self.handles.iter().enumerate() {
             if s.sleeping[w].load(Ordering::SeqCst) {
                 t.unpark();
             }
         }
+        s.ranges[0].store(home(0), Ordering::SeqCst);
         let job = Job { kernel, table, batch, part, items, chunk: chunk as i64 };
-        s.work(generation, &job);
+        s.work(0, generation, &job);
         let mut spins = 0u32;
         while s.done.load(Ordering::Acquire) != chunks {
             spins = spins.wrapping_add(1);
@@ -231,7 +261,9 @@ impl Drop for Pool {
     fn drop(&mut self) {
         let s = &*self.shared;
         s.stop.store(true, Ordering::SeqCst);
-        s.claim.fetch_add(1 << 32, Ordering::SeqCst);
+        for range in &s.ranges {
+            range.fetch_add(1 << 32, Ordering::SeqCst);
+        }
         for t in &self.handles {
             t.unpark();
         }
@@ -248,7 +280,7 @@ fn worker(s: &Shared, w: usize) {
         let started = Instant::now();
         let mut spins = 0u32;
         let generation = loop {
-            let g = s.claim.load(Ordering::Acquire) >> 32;
+            let g = s.ranges[w + 1].load(Ordering::Acquire) >> 32;
             if g != seen {
                 break g;
             }
@@ -262,7 +294,7 @@ fn worker(s: &Shared, w: usize) {
                 continue;
             }
             s.sleeping[w].store(true, Ordering::SeqCst);
-            if s.claim.load(Ordering::SeqCst) >> 32 == seen {
+            if s.ranges[w + 1].load(Ordering::SeqCst) >> 32 == seen {
                 std::thread::park();
             }
             s.sleeping[w].store(false, Ordering::SeqCst);
@@ -272,7 +304,7 @@ fn worker(s: &Shared, w: usize) {
             return;
         }
         if let Some(job) = s.read_job() {
-            s.work(generation, &job);
+            s.work(w + 1, generation, &job);
         }
     }
 }
