@@ -128,6 +128,27 @@ fn wide_products_get_a_column_split_variant_the_step_can_call() {
     }
 }
 
+#[test]
+fn few_rows_of_a_large_weight_matrix_split_along_k() {
+    // The seed's forward product (784×256 weights) gets a `_depth` function, whose
+    // work items are eight ranges of K, and a `_depth_sum` that adds their partial
+    // results and applies the bias and ReLU; the step hands the first to the pool and
+    // calls the second itself. No other product of the seed step is split along K
+    // (the output layer's 256×10 weights are small).
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("seed.onnx");
+    ok(&["new-mlp", "-o", model.to_str().unwrap()]);
+    for kernels in ["cranelift", "auto"] {
+        let args = ["--train", "--kernels", kernels];
+        let clif = compile_twice(&model, &[&["--emit", "clif"][..], &args].concat());
+        let depth: Vec<String> = clif_functions(&clif).into_iter().filter(|f| f.contains("_depth")).collect();
+        assert_eq!(depth, ["k3_dense_depth", "k3_dense_depth_sum"], "--kernels {kernels}");
+        let asm = compile_twice(&model, &[&["--emit", "asm"][..], &args].concat());
+        assert!(asm.contains("lea rsi, [k3_dense_depth]"), "the step passes k3_dense_depth to nnc_parallel_for");
+        assert!(asm.contains("call k3_dense_depth_sum\n"), "the step calls k3_dense_depth_sum");
+    }
+}
+
 /// Checks one `--emit asm` text against the functions of `--emit clif`.
 fn check_asm(asm: &str, functions: &[String]) {
     let mut names = Vec::new();

@@ -81,6 +81,8 @@ struct Call {
     items: Sz,
     split: Split,
     by_columns: Option<(FuncId, matmul::ByColumns)>,
+    /// The parts function and the sum function of a product split along K.
+    by_depth: Option<(FuncId, FuncId, matmul::ByDepth)>,
 }
 
 /// Emits a kernel function's body.
@@ -96,6 +98,9 @@ struct Phase<'p> {
     /// A variant whose items are column panels, and how to emit it (see
     /// `matmul::by_columns`).
     by_columns: Option<(matmul::ByColumns, Emit<'p>)>,
+    /// A variant split along K, and how to emit its parts and its sum (see
+    /// `matmul::by_depth`).
+    by_depth: Option<(matmul::ByDepth, Emit<'p>, Emit<'p>)>,
 }
 
 /// How a phase's items may be split across threads: chunk boundaries at multiples of
@@ -145,7 +150,14 @@ fn phases<'p>(
     let status = (program.status_slot, index as u32 + 1);
     let fails = k.body.can_fail().then_some(status);
     let name = k.name.clone();
-    let one = |items: Sz, emit: Emit<'p>| Phase { name: name.clone(), items, emit, split: None, by_columns: None };
+    let one = |items: Sz, emit: Emit<'p>| Phase {
+        name: name.clone(),
+        items,
+        emit,
+        split: None,
+        by_columns: None,
+        by_depth: None,
+    };
     Ok(match &k.body {
         Body::Elementwise(e) => {
             (Sz::ONE, vec![one(elementwise::items(e), Box::new(move |fx| elementwise::emit(fx, e, fails)))])
@@ -164,6 +176,7 @@ fn phases<'p>(
                     emit: Box::new(move |fx| cross_entropy::emit_loss(fx, ce)),
                     split: None,
                     by_columns: None,
+                    by_depth: None,
                 });
             }
             (Sz::ONE, list)
@@ -180,6 +193,7 @@ fn phases<'p>(
                         // Panels: K rows of `nr` floats copied.
                         split: Some(Split { align: 1, work: work(m.tile.nr() as u64, &[m.k]) }),
                         by_columns: None,
+                        by_depth: None,
                     },
                     Phase {
                         name: name.clone(),
@@ -189,6 +203,11 @@ fn phases<'p>(
                         by_columns: matmul::by_columns(m, provider).map(|cols| {
                             let emit: Emit<'p> = Box::new(move |fx| matmul::emit_compute_columns(fx, m, provider));
                             (cols, emit)
+                        }),
+                        by_depth: matmul::by_depth(m).map(|depth| {
+                            let parts: Emit<'p> = Box::new(move |fx| matmul::emit_compute_depth(fx, m, provider));
+                            let sum: Emit<'p> = Box::new(move |fx| matmul::emit_depth_sum(fx, m));
+                            (depth, parts, sum)
                         }),
                     },
                 ],
@@ -316,8 +335,17 @@ pub(crate) fn define_step(
                 Some((cols, emit)) => Some((define(format!("{prefix}{}_cols", phase.name), emit)?, *cols)),
                 None => None,
             };
+            // Defined for one thread too: the split along K changes rounding, so
+            // every step takes it at the same M whatever its threads.
+            let by_depth = match phase.by_depth.as_ref() {
+                Some((depth, parts, sum)) => {
+                    let parts = define(format!("{prefix}{}_depth", phase.name), parts)?;
+                    Some((parts, define(format!("{prefix}{}_depth_sum", phase.name), sum)?, *depth))
+                }
+                None => None,
+            };
             let split = phase.split.unwrap_or_else(|| split_of(&program.kernels[index].body));
-            calls.push(Call { id, items: phase.items, split, by_columns });
+            calls.push(Call { id, items: phase.items, split, by_columns, by_depth });
         }
         schedule.push((index, parts, calls));
     }
@@ -345,31 +373,48 @@ pub(crate) fn define_step(
                 let min_chunk = fx.b.ins().udiv(total, per_item);
                 fx.call(imports.parallel_for, &[pool, kernel, table, batch, part, n, align, min_chunk]);
             };
+            // A phase by rows, or by columns where it has that variant.
+            let call_by_width = |fx: &mut Fx, part, call: &Call| {
+                let by_rows = |fx: &mut Fx| {
+                    if call.items.is_fixed(1) {
+                        let (table, batch) = (fx.table, fx.batch);
+                        let zero = fx.iconst(0);
+                        let one = fx.iconst(1);
+                        fx.call(call.id, &[table, batch, part, zero, one]);
+                    } else {
+                        parallel(fx, part, call.id, call.items, call.split);
+                    }
+                };
+                let Some((cols_id, cols)) = call.by_columns else {
+                    return by_rows(fx);
+                };
+                // By columns when there are threads to split for and A is the
+                // smaller operand (see `matmul::ByColumns`).
+                let pool = fx.slot(program.pool_slot);
+                let threaded = fx.b.ins().icmp_imm_u(IntCC::NotEqual, pool, 0);
+                let rows = fx.sz(cols.rows);
+                let few = fx.b.ins().icmp_imm_u(IntCC::UnsignedLessThanOrEqual, rows, cols.max_rows);
+                let columns = fx.b.ins().band(threaded, few);
+                let split = Split { align: 1, work: cols.work };
+                fx.if_else(columns, |fx| parallel(fx, part, cols_id, cols.panels, split), by_rows);
+            };
             let call_all = |fx: &mut Fx, part| {
                 for call in calls {
-                    let by_rows = |fx: &mut Fx| {
-                        if call.items.is_fixed(1) {
+                    if let Some((parts_id, sum_id, depth)) = call.by_depth {
+                        // Along K at few rows (see `matmul::ByDepth`), else as below.
+                        let rows = fx.sz(depth.rows);
+                        let few = fx.b.ins().icmp_imm_u(IntCC::UnsignedLessThanOrEqual, rows, depth.max_rows);
+                        let along_k = |fx: &mut Fx| {
+                            let split = Split { align: 1, work: depth.work };
+                            parallel(fx, part, parts_id, Sz::fixed(depth.parts), split);
                             let (table, batch) = (fx.table, fx.batch);
                             let zero = fx.iconst(0);
-                            let one = fx.iconst(1);
-                            fx.call(call.id, &[table, batch, part, zero, one]);
-                        } else {
-                            parallel(fx, part, call.id, call.items, call.split);
-                        }
-                    };
-                    let Some((cols_id, cols)) = call.by_columns else {
-                        by_rows(fx);
-                        continue;
-                    };
-                    // By columns when there are threads to split for and A is the
-                    // smaller operand (see `matmul::ByColumns`).
-                    let pool = fx.slot(program.pool_slot);
-                    let threaded = fx.b.ins().icmp_imm_u(IntCC::NotEqual, pool, 0);
-                    let rows = fx.sz(cols.rows);
-                    let few = fx.b.ins().icmp_imm_u(IntCC::UnsignedLessThanOrEqual, rows, cols.max_rows);
-                    let columns = fx.b.ins().band(threaded, few);
-                    let split = Split { align: 1, work: cols.work };
-                    fx.if_else(columns, |fx| parallel(fx, part, cols_id, cols.panels, split), by_rows);
+                            fx.call(sum_id, &[table, batch, part, zero, rows]);
+                        };
+                        fx.if_else(few, along_k, |fx| call_by_width(fx, part, call));
+                    } else {
+                        call_by_width(fx, part, call);
+                    }
                 }
             };
             if parts.is_fixed(1) {

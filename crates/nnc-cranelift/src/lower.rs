@@ -689,6 +689,14 @@ impl<'g> Lowering<'g> {
             .ok_or(TWO_BATCH)?;
             Some(self.scratch_slot(bytes))
         };
+        // Few rows of a large B: K in parts with partial sums (see `matmul::ByDepth`).
+        let depth = match crate::matmul::depth_parts(m, k, n, a_row, lead.is_empty()) {
+            Some((parts, max_rows)) => {
+                let bytes = Bytes::of(Sz::fixed(parts * max_rows * n.k * 4), 1).ok_or(TWO_BATCH)?;
+                Some(DepthSplit { slot: self.scratch_slot(bytes), parts, max_rows })
+            }
+            None => None,
+        };
         Ok(MatMul {
             a: a.index(),
             b: b.index(),
@@ -707,6 +715,7 @@ impl<'g> Lowering<'g> {
             packed_a,
             kc,
             epilogue: None,
+            depth,
         })
     }
 

@@ -111,6 +111,17 @@ pub(crate) struct MatMul {
     pub kc: u64,
     /// What happens to the rows of C once their last K block is done.
     pub epilogue: Option<Box<Epilogue>>,
+    /// K split into fixed parts with partial sums at few rows (`matmul::ByDepth`).
+    pub depth: Option<DepthSplit>,
+}
+
+/// Where a product split along K (`matmul::ByDepth`) keeps its partial results: part
+/// `d` of rows `[0, M)` at float `d · max_rows · n` of `slot`. `M ≤ max_rows` takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DepthSplit {
+    pub slot: usize,
+    pub parts: u64,
+    pub max_rows: u64,
 }
 
 /// Which panels of B the pack phase copies (the rest are read in place).
@@ -210,6 +221,7 @@ impl Body {
             Body::Elementwise(e) => std::iter::once(e.out.slot).chain(e.args.iter().map(|a| a.slot)).collect(),
             Body::MatMul(m) => {
                 let mut s: Vec<usize> = [m.a, m.b, m.c, m.packed].into_iter().chain(m.packed_a).collect();
+                s.extend(m.depth.map(|d| d.slot));
                 match m.epilogue.as_deref() {
                     Some(Epilogue::Dense { bias, .. }) => s.extend(*bias),
                     Some(Epilogue::ReluMask { h }) => s.push(*h),
