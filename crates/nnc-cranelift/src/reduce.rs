@@ -7,7 +7,10 @@
 //! is combined into the output row with vector ops. A mean divides at the end.
 //!
 //! The range `[begin, end)` is over the outermost dimension when that dimension is
-//! kept (rows of the output are independent); otherwise the kernel is one work item.
+//! kept (rows of the output are independent), or over groups of output columns when
+//! a `[rows, columns]` input is summed over its rows (a bias gradient: each column is
+//! summed over the rows in the same order whatever the split); otherwise the kernel is
+//! one work item.
 
 use crate::clif::Fx;
 use crate::elementwise::clif_type;
@@ -22,9 +25,24 @@ fn outer_kept(r: &Reduce) -> bool {
     r.nest.strides[0][0].k != 0
 }
 
+/// Output columns per work item when the items are column groups (a cache line).
+pub(crate) const COLUMNS_PER_ITEM: u64 = 16;
+
+/// The number of column groups when the items are column groups: a `[rows, columns]`
+/// nest whose rows are reduced and whose static columns are kept and contiguous in
+/// both arrays, two groups or more.
+pub(crate) fn column_groups(r: &Reduce) -> Option<u64> {
+    let [_, cols] = r.nest.dims.as_slice() else { return None };
+    let c = cols.as_fixed()?;
+    let contiguous = r.nest.strides[0][1].is_fixed(1) && r.nest.strides[1][1].is_fixed(1);
+    (!outer_kept(r) && contiguous && c >= 2 * COLUMNS_PER_ITEM).then(|| c.div_ceil(COLUMNS_PER_ITEM))
+}
+
 pub(crate) fn items(r: &Reduce) -> Sz {
     if outer_kept(r) {
         r.nest.dims[0]
+    } else if let Some(groups) = column_groups(r) {
+        Sz::fixed(groups)
     } else {
         Sz::ONE
     }
@@ -59,11 +77,18 @@ pub(crate) fn emit(fx: &mut Fx, r: &Reduce, status: Option<(usize, u32)>) {
     let input = fx.slot(r.input.slot);
     let kept = outer_kept(r);
 
+    let groups = column_groups(r);
     // The output elements this call owns.
     let (o_lo, o_hi) = if kept {
         let lo = fx.mul_sz(fx.begin, r.nest.strides[0][0]);
         let hi = fx.mul_sz(fx.end, r.nest.strides[0][0]);
         (lo, hi)
+    } else if groups.is_some() {
+        // Columns of a contiguous output: element indices.
+        let lo = fx.mul_imm(fx.begin, COLUMNS_PER_ITEM as i64);
+        let hi = fx.mul_imm(fx.end, COLUMNS_PER_ITEM as i64);
+        let cols = fx.sz(r.out_numel);
+        (lo, fx.min(hi, cols))
     } else {
         let z = fx.iconst(0);
         (z, fx.sz(r.out_numel))
@@ -77,7 +102,7 @@ pub(crate) fn emit(fx: &mut Fx, r: &Reduce, status: Option<(usize, u32)>) {
 
     let strides: Vec<Vec<Sz>> =
         r.nest.strides.iter().map(|s| s.iter().map(|x| x.scale(es).unwrap_or(Sz::ZERO)).collect()).collect();
-    let ctx = Ctx { r, strides: &strides, ty, float };
+    let ctx = Ctx { r, strides: &strides, ty, float, columns: groups.map(|_| (o_lo, o_hi)) };
     let (lo, hi) = if kept {
         (fx.begin, fx.end)
     } else {
@@ -125,6 +150,8 @@ struct Ctx<'a> {
     strides: &'a [Vec<Sz>],
     ty: cranelift_codegen::ir::Type,
     float: bool,
+    /// The innermost range, when the items are column groups (`column_groups`).
+    columns: Option<(Value, Value)>,
 }
 
 impl Ctx<'_> {
@@ -139,9 +166,11 @@ impl Ctx<'_> {
             let o = fx.add(out, oo);
             let io = fx.mul_sz(i, self.strides[1][d]);
             let x = fx.add(input, io);
-            let z = fx.iconst(0);
-            let n = fx.sz(self.r.nest.dims[d + 1]);
-            self.level(fx, d + 1, z, n, o, x);
+            let (lo, hi) = match self.columns {
+                Some(range) if d + 1 == last => range,
+                _ => (fx.iconst(0), fx.sz(self.r.nest.dims[d + 1])),
+            };
+            self.level(fx, d + 1, lo, hi, o, x);
         });
     }
 

@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use nnc_cranelift::{compile, CompileOptions};
 use nnc_ir::{BinaryOp, DType, Dim, Op, ReduceOp, Shape, Tensor, TensorType, UnaryOp};
 
 const TOL: f32 = 1e-5;
@@ -195,6 +196,27 @@ fn reductions_over_every_axis_set() {
         false,
         9,
     );
+}
+
+#[test]
+fn column_sums_split_across_threads_agree_bit_for_bit() {
+    // A `[rows, columns]` input summed over its rows is split into groups of 16
+    // columns (45 here: two whole groups and a partial one); every thread count gives
+    // the interpreter's result and the same bits.
+    for (i, op) in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max].into_iter().enumerate() {
+        let g = one_op(Op::Reduce { op, axes: vec![0], keep_dims: true }, &[fixed(DType::F32, &[3000, 45])]);
+        let mut r = rng(i as u64);
+        let f = feeds(&[("a0", random_f32(&mut r, &[3000, 45]))]);
+        let want = nnc_interp::run(&g, &f).unwrap();
+        let mut outs = Vec::new();
+        for threads in [1, 2, 3] {
+            let mut c = compile(&g, &CompileOptions { threads, ..Default::default() }).unwrap();
+            let got = c.run(&f).unwrap();
+            assert_close(&got[0], &want[0], TOL, &format!("{op:?} on {threads} threads"));
+            outs.push(bits(&got[0]));
+        }
+        assert!(outs.iter().all(|o| *o == outs[0]), "{op:?}: thread counts differ");
+    }
 }
 
 #[test]
