@@ -275,7 +275,7 @@ const DEPTH_MAX_ROWS: u64 = 6;
 const DEPTH_MIN_B_BYTES: u64 = 128 << 10;
 
 /// A product of few rows and a large B (the forward pass of a dense layer at batch 1
-/// to 8) split along K: `parts` fixed ranges of K, each a work item that writes its
+/// to 6) split along K: `parts` fixed ranges of K, each a work item that writes its
 /// own partial C (`emit_compute_depth`), then a pass that sums the partials in part
 /// order and applies the epilogue (`emit_depth_sum`).
 ///
@@ -358,33 +358,34 @@ pub(crate) fn emit_compute_depth(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroK
 pub(crate) fn emit_depth_sum(fx: &mut Fx, mm: &MatMul) {
     let split = mm.depth.expect("called for a product split along K");
     let n = mm.n.as_fixed().expect("split along K only with a static N") as i64;
-    let part_bytes = (split.max_rows as i64 * n * 4) as i32;
     let c_base = fx.slot(mm.c);
     let partials = fx.slot(split.slot);
+    // Each part's partial C.
+    let parts: Vec<Value> =
+        (0..split.parts as i64).map(|d| fx.b.ins().iadd_imm_s(partials, d * split.max_rows as i64 * n * 4)).collect();
     let (begin, end) = (fx.begin, fx.end);
+    let n_v = fx.iconst(n);
     fx.for_range(begin, end, 1, |fx, r| {
-        let off = fx.mul_imm(r, n * 4);
-        let c_row = fx.add(c_base, off);
-        let p_row = fx.add(partials, off);
-        // Four floats at a time, then the columns left one by one.
-        let sum_at = |fx: &mut Fx, ty, col: i32| {
-            let mut acc = fx.load(ty, p_row, col);
-            for d in 1..split.parts as i32 {
-                let x = fx.load(ty, p_row, d * part_bytes + col);
-                acc = fx.b.ins().fadd(acc, x);
+        let row = fx.mul_imm(r, n * 4);
+        let sum_at = |fx: &mut Fx, ty, j: Value| {
+            let off = fx.mul_imm(j, 4);
+            let off = fx.add(row, off);
+            let mut acc = None;
+            for &p in &parts {
+                let at = fx.add(p, off);
+                let x = fx.load(ty, at, 0);
+                acc = Some(acc.map_or(x, |a| fx.b.ins().fadd(a, x)));
             }
-            fx.store(acc, c_row, col);
+            let at = fx.add(c_base, off);
+            fx.store(acc.expect("two parts or more"), at, 0);
         };
-        for col in (0..n as i32 / 4 * 4).step_by(4) {
-            sum_at(fx, types::F32X4, col * 4);
-        }
-        for col in n as i32 / 4 * 4..n as i32 {
-            sum_at(fx, types::F32, col * 4);
-        }
+        // Four columns at a time, then the rest one by one.
+        let zero = fx.iconst(0);
+        let rest = fx.for_whole_steps(zero, n_v, 4, |fx, j| sum_at(fx, types::F32X4, j));
+        fx.for_range(rest, n_v, 1, |fx, j| sum_at(fx, types::F32, j));
     });
     if let Some(ep) = mm.epilogue.as_deref() {
-        let n = fx.iconst(n);
-        crate::epilogue::emit(fx, mm, ep, c_base, n);
+        crate::epilogue::emit(fx, mm, ep, c_base, n_v);
     }
 }
 
