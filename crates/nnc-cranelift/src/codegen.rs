@@ -411,7 +411,7 @@ pub(crate) fn define_step(
             let call_all = |fx: &mut Fx, part| {
                 for call in calls {
                     if let Some((parts_id, sum_id, depth)) = call.by_depth {
-                        // Along K at few rows (see `matmul::ByDepth`), else as below.
+                        // Along K at few rows (see `matmul::ByDepth`), else by width.
                         let rows = fx.sz(depth.rows);
                         let few = fx.b.ins().icmp_imm_u(IntCC::UnsignedLessThanOrEqual, rows, depth.max_rows);
                         let along_k = |fx: &mut Fx| {

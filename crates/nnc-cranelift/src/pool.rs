@@ -137,7 +137,8 @@ struct Job {
 pub(crate) struct Pool {
     threads: usize,
     shared: Arc<Shared>,
-    handles: Vec<Thread>,
+    /// The workers that started, with their indices (`sleeping`, `ranges[w + 1]`).
+    handles: Vec<(usize, Thread)>,
     joins: Vec<JoinHandle<()>>,
     /// Held while a job is in flight; a second step finds it taken and runs serially.
     busy: Mutex<()>,
@@ -174,7 +175,7 @@ impl Pool {
                 std::thread::Builder::new().name(format!("nnc-worker-{}", w + 1)).spawn(move || worker(&shared, w));
             // Without the thread the pool is smaller; results do not depend on it.
             if let Ok(join) = spawned {
-                handles.push(join.thread().clone());
+                handles.push((w, join.thread().clone()));
                 joins.push(join);
             }
         }
@@ -185,8 +186,9 @@ impl Pool {
         self.threads
     }
 
-    /// Runs `kernel` over `[0, items)` split into one chunk per thread, chunk
-    /// boundaries at multiples of `align` items and no chunk under `min_chunk` items.
+    /// Runs `kernel` over `[0, items)` split into about `CHUNKS_PER_THREAD` chunks per
+    /// thread, chunk boundaries at multiples of `align` items and no chunk under
+    /// `min_chunk` items.
     ///
     /// # Safety
     /// `kernel` must be safe to call with `table`, `batch`, `part` and any sub-range of
@@ -237,8 +239,8 @@ impl Pool {
         for t in 1..threads {
             s.ranges[t as usize].store(home(t), Ordering::SeqCst);
         }
-        for (w, t) in self.handles.iter().enumerate() {
-            if s.sleeping[w].load(Ordering::SeqCst) {
+        for (w, t) in &self.handles {
+            if s.sleeping[*w].load(Ordering::SeqCst) {
                 t.unpark();
             }
         }
@@ -264,7 +266,7 @@ impl Drop for Pool {
         for range in &s.ranges {
             range.fetch_add(1 << 32, Ordering::SeqCst);
         }
-        for t in &self.handles {
+        for (_, t) in &self.handles {
             t.unpark();
         }
         for j in self.joins.drain(..) {
