@@ -6,15 +6,17 @@
 //! `table[slot]` is the base address of a buffer (see `plan.rs`), `batch` the run-time
 //! batch size, `part` the index of one matrix in a batched matrix product (0
 //! otherwise), and `[begin, end)` the range of work items to do. Kernels keep no state
-//! and write only the outputs of their own items, so a later increment can split the
-//! items across threads without touching them:
+//! and write only the outputs of their own items, so the step splits the items across
+//! threads (`pool.rs`):
 //!
 //! | kernel | work items | splittable |
 //! |---|---|---|
 //! | elementwise, copy, cast | outermost dimension of the collapsed loop nest | yes |
 //! | matmul `compute` | rows of C (its packed-A rows too) | yes, after `pack` |
-//! | matmul `pack` | one item (B for this `part`) | no: run once per part |
-//! | reduce | outermost dimension if it is kept, else one item | if kept |
+//! | matmul `compute`, `_cols` variant | column panels of C | yes, after `pack` |
+//! | matmul `_depth` variant | fixed ranges of K, each into its own partial C | yes, after `pack`; then `_depth_sum` over the rows |
+//! | matmul `pack` | B's panels when every panel of a static N is packed, else one item | if panels |
+//! | reduce | outermost dimension if it is kept; groups of 16 columns of a `[rows, columns]` sum over rows; else one item | unless one item |
 //! | softmax | the dimensions before the axis | yes |
 //! | one_hot | rows | yes |
 
