@@ -334,3 +334,40 @@ pub(crate) unsafe extern "C" fn nnc_parallel_for(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    /// Counts each item it is given: `table` points at one counter per item.
+    unsafe extern "C" fn count_items(table: *const *mut u8, _: i64, _: i64, begin: i64, end: i64) {
+        let counters = table.cast::<AtomicU32>();
+        for i in begin..end {
+            // SAFETY: the test passes a live array of at least `end` counters.
+            unsafe { (*counters.add(i as usize)).fetch_add(1, Ordering::Relaxed) };
+        }
+    }
+
+    #[test]
+    fn every_item_runs_exactly_once_whoever_claims_it() {
+        // Jobs of every size and chunking, one after another, with the workers
+        // claiming their home ranges and stealing the rest as timing has it.
+        for threads in [2, 3] {
+            let pool = Pool::new(threads);
+            let counters: Vec<AtomicU32> = (0..300).map(|_| AtomicU32::new(0)).collect();
+            for job in 0..3000i64 {
+                let items = 1 + job % 300;
+                let (align, min_chunk) = (1 + job % 7, 1 + job % 3);
+                let table = counters.as_ptr().cast::<*mut u8>();
+                // SAFETY: `count_items` touches only counters `[begin, end)` of `table`,
+                // atomically, and `counters` outlives the call.
+                unsafe { pool.run(count_items, table, 0, 0, items, align, min_chunk) };
+                for (i, c) in counters.iter().enumerate() {
+                    let want = u32::from((i as i64) < items);
+                    assert_eq!(c.swap(0, Ordering::Relaxed), want, "{threads} threads, job {job}, item {i}");
+                }
+            }
+        }
+    }
+}
