@@ -16,7 +16,7 @@ use std::ptr::NonNull;
 /// random physical addresses, the half of the seed's 784 KiB W1 that a core keeps in
 /// its 512 KiB L2 between the forward product and the update overflows some sets and
 /// is partly evicted, by a different amount in every process (batch 1 on two threads
-/// took 0.028 to 0.048 ms from run to run, 0.028 every time with huge pages). Fewer
+/// took 0.028 to 0.048 ms from run to run, 0.028 in four runs with huge pages). Fewer
 /// TLB misses come with it. The cost is up to 2 MiB of address space per buffer.
 pub(crate) struct AlignedBuf {
     ptr: NonNull<u8>,

@@ -80,9 +80,9 @@ struct Call {
     id: FuncId,
     items: Sz,
     split: Split,
-    by_columns: Option<(FuncId, matmul::ByColumns)>,
+    by_columns: Option<(FuncId, matmul::Variant)>,
     /// The parts function and the sum function of a product split along K.
-    by_depth: Option<(FuncId, FuncId, matmul::ByDepth)>,
+    by_depth: Option<(FuncId, FuncId, matmul::Variant)>,
 }
 
 /// Emits a kernel function's body.
@@ -97,10 +97,10 @@ struct Phase<'p> {
     split: Option<Split>,
     /// A variant whose items are column panels, and how to emit it (see
     /// `matmul::by_columns`).
-    by_columns: Option<(matmul::ByColumns, Emit<'p>)>,
+    by_columns: Option<(matmul::Variant, Emit<'p>)>,
     /// A variant split along K, and how to emit its parts and its sum (see
     /// `matmul::by_depth`).
-    by_depth: Option<(matmul::ByDepth, Emit<'p>, Emit<'p>)>,
+    by_depth: Option<(matmul::Variant, Emit<'p>, Emit<'p>)>,
 }
 
 /// How a phase's items may be split across threads: chunk boundaries at multiples of
@@ -383,6 +383,15 @@ pub(crate) fn define_step(
                 let min_chunk = fx.b.ins().udiv(total, per_item);
                 fx.call(imports.parallel_for, &[pool, kernel, table, batch, part, n, align, min_chunk]);
             };
+            // M (at this batch), and whether it is few enough rows for `variant`.
+            let few_rows = |fx: &mut Fx, variant: &matmul::Variant| {
+                let rows = fx.sz(variant.rows);
+                (rows, fx.b.ins().icmp_imm_u(IntCC::UnsignedLessThanOrEqual, rows, variant.max_rows))
+            };
+            // `variant`'s function over its items.
+            let parallel_variant = |fx: &mut Fx, part, id: FuncId, variant: &matmul::Variant| {
+                parallel(fx, part, id, variant.items, Split { align: 1, work: variant.work });
+            };
             // A phase by rows, or by columns where it has that variant.
             let call_by_width = |fx: &mut Fx, part, call: &Call| {
                 let by_rows = |fx: &mut Fx| {
@@ -399,32 +408,28 @@ pub(crate) fn define_step(
                     return by_rows(fx);
                 };
                 // By columns when there are threads to split for and A is the
-                // smaller operand (see `matmul::ByColumns`).
+                // smaller operand (see `matmul::by_columns`).
                 let pool = fx.slot(program.pool_slot);
                 let threaded = fx.b.ins().icmp_imm_u(IntCC::NotEqual, pool, 0);
-                let rows = fx.sz(cols.rows);
-                let few = fx.b.ins().icmp_imm_u(IntCC::UnsignedLessThanOrEqual, rows, cols.max_rows);
+                let (_, few) = few_rows(fx, &cols);
                 let columns = fx.b.ins().band(threaded, few);
-                let split = Split { align: 1, work: cols.work };
-                fx.if_else(columns, |fx| parallel(fx, part, cols_id, cols.panels, split), by_rows);
+                fx.if_else(columns, |fx| parallel_variant(fx, part, cols_id, &cols), by_rows);
             };
             let call_all = |fx: &mut Fx, part| {
                 for call in calls {
-                    if let Some((parts_id, sum_id, depth)) = call.by_depth {
-                        // Along K at few rows (see `matmul::ByDepth`), else by width.
-                        let rows = fx.sz(depth.rows);
-                        let few = fx.b.ins().icmp_imm_u(IntCC::UnsignedLessThanOrEqual, rows, depth.max_rows);
-                        let along_k = |fx: &mut Fx| {
-                            let split = Split { align: 1, work: depth.work };
-                            parallel(fx, part, parts_id, Sz::fixed(depth.parts), split);
-                            let (table, batch) = (fx.table, fx.batch);
-                            let zero = fx.iconst(0);
-                            fx.call(sum_id, &[table, batch, part, zero, rows]);
-                        };
-                        fx.if_else(few, along_k, |fx| call_by_width(fx, part, call));
-                    } else {
+                    let Some((parts_id, sum_id, depth)) = call.by_depth else {
                         call_by_width(fx, part, call);
-                    }
+                        continue;
+                    };
+                    // Along K at few rows (see `matmul::by_depth`), else by width.
+                    let (rows, few) = few_rows(fx, &depth);
+                    let along_k = |fx: &mut Fx| {
+                        parallel_variant(fx, part, parts_id, &depth);
+                        let (table, batch) = (fx.table, fx.batch);
+                        let zero = fx.iconst(0);
+                        fx.call(sum_id, &[table, batch, part, zero, rows]);
+                    };
+                    fx.if_else(few, along_k, |fx| call_by_width(fx, part, call));
                 }
             };
             if parts.is_fixed(1) {

@@ -689,7 +689,7 @@ impl<'g> Lowering<'g> {
             .ok_or(TWO_BATCH)?;
             Some(self.scratch_slot(bytes))
         };
-        // Few rows of a large B: K in parts with partial sums (see `matmul::ByDepth`).
+        // Few rows of a large B: K in parts with partial sums (see `matmul::by_depth`).
         let depth = match crate::matmul::depth_parts(m, k, n, a_row, lead.is_empty()) {
             Some((parts, max_rows)) => {
                 let bytes = Bytes::of(Sz::fixed(parts * max_rows * n.k * 4), 1).ok_or(TWO_BATCH)?;

@@ -227,29 +227,34 @@ const SHALLOW_K: i64 = 16;
 /// panel of B goes past it: a quarter of a 512 KiB L2, leaving room for B's K block.
 const A_BLOCK_BYTES: i64 = 128 << 10;
 
-/// A product whose work items may instead be B's column panels (`nr` columns of C
-/// each). Split by rows, every thread reads all of B and its rows of A; split by
-/// columns, all of A and its columns of B. The step takes the columns when A is the
-/// smaller operand (`M ≤ N`) and there are threads to split for: in the seed model's
-/// forward pass at batch 100, each of two threads then reads its half of the 784 KiB
-/// weight matrix once instead of all of it for each of its chunks of rows.
+/// A variant of a product's compute phase whose work items are not C's rows, which
+/// the step takes at run time when M is at most `max_rows` (see [`by_columns`] and
+/// [`by_depth`]).
 #[derive(Clone, Copy)]
-pub(crate) struct ByColumns {
-    /// Work items: B's panels, the partial one included.
-    pub panels: Sz,
-    /// M, and the most rows (N) for which the columns are split.
+pub(crate) struct Variant {
+    /// Its work items: B's column panels, or ranges of K.
+    pub items: Sz,
+    /// M, and the most rows for which the step takes the variant.
     pub rows: Sz,
     pub max_rows: i64,
-    /// Work per panel (floating-point operations).
+    /// Work per item (floating-point operations).
     pub work: Sz,
 }
 
-/// Whether `mm` has a column-split variant (`emit_compute_columns`): no leading
+/// The variant of `mm` whose work items are B's column panels (`nr` columns of C each;
+/// `emit_compute_columns`), if it has one. Split by rows, every thread reads all of B
+/// and its rows of A; split by columns, all of A and its columns of B. The step takes
+/// the columns when A is the smaller operand (`M ≤ N`) and there are threads to split
+/// for: in the seed model's forward pass at batch 100, each of two threads then reads
+/// its half of the 784 KiB weight matrix once instead of all of it for each of its
+/// chunks of rows.
+///
+/// It has one with no leading
 /// dimensions, a static N of two panels or more, an M that can be at most N (a static
 /// M above it would make the variant dead code), A rows a static stride apart (the
 /// variant reads A in place: packed A is one scratch buffer the threads would share),
 /// and no epilogue or one the tiles apply (the sweep of `epilogue.rs` runs by rows).
-pub(crate) fn by_columns(mm: &MatMul, provider: &dyn MicroKernelProvider) -> Option<ByColumns> {
+pub(crate) fn by_columns(mm: &MatMul, provider: &dyn MicroKernelProvider) -> Option<Variant> {
     let nr = mm.tile.nr() as u64;
     let n = mm.n.as_fixed()?;
     let panels = n.div_ceil(nr);
@@ -259,7 +264,7 @@ pub(crate) fn by_columns(mm: &MatMul, provider: &dyn MicroKernelProvider) -> Opt
         && mm.a_row.as_fixed().is_some()
         && (mm.epilogue.is_none() || fusable_epilogue(mm, provider, true).is_some());
     let work = mm.m.mul(mm.k)?.scale(2 * nr)?;
-    eligible.then_some(ByColumns { panels: Sz::fixed(panels), rows: mm.m, max_rows: n as i64, work })
+    eligible.then_some(Variant { items: Sz::fixed(panels), rows: mm.m, max_rows: n as i64, work })
 }
 
 /// K parts of a product split along K: at most this many, each at least
@@ -288,19 +293,17 @@ const DEPTH_MIN_B_BYTES: u64 = 128 << 10;
 ///
 /// The parts do not depend on the thread count, so neither do the results; they do
 /// differ in rounding from the unsplit product, and the step picks the split from M
-/// alone (`M ≤ max_rows`).
-#[derive(Clone, Copy)]
-pub(crate) struct ByDepth {
-    pub parts: u64,
-    /// M, and the most rows for which K is split.
-    pub rows: Sz,
-    pub max_rows: i64,
-    /// Work per part at `max_rows` rows (floating-point operations).
-    pub work: Sz,
+/// alone (`M ≤ max_rows`). This is the parts function's [`Variant`], if `mm` has one:
+/// lowering decided it (`depth_parts`), as the partials need a scratch buffer.
+pub(crate) fn by_depth(mm: &MatMul) -> Option<Variant> {
+    let d = mm.depth?;
+    let (k, n) = (mm.k.as_fixed()?, mm.n.as_fixed()?);
+    let work = Sz::fixed(2 * d.max_rows * k.div_ceil(d.parts) * n);
+    Some(Variant { items: Sz::fixed(d.parts), rows: mm.m, max_rows: d.max_rows as i64, work })
 }
 
 /// `(parts, max rows)` when a product of these sizes is split along K (see
-/// [`ByDepth`]): a static K of two parts or more, a static N with B of at least
+/// [`by_depth`]): a static K of two parts or more, a static N with B of at least
 /// `DEPTH_MIN_B_BYTES`, an M that can be at most `DEPTH_MAX_ROWS`, A rows a static stride
 /// apart (read in place: packed A is one scratch buffer the threads would share), and
 /// no leading dimensions.
@@ -315,14 +318,6 @@ pub(crate) fn depth_parts(m: Sz, k: Sz, n: Sz, a_row: Sz, no_lead: bool) -> Opti
     eligible.then_some((parts, DEPTH_MAX_ROWS))
 }
 
-/// The split along K of `mm`, if it has one.
-pub(crate) fn by_depth(mm: &MatMul) -> Option<ByDepth> {
-    let d = mm.depth?;
-    let (k, n) = (mm.k.as_fixed()?, mm.n.as_fixed()?);
-    let work = Sz::fixed(2 * d.max_rows * k.div_ceil(d.parts) * n);
-    Some(ByDepth { parts: d.parts, rows: mm.m, max_rows: d.max_rows as i64, work })
-}
-
 /// The K range `[lo, hi)` of part `d`.
 fn depth_range(fx: &mut Fx, mm: &MatMul, parts: u64, d: Value) -> (Value, Value) {
     let k = mm.k.as_fixed().expect("split along K only with a static K") as i64;
@@ -335,7 +330,7 @@ fn depth_range(fx: &mut Fx, mm: &MatMul, parts: u64, d: Value) -> (Value, Value)
 }
 
 /// Computes the partial products of the K parts `[fx.begin, fx.end)` for all rows of
-/// C, each into its partial C (see [`ByDepth`]); no epilogue.
+/// C, each into its partial C (see [`by_depth`]); no epilogue.
 pub(crate) fn emit_compute_depth(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider) {
     let split = mm.depth.expect("called for a product split along K");
     let n = mm.n.as_fixed().expect("split along K only with a static N") as i64;
@@ -401,7 +396,7 @@ struct Region {
 }
 
 /// Computes the column panels `[fx.begin, fx.end)` of C for all its rows (see
-/// [`ByColumns`]), in the same row blocks as `emit_compute`. Every element gets the
+/// [`by_columns`]), in the same row blocks as `emit_compute`. Every element gets the
 /// same operations as by rows, so results do not depend on the split.
 pub(crate) fn emit_compute_columns(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider) {
     let (lo, hi) = (fx.begin, fx.end);

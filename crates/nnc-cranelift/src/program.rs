@@ -111,11 +111,11 @@ pub(crate) struct MatMul {
     pub kc: u64,
     /// What happens to the rows of C once their last K block is done.
     pub epilogue: Option<Box<Epilogue>>,
-    /// K split into fixed parts with partial sums at few rows (`matmul::ByDepth`).
+    /// K split into fixed parts with partial sums at few rows (`matmul::by_depth`).
     pub depth: Option<DepthSplit>,
 }
 
-/// Where a product split along K (`matmul::ByDepth`) keeps its partial results: part
+/// Where a product split along K (`matmul::by_depth`) keeps its partial results: part
 /// `d` of rows `[0, M)` at float `d · max_rows · n` of `slot`. `M ≤ max_rows` takes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct DepthSplit {
