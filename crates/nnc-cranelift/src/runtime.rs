@@ -13,7 +13,8 @@ use crate::peak::VectorWidth;
 use crate::plan::{ArenaLayout, StorageKind};
 use crate::pool::Pool;
 use crate::program::Program;
-use nnc_ir::Tensor;
+use ndarray::{ArrayViewD, Dimension, IxDyn};
+use nnc_ir::{DType, Tensor, TensorView};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -114,6 +115,47 @@ impl Compiled {
     /// [`Compiled::run`] on borrowed tensors, so a caller that keeps its batch
     /// elsewhere (the trainer) does not copy it into an owned map every step.
     pub fn run_borrowed(&mut self, feeds: &HashMap<&str, &Tensor>) -> Result<Vec<Tensor>, BackendError> {
+        Ok(self.run_views(feeds)?.iter().map(TensorView::to_owned).collect())
+    }
+
+    /// [`Compiled::run_borrowed`] without copying the outputs: each is a view of the
+    /// buffer the step wrote it to (or of the input or parameter it is), valid until
+    /// the next call that takes `&mut self`. For callers that only read the outputs
+    /// (a benchmark, a loss, an argmax), or copy them into memory of their own.
+    pub fn run_views<'a>(&'a mut self, feeds: &HashMap<&str, &'a Tensor>) -> Result<Vec<TensorView<'a>>, BackendError> {
+        let batch = self.execute(feeds)?;
+        let mut outputs = Vec::with_capacity(self.program.outputs.len());
+        for o in &self.program.outputs {
+            let shape = IxDyn(&o.ty.shape.resolve(batch));
+            let ptr = self.table[o.slot].cast_const();
+            // SAFETY: the output's slot points at a live buffer of the output's type
+            // for this batch, the step's own (borrowed with `self`) or a fed tensor
+            // (borrowed for `'a` too); nothing writes either while the views live.
+            let view = unsafe {
+                match o.ty.dtype {
+                    DType::F32 => TensorView::F32(view_of(ptr, shape)?),
+                    DType::I64 => TensorView::I64(view_of(ptr, shape)?),
+                    DType::I32 => TensorView::I32(view_of(ptr, shape)?),
+                    DType::Bool => {
+                        // The generated code only ever writes 0 or 1 to a bool; checked,
+                        // since any other byte would not be a valid `bool`.
+                        let bytes: ArrayViewD<'a, u8> = view_of(ptr, shape.clone())?;
+                        if bytes.iter().any(|&b| b > 1) {
+                            return Err(BackendError::Codegen(
+                                "internal: a bool output holds a byte other than 0 or 1".into(),
+                            ));
+                        }
+                        TensorView::Bool(view_of(ptr, shape)?)
+                    }
+                }
+            };
+            outputs.push(view);
+        }
+        Ok(outputs)
+    }
+
+    /// Binds the feeds and runs the step; returns the batch size.
+    fn execute(&mut self, feeds: &HashMap<&str, &Tensor>) -> Result<usize, BackendError> {
         let bound = bind(&self.program, feeds, &self.leaf_set)?;
         let batch = bound.batch;
         for &(i, t) in &bound.leaves {
@@ -194,24 +236,7 @@ impl Compiled {
         if status != 0 {
             return Err(self.runtime_error(status));
         }
-
-        let mut outputs = Vec::with_capacity(self.program.outputs.len());
-        for o in &self.program.outputs {
-            let shape = o.ty.shape.resolve(batch);
-            let len = shape.iter().product::<usize>() * o.ty.dtype.size_bytes();
-            let ptr = self.table[o.slot];
-            let bytes: &[u8] = if len == 0 {
-                &[]
-            } else {
-                // SAFETY: the output's slot points at a live buffer of the output's
-                // type for this batch (`len` bytes); nothing writes it while we read.
-                unsafe { std::slice::from_raw_parts(ptr, len) }
-            };
-            let t = read_tensor(o.ty.dtype, &shape, bytes)
-                .ok_or_else(|| BackendError::Codegen("internal: output size mismatch".into()))?;
-            outputs.push(t);
-        }
-        Ok(outputs)
+        Ok(batch)
     }
 
     fn runtime_error(&self, status: i32) -> BackendError {
@@ -345,4 +370,18 @@ impl Compiled {
     pub fn kernel_count(&self) -> usize {
         self.program.kernels.len()
     }
+}
+
+/// A view of `shape` elements of `T` at `ptr` (dangling when empty).
+///
+/// # Safety
+/// `ptr` must point at that many initialized `T`s that live, unwritten, for `'a`.
+unsafe fn view_of<'a, T>(ptr: *const u8, shape: IxDyn) -> Result<ArrayViewD<'a, T>, BackendError> {
+    let len = shape.size();
+    let ptr = if len == 0 { std::ptr::NonNull::<T>::dangling().as_ptr().cast_const() } else { ptr.cast::<T>() };
+    if ptr.is_null() || !ptr.is_aligned() {
+        return Err(BackendError::Codegen("internal: an output buffer is null or misaligned".into()));
+    }
+    // SAFETY: the caller's contract, and `ptr` is non-null and aligned.
+    Ok(unsafe { ArrayViewD::from_shape_ptr(shape, ptr) })
 }

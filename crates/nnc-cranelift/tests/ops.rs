@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use nnc_cranelift::{compile, CompileOptions};
-use nnc_ir::{BinaryOp, DType, Dim, Op, ReduceOp, Shape, Tensor, TensorType, UnaryOp};
+use nnc_ir::{BinaryOp, DType, Dim, Graph, Op, ReduceOp, Shape, Tensor, TensorType, UnaryOp};
 
 const TOL: f32 = 1e-5;
 
@@ -320,4 +320,44 @@ fn constants_and_dead_values() {
     g.set_outputs(vec![z, k]);
     let mut rr = rng(2);
     check(&g, &feeds(&[("x", random_f32(&mut rr, &[5, 3]))]), TOL);
+}
+
+/// `run_views` hands out the step's buffers (and a fed input that is an output) in
+/// place: the same values as the copies `run` returns, for every dtype and across
+/// batch sizes (the views follow the arena as it grows).
+#[test]
+fn outputs_as_views_match_the_copies() {
+    let mut g = Graph::new("views");
+    let x = g.input("x", batched(DType::F32, &[5])).unwrap();
+    let w = g.input("w", f32s(&[5, 3])).unwrap();
+    let i = g.input("i", batched(DType::I64, &[3])).unwrap();
+    let y = g.op(Op::MatMul { trans_a: false, trans_b: false }, &[x, w]).unwrap();
+    let zero = g.constant(Tensor::scalar_f32(0.0)).unwrap();
+    let positive = g.op(Op::Binary(BinaryOp::Greater), &[y, zero]).unwrap();
+    let doubled = g.op(Op::Binary(BinaryOp::Add), &[i, i]).unwrap();
+    let count = g.op(Op::Cast { to: DType::I32 }, &[positive]).unwrap();
+    g.set_outputs(vec![y, positive, doubled, count, x]);
+    let mut c = jit(&g);
+    let mut r = rng(41);
+    for batch in [2, 9, 1, 0] {
+        let x = random_f32(&mut r, &[batch, 5]);
+        let w = random_f32(&mut r, &[5, 3]);
+        let i = random_i64(&mut r, &[batch, 3], -9, 10);
+        let feeds: std::collections::HashMap<&str, &Tensor> = [("x", &x), ("w", &w), ("i", &i)].into();
+        let copies = c.run_borrowed(&feeds).expect("runs");
+        let views = c.run_views(&feeds).expect("runs");
+        assert_eq!(views.len(), copies.len());
+        for (k, (view, copy)) in views.iter().zip(&copies).enumerate() {
+            assert_eq!(view.dtype(), copy.dtype(), "output {k} at batch {batch}");
+            assert_eq!(&view.to_owned(), copy, "output {k} at batch {batch}");
+        }
+        assert_eq!(views[4], x.view(), "the input passed through");
+        let want =
+            nnc_interp::run(&g, &[("x", &x), ("w", &w), ("i", &i)].map(|(n, t)| (n.to_string(), t.clone())).into())
+                .expect("interprets");
+        assert_close(&views[0].to_owned(), &want[0], TOL, "the product");
+        for k in 1..4 {
+            assert_eq!(views[k].to_owned(), want[k], "output {k} at batch {batch}");
+        }
+    }
 }

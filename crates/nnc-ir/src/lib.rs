@@ -31,6 +31,6 @@ pub use limits::MemoryBudget;
 pub use op::{BinaryOp, Op, ReduceOp, UnaryOp};
 pub use parse::{parse, parse_unverified};
 pub use print::{print, print_with_data};
-pub use tensor::Tensor;
+pub use tensor::{Tensor, TensorView};
 pub use types::{DType, Dim, Shape, TensorType};
 pub use verify::{verify, MAX_ELEMENTS};

@@ -1,7 +1,7 @@
 //! Host tensors: the values of constants, parameters, inputs and outputs.
 
 use crate::types::{DType, Shape};
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 /// A dense, row-major host tensor of one of the IR's element types.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,5 +92,64 @@ impl Tensor {
     /// Byte size of the data.
     pub fn size_bytes(&self) -> usize {
         self.len() * self.dtype().size_bytes()
+    }
+}
+
+/// A borrowed [`Tensor`]: the outputs a compiled step returns without copying them
+/// out of its buffers (see `nnc_cranelift::Compiled::run_views`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum TensorView<'a> {
+    F32(ArrayViewD<'a, f32>),
+    I64(ArrayViewD<'a, i64>),
+    I32(ArrayViewD<'a, i32>),
+    Bool(ArrayViewD<'a, bool>),
+}
+
+impl TensorView<'_> {
+    pub fn dtype(&self) -> DType {
+        match self {
+            TensorView::F32(_) => DType::F32,
+            TensorView::I64(_) => DType::I64,
+            TensorView::I32(_) => DType::I32,
+            TensorView::Bool(_) => DType::Bool,
+        }
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            TensorView::F32(a) => a.shape(),
+            TensorView::I64(a) => a.shape(),
+            TensorView::I32(a) => a.shape(),
+            TensorView::Bool(a) => a.shape(),
+        }
+    }
+
+    pub fn as_f32(&self) -> Option<&ArrayViewD<'_, f32>> {
+        match self {
+            TensorView::F32(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// An owned copy.
+    pub fn to_owned(&self) -> Tensor {
+        match self {
+            TensorView::F32(a) => Tensor::F32(a.to_owned()),
+            TensorView::I64(a) => Tensor::I64(a.to_owned()),
+            TensorView::I32(a) => Tensor::I32(a.to_owned()),
+            TensorView::Bool(a) => Tensor::Bool(a.to_owned()),
+        }
+    }
+}
+
+impl Tensor {
+    /// A view of the whole tensor.
+    pub fn view(&self) -> TensorView<'_> {
+        match self {
+            Tensor::F32(a) => TensorView::F32(a.view()),
+            Tensor::I64(a) => TensorView::I64(a.view()),
+            Tensor::I32(a) => TensorView::I32(a.view()),
+            Tensor::Bool(a) => TensorView::Bool(a.view()),
+        }
     }
 }
