@@ -7,7 +7,7 @@ mod plot;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use cli::train::{DataSource, TrainRequest};
-use nnc::mlp::{build_mlp, Activation, Init, MlpSpec};
+use nnc::mlp::{build_mlp, Activation, Init, Layout, MlpSpec};
 use nnc::{npy, summary};
 use nnc_ir::Tensor;
 use std::collections::HashMap;
@@ -39,6 +39,9 @@ enum Command {
         init: Init,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// How each layer stores its weight.
+        #[arg(long, value_enum, default_value = "matmul")]
+        layout: Layout,
         /// Where to write the model.
         #[arg(short, long)]
         output: PathBuf,
@@ -320,8 +323,8 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::NewMlp { layers, activation, init, seed, output } => {
-            let graph = build_mlp(&MlpSpec { layers, activation, init, seed })?;
+        Command::NewMlp { layers, activation, init, seed, layout, output } => {
+            let graph = build_mlp(&MlpSpec { layers, activation, init, seed, layout })?;
             nnc_onnx::write_file(&graph, &output, &nnc_onnx::ExportOptions::default())?;
             eprintln!("wrote {}", output.display());
             Ok(())

@@ -1,6 +1,8 @@
 //! The MLP model builder behind `nnc new-mlp`: dense layers with seeded initial
-//! weights, in the layout PyTorch's exporter uses for `nn.Linear` followed by
-//! `torch.onnx.export` with constant folding (weights `[in, out]`, MatMul + Add).
+//! weights, in either layout ONNX files of dense layers come in: weights `[in, out]`
+//! with MatMul + Add, or `[out, in]` (as PyTorch's `nn.Linear` stores them) with a
+//! transposed product, which the export writes as `Gemm` with `transB = 1`, as
+//! `torch.onnx.export` does for `nn.Linear` on a 2-D input.
 
 use nnc_ir::{Dim, Graph, IrError, Tensor, TensorType, UnaryOp, ValueId};
 use rand::SeedableRng;
@@ -40,6 +42,16 @@ pub enum Init {
     Torch,
 }
 
+/// How a layer stores its weight and multiplies by it.
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+pub enum Layout {
+    /// Weights `[in, out]`: `MatMul` then `Add`.
+    Matmul,
+    /// Weights `[out, in]`, as PyTorch's `nn.Linear` stores them: one `Gemm` with
+    /// `transB = 1`, what `torch.onnx.export` writes for `nn.Linear` on 2-D inputs.
+    Gemm,
+}
+
 #[derive(Clone, Debug)]
 pub struct MlpSpec {
     /// Layer widths, input first: `[784, 256, 10]` is one hidden layer of 256.
@@ -47,17 +59,26 @@ pub struct MlpSpec {
     pub activation: Activation,
     pub init: Init,
     pub seed: u64,
+    pub layout: Layout,
 }
 
 impl MlpSpec {
     /// The seed workload: 784-256-10 with ReLU and He initialization.
     pub fn seed_model() -> MlpSpec {
-        MlpSpec { layers: vec![784, 256, 10], activation: Activation::Relu, init: Init::He, seed: 0 }
+        MlpSpec {
+            layers: vec![784, 256, 10],
+            activation: Activation::Relu,
+            init: Init::He,
+            seed: 0,
+            layout: Layout::Matmul,
+        }
     }
 }
 
 /// Builds the inference graph: `input: f32[N, layers[0]]` → `logits: f32[N, layers[-1]]`.
-/// Parameters are `fcK.weight: [in, out]` and `fcK.bias: [out]`, K counting from 1.
+/// Parameters are `fcK.weight: [in, out]` (`[out, in]` with `Layout::Gemm`) and
+/// `fcK.bias: [out]`, K counting from 1. Both layouts draw the same weights: the
+/// `Gemm` layout stores the transpose of the `MatMul` layout's matrix.
 pub fn build_mlp(spec: &MlpSpec) -> Result<Graph, IrError> {
     if spec.layers.len() < 2 || spec.layers.contains(&0) {
         return Err(IrError::structure(
@@ -79,12 +100,17 @@ pub fn build_mlp(spec: &MlpSpec) -> Result<Graph, IrError> {
     for (i, pair) in spec.layers.windows(2).enumerate() {
         let (fan_in, fan_out) = (pair[0], pair[1]);
         let layer = format!("fc{}", i + 1);
-        let w = g.param(&format!("{layer}.weight"), init_weights(spec.init, fan_in, fan_out, &mut rng))?;
+        let mut w = init_weights(spec.init, fan_in, fan_out, &mut rng);
+        let gemm = spec.layout == Layout::Gemm;
+        if gemm {
+            w = transposed(&w);
+        }
+        let w = g.param(&format!("{layer}.weight"), w)?;
         let b = g.param(
             &format!("{layer}.bias"),
             Tensor::from_f32(&[fan_out], vec![0.0; fan_out]).expect("shape matches"),
         )?;
-        let mm = g.named(&format!("{layer}.matmul"), nnc_ir::Op::MatMul { trans_a: false, trans_b: false }, &[h, w])?;
+        let mm = g.named(&format!("{layer}.matmul"), nnc_ir::Op::MatMul { trans_a: false, trans_b: gemm }, &[h, w])?;
         let name = if i == last { "logits".to_string() } else { format!("{layer}.add") };
         h = g.named(&name, nnc_ir::Op::Binary(nnc_ir::BinaryOp::Add), &[mm, b])?;
         if i != last {
@@ -93,6 +119,12 @@ pub fn build_mlp(spec: &MlpSpec) -> Result<Graph, IrError> {
     }
     g.set_outputs(vec![h]);
     Ok(g)
+}
+
+/// The transpose of a 2-D f32 tensor, row-major.
+fn transposed(w: &Tensor) -> Tensor {
+    let a = w.as_f32().expect("weights are f32");
+    Tensor::F32(a.t().as_standard_layout().into_owned())
 }
 
 fn init_weights(init: Init, fan_in: usize, fan_out: usize, rng: &mut ChaCha8Rng) -> Tensor {

@@ -69,6 +69,49 @@ fn new_mlp_is_deterministic_and_matches_the_committed_seed_model() {
     assert_eq!(std::fs::read(&out).unwrap(), committed, "models/mlp.onnx is what `nnc new-mlp` makes");
 }
 
+/// `--layout gemm` stores each weight `[out, in]`, the transpose of the default
+/// layout's same draw, multiplied by a `Gemm` with `transB = 1`; both models compute
+/// the same function (the interpreter's outputs agree to rounding).
+#[test]
+fn new_mlp_in_the_gemm_layout_stores_transposed_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    for (layout, name) in [("matmul", "matmul.onnx"), ("gemm", "gemm.onnx")] {
+        let o = nnc(&["new-mlp", "--layers", "8,16,3", "--seed", "4", "--layout", layout, "-o", &path(name)]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let read = |name: &str| ModelProto::decode(&std::fs::read(path(name)).unwrap()[..]).unwrap();
+    let (matmul, gemm) = (read("matmul.onnx"), read("gemm.onnx"));
+    let ops = |m: &ModelProto| m.graph.as_ref().unwrap().node.iter().map(|n| n.op_type.clone()).collect::<Vec<_>>();
+    assert_eq!(ops(&matmul), ["MatMul", "Add", "Relu", "MatMul", "Add"]);
+    assert_eq!(ops(&gemm), ["Gemm", "Add", "Relu", "Gemm", "Add"]);
+    for node in gemm.graph.as_ref().unwrap().node.iter().filter(|n| n.op_type == "Gemm") {
+        let trans_b = node.attribute.iter().find(|a| a.name == "transB").map(|a| a.i);
+        assert_eq!(trans_b, Some(1), "{node:?}");
+    }
+    let (gm, gg) = (
+        nnc_onnx::import_file(Path::new(&path("matmul.onnx"))).unwrap(),
+        nnc_onnx::import_file(Path::new(&path("gemm.onnx"))).unwrap(),
+    );
+    for (layer, [fan_in, fan_out]) in [("fc1", [8, 16]), ("fc2", [16, 3])] {
+        let name = format!("{layer}.weight");
+        let w = |g: &nnc_ir::Graph| match &g.value(g.find(&name).unwrap()).op {
+            nnc_ir::Op::Param { init: Some(t) } => t.as_f32().unwrap().clone(),
+            op => panic!("{name} is {op:?}"),
+        };
+        let (wm, wg) = (w(&gm), w(&gg));
+        assert_eq!(wm.shape(), [fan_in, fan_out]);
+        assert_eq!(wg.shape(), [fan_out, fan_in]);
+        assert_eq!(wg, wm.t(), "{name}");
+    }
+    let x: Vec<f32> = (0..5 * 8).map(|i| ((i * 37) % 19) as f32 / 19.0 - 0.5).collect();
+    let feeds = [("input".to_string(), nnc_ir::Tensor::from_f32(&[5, 8], x).unwrap())].into_iter().collect();
+    let (ym, yg) = (nnc_interp::run(&gm, &feeds).unwrap(), nnc_interp::run(&gg, &feeds).unwrap());
+    let (ym, yg) = (ym[0].as_f32().unwrap(), yg[0].as_f32().unwrap());
+    let worst = ym.iter().zip(yg.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(worst <= 1e-5, "the layouts' outputs differ by {worst}");
+}
+
 #[test]
 fn run_writes_the_interpreter_outputs_as_npy() {
     let dir = tempfile::tempdir().unwrap();
