@@ -149,6 +149,29 @@ fn few_rows_of_a_large_weight_matrix_split_along_k() {
     }
 }
 
+#[test]
+fn few_rows_of_a_large_transposed_weight_matrix_are_dot_products() {
+    // With weights stored `[out, in]` (`--layout gemm`), the forward product gets
+    // `_dots` (work items: groups of columns, each a dot product of an input row and
+    // a stored weight row) and `_dots_finish` (bias and ReLU); the step hands the
+    // first to the pool and calls the second. Nothing is split along K: the dot
+    // products take those rows.
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("gemm.onnx");
+    ok(&["new-mlp", "--layout", "gemm", "-o", model.to_str().unwrap()]);
+    for kernels in ["cranelift", "auto"] {
+        let args = ["--train", "--kernels", kernels];
+        let clif = compile_twice(&model, &[&["--emit", "clif"][..], &args].concat());
+        let functions = clif_functions(&clif);
+        let dots: Vec<&String> = functions.iter().filter(|f| f.contains("_dots")).collect();
+        assert_eq!(dots, ["k3_dense_dots", "k3_dense_dots_finish"], "--kernels {kernels}");
+        assert!(!functions.iter().any(|f| f.contains("_depth")), "--kernels {kernels}: {functions:?}");
+        let asm = compile_twice(&model, &[&["--emit", "asm"][..], &args].concat());
+        assert!(asm.contains("lea rsi, [k3_dense_dots]"), "the step passes k3_dense_dots to nnc_parallel_for");
+        assert!(asm.contains("call k3_dense_dots_finish\n"), "the step calls k3_dense_dots_finish");
+    }
+}
+
 /// Checks one `--emit asm` text against the functions of `--emit clif`.
 fn check_asm(asm: &str, functions: &[String]) {
     let mut names = Vec::new();

@@ -13,7 +13,7 @@ use crate::math::MathFn;
 use crate::program::{Body, Program};
 use crate::provider::MicroKernelProvider;
 use crate::shape::Sz;
-use crate::{cross_entropy, elementwise, matmul, onehot, reduce, softmax, update};
+use crate::{cross_entropy, dots, elementwise, matmul, onehot, reduce, softmax, update};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, UserFuncName};
 use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
@@ -83,6 +83,8 @@ struct Call {
     by_columns: Option<(FuncId, matmul::Variant)>,
     /// The parts function and the sum function of a product split along K.
     by_depth: Option<(FuncId, FuncId, matmul::Variant)>,
+    /// The dot-products function and the epilogue's of a product that has them.
+    by_dots: Option<(FuncId, Option<FuncId>, matmul::Variant)>,
 }
 
 /// Emits a kernel function's body.
@@ -101,6 +103,8 @@ struct Phase<'p> {
     /// A variant split along K, and how to emit its parts and its sum (see
     /// `matmul::by_depth`).
     by_depth: Option<(matmul::Variant, Emit<'p>, Emit<'p>)>,
+    /// Dot products at few rows, and how to emit them and the epilogue (see `dots.rs`).
+    by_dots: Option<(matmul::Variant, Emit<'p>, Option<Emit<'p>>)>,
 }
 
 /// How a phase's items may be split across threads: chunk boundaries at multiples of
@@ -166,6 +170,7 @@ fn phases<'p>(
         split: None,
         by_columns: None,
         by_depth: None,
+        by_dots: None,
     };
     Ok(match &k.body {
         Body::Elementwise(e) => {
@@ -186,6 +191,7 @@ fn phases<'p>(
                     split: None,
                     by_columns: None,
                     by_depth: None,
+                    by_dots: None,
                 });
             }
             (Sz::ONE, list)
@@ -198,12 +204,13 @@ fn phases<'p>(
                     Phase {
                         name: format!("{name}_pack"),
                         items: matmul::pack_items(m),
-                        emit: Box::new(move |fx| matmul::emit_pack(fx, m)),
+                        emit: Box::new(move |fx| matmul::emit_pack(fx, m, provider)),
                         // Panels: K rows of `nr` floats copied, each worth about
                         // `COPY_WORK` floating-point operations.
                         split: Some(Split { align: 1, work: work(m.tile.nr() as u64 * COPY_WORK, &[m.k]) }),
                         by_columns: None,
                         by_depth: None,
+                        by_dots: None,
                     },
                     Phase {
                         name: name.clone(),
@@ -218,6 +225,14 @@ fn phases<'p>(
                             let parts: Emit<'p> = Box::new(move |fx| matmul::emit_compute_depth(fx, m, provider));
                             let sum: Emit<'p> = Box::new(move |fx| matmul::emit_depth_sum(fx, m));
                             (depth, parts, sum)
+                        }),
+                        by_dots: dots::variant(m).map(|dots| {
+                            let emit: Emit<'p> = Box::new(move |fx| dots::emit(fx, m, provider));
+                            let finish = m.epilogue.is_some().then(|| {
+                                let finish: Emit<'p> = Box::new(move |fx| dots::emit_finish(fx, m));
+                                finish
+                            });
+                            (dots, emit, finish)
                         }),
                     },
                 ],
@@ -354,8 +369,20 @@ pub(crate) fn define_step(
                 }
                 None => None,
             };
+            // Defined for one thread too, as the split along K.
+            let by_dots = match phase.by_dots.as_ref() {
+                Some((dots, emit, finish)) => {
+                    let id = define(format!("{prefix}{}_dots", phase.name), emit)?;
+                    let finish = match finish {
+                        Some(f) => Some(define(format!("{prefix}{}_dots_finish", phase.name), f)?),
+                        None => None,
+                    };
+                    Some((id, finish, *dots))
+                }
+                None => None,
+            };
             let split = phase.split.unwrap_or_else(|| split_of(&program.kernels[index].body));
-            calls.push(Call { id, items: phase.items, split, by_columns, by_depth });
+            calls.push(Call { id, items: phase.items, split, by_columns, by_depth, by_dots });
         }
         schedule.push((index, parts, calls));
     }
@@ -386,7 +413,16 @@ pub(crate) fn define_step(
             // M (at this batch), and whether it is few enough rows for `variant`.
             let few_rows = |fx: &mut Fx, variant: &matmul::Variant| {
                 let rows = fx.sz(variant.rows);
-                (rows, fx.b.ins().icmp_imm_u(IntCC::UnsignedLessThanOrEqual, rows, variant.max_rows))
+                let few = fx.b.ins().icmp_imm_u(IntCC::UnsignedLessThanOrEqual, rows, variant.max_rows);
+                let few = match variant.deeper_than {
+                    Some(k) => {
+                        let k = fx.sz(k);
+                        let deeper = fx.b.ins().icmp(IntCC::UnsignedGreaterThan, k, rows);
+                        fx.b.ins().band(few, deeper)
+                    }
+                    None => few,
+                };
+                (rows, few)
             };
             // `variant`'s function over its items.
             let parallel_variant = |fx: &mut Fx, part, id: FuncId, variant: &matmul::Variant| {
@@ -415,7 +451,7 @@ pub(crate) fn define_step(
                 let columns = fx.b.ins().band(threaded, few);
                 fx.if_else(columns, |fx| parallel_variant(fx, part, cols_id, &cols), by_rows);
             };
-            let call_all = |fx: &mut Fx, part| {
+            let call_each = |fx: &mut Fx, part| {
                 for call in calls {
                     let Some((parts_id, sum_id, depth)) = call.by_depth else {
                         call_by_width(fx, part, call);
@@ -431,6 +467,22 @@ pub(crate) fn define_step(
                     };
                     fx.if_else(few, along_k, |fx| call_by_width(fx, part, call));
                 }
+            };
+            // At few rows, a product with dot products skips its pack and tiles.
+            let call_all = |fx: &mut Fx, part| {
+                let Some((dots_id, finish_id, dots)) = calls.iter().find_map(|c| c.by_dots) else {
+                    return call_each(fx, part);
+                };
+                let (rows, few) = few_rows(fx, &dots);
+                let by_dots = |fx: &mut Fx| {
+                    parallel_variant(fx, part, dots_id, &dots);
+                    if let Some(finish_id) = finish_id {
+                        let (table, batch) = (fx.table, fx.batch);
+                        let zero = fx.iconst(0);
+                        fx.call(finish_id, &[table, batch, part, zero, rows]);
+                    }
+                };
+                fx.if_else(few, by_dots, |fx| call_each(fx, part));
             };
             if parts.is_fixed(1) {
                 let zero = fx.iconst(0);

@@ -27,6 +27,7 @@ mod clif;
 mod codegen;
 mod cross_entropy;
 mod disasm;
+mod dots;
 mod elementwise;
 mod epilogue;
 mod error;

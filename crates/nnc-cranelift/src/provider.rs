@@ -162,6 +162,19 @@ pub(crate) trait MicroKernelProvider {
     fn emit_edge_tile(&self, _fx: &mut Fx, _tile: TileShape, _args: &TileArgs, _rows: Value) -> bool {
         false
     }
+    /// Emits the `cols` (1 to 4) dot products of `k` terms of `dots.rs`, `[a, b, b_col,
+    /// c]`: A's row, the first column's stored row of B, the bytes between B's stored
+    /// rows, and where the results go, with the bits of `dots.rs`'s Cranelift version;
+    /// or returns false (and emits nothing), which then runs.
+    fn emit_dots(&self, _fx: &mut Fx, _k: usize, _cols: usize, _args: [Value; 4]) -> bool {
+        false
+    }
+    /// Emits the pack of one whole `nr`-column panel of a transposed B, `[src, row,
+    /// dst, k]`: the panel's first stored row (contiguous along K), the bytes between
+    /// stored rows, the panel, and K; or returns false (and emits nothing).
+    fn emit_pack_transposed(&self, _fx: &mut Fx, _nr: usize, _args: [Value; 4]) -> bool {
+        false
+    }
 }
 
 /// Portable f32x4 micro-kernel in Cranelift IR: per K step, `nv` vector loads of the

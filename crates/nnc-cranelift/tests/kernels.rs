@@ -96,28 +96,28 @@ fn every_tile_variant_is_bitwise_equal_to_the_cranelift_tiles() {
 }
 
 /// A run-time M (the batch): the assembled kernels pack B only from enough rows, and
-/// give the last one or two rows to one-row tiles across several panels. One compiled
-/// product runs every M in turn, crossing both choices back and forth.
+/// give the last one or two rows to one-row tiles across several panels; a large
+/// transposed B is dot products up to 8 rows. One compiled product runs every M in
+/// turn, crossing these choices back and forth.
 #[test]
 fn batch_sized_products_are_bitwise_equal_across_kernel_families() {
     if !has_avx2() {
         eprintln!("skipped: no AVX2+FMA");
         return;
     }
-    for &k in &[5, 300] {
-        for &n in &[40, 64, 100, 256, 300] {
-            let g = one_op(
-                Op::MatMul { trans_a: false, trans_b: false },
-                &[batched(DType::F32, &[k]), fixed(DType::F32, &[k, n])],
-            );
+    for (k, trans_b) in [(5, false), (300, false), (5, true), (300, true), (131, true)] {
+        for &n in &[40, 64, 100, 256, 301] {
+            let sb = if trans_b { [n, k] } else { [k, n] };
+            let g =
+                one_op(Op::MatMul { trans_a: false, trans_b }, &[batched(DType::F32, &[k]), fixed(DType::F32, &sb)]);
             let mut clif = compile(&g, &opts(Kernels::Cranelift)).unwrap();
             let mut asm: Vec<_> = assembled().into_iter().map(|f| (f, compile(&g, &opts(f)).unwrap())).collect();
-            for &m in &[1, 2, 200, 3, 8, 191, 192, 7, 197, 14] {
+            for &m in &[1, 2, 200, 3, 8, 191, 192, 7, 197, 9, 14] {
                 let mut r = rng((m * 7919 + k * 31 + n) as u64);
-                let f = feeds(&[("a0", random_f32(&mut r, &[m, k])), ("a1", random_f32(&mut r, &[k, n]))]);
+                let f = feeds(&[("a0", random_f32(&mut r, &[m, k])), ("a1", random_f32(&mut r, &sb))]);
                 let want = bits(&clif.run(&f).unwrap()[0]);
                 for (family, c) in &mut asm {
-                    assert!(bits(&c.run(&f).unwrap()[0]) == want, "{family:?}: {m}x{k}x{n}");
+                    assert!(bits(&c.run(&f).unwrap()[0]) == want, "{family:?}: {m}x{k}x{n} trans_b {trans_b}");
                 }
             }
         }
@@ -132,14 +132,16 @@ fn the_seed_step_is_bitwise_equal_across_kernel_families() {
     }
     // The seed sizes, and odd ones: the fused epilogues' masked last vectors and edge
     // rows (bias+ReLU, the ReLU mask, SGD) at every width.
-    for (optimizer, sizes) in [
-        (Optimizer::Sgd, [784, 256, 10]),
-        (Optimizer::adam(), [784, 256, 10]),
-        (Optimizer::Sgd, [37, 23, 5]),
-        (Optimizer::Sgd, [19, 40, 3]),
-        (Optimizer::adam(), [37, 23, 5]),
+    // Weights stored `[out, in]` too (dot products at batch 1, 7 and 2).
+    for (optimizer, sizes, out_in) in [
+        (Optimizer::Sgd, [784, 256, 10], false),
+        (Optimizer::adam(), [784, 256, 10], false),
+        (Optimizer::Sgd, [37, 23, 5], false),
+        (Optimizer::Sgd, [19, 40, 3], false),
+        (Optimizer::adam(), [37, 23, 5], false),
+        (Optimizer::Sgd, [784, 256, 10], true),
     ] {
-        let g = fused_step(optimizer, 8, sizes);
+        let g = fused_step_in_layout(optimizer, 8, sizes, out_in);
         let [inputs, _, classes] = sizes;
         let run = |kernels: Kernels| {
             let mut c = compile(&g, &opts(kernels)).unwrap();
@@ -170,7 +172,7 @@ fn the_seed_step_is_bitwise_equal_across_kernel_families() {
         };
         let clif = run(Kernels::Cranelift);
         for family in assembled() {
-            assert!(run(family) == clif, "{family:?}, {optimizer:?}, {sizes:?}");
+            assert!(run(family) == clif, "{family:?}, {optimizer:?}, {sizes:?}, out_in {out_in}");
         }
     }
 }

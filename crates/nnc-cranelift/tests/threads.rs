@@ -1,6 +1,6 @@
 //! Splitting kernels across threads changes nothing: every thread count gives the
 //! same bits, for the fused seed step at batch sizes that leave partial tiles and for
-//! every optimizer.
+//! every optimizer, with weights stored either way round.
 
 mod common;
 use common::*;
@@ -40,5 +40,18 @@ fn every_thread_count_gives_the_same_bits() {
         }
         // Same seed, same bits, run after run.
         assert!(one == run(&fused, 1, adam), "{optimizer:?}: two single-threaded runs differ");
+    }
+}
+
+/// Weights stored `[out, in]` (PyTorch's layout): the forward product is dot products
+/// at batch 1 and 7 and tiles over a transposed pack at the others, and the first
+/// weight gradient (`[256, K]·[K, 784]`, K the batch) splits by columns only at
+/// batch 257, where K exceeds its 256 rows.
+#[test]
+fn every_thread_count_gives_the_same_bits_with_transposed_weights() {
+    let fused = fused_step_in_layout(Optimizer::Sgd, 1, [784, 256, 10], true);
+    let one = run(&fused, 1, false);
+    for threads in [2, 3] {
+        assert!(one == run(&fused, threads, false), "{threads} threads differ from 1");
     }
 }

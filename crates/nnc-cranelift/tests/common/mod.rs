@@ -129,19 +129,26 @@ pub fn seed_mlp(seed: u64) -> Graph {
 }
 
 /// An `in-hidden-out` ReLU MLP with random weights scaled like the seed model's.
-pub fn mlp(seed: u64, [inputs, hidden, outputs]: [usize; 3]) -> Graph {
+pub fn mlp(seed: u64, sizes: [usize; 3]) -> Graph {
+    mlp_in_layout(seed, sizes, false)
+}
+
+/// [`mlp`], with weights stored `[out, in]` and multiplied transposed when `out_in`
+/// (PyTorch's `nn.Linear` layout, `Gemm` with `transB = 1` in ONNX).
+pub fn mlp_in_layout(seed: u64, [inputs, hidden, outputs]: [usize; 3], out_in: bool) -> Graph {
     let mut r = rng(seed);
     let scaled = |t: Tensor, s: f32| Tensor::F32(t.as_f32().unwrap().mapv(|v| v * s));
     let mut g = Graph::new("seed");
     let x = g.input("x", batched(nnc_ir::DType::F32, &[inputs])).unwrap();
-    let w1 = g.param("w1", scaled(random_f32(&mut r, &[inputs, hidden]), 1.0 / (inputs as f32).sqrt())).unwrap();
+    let shape = |i: usize, o: usize| if out_in { [o, i] } else { [i, o] };
+    let w1 = g.param("w1", scaled(random_f32(&mut r, &shape(inputs, hidden)), 1.0 / (inputs as f32).sqrt())).unwrap();
     let b1 = g.param("b1", scaled(random_f32(&mut r, &[hidden]), 0.03)).unwrap();
-    let w2 = g.param("w2", scaled(random_f32(&mut r, &[hidden, outputs]), 1.0 / (hidden as f32).sqrt())).unwrap();
+    let w2 = g.param("w2", scaled(random_f32(&mut r, &shape(hidden, outputs)), 1.0 / (hidden as f32).sqrt())).unwrap();
     let b2 = g.param("b2", scaled(random_f32(&mut r, &[outputs]), 0.06)).unwrap();
-    let h = g.matmul(x, w1, false, false).unwrap();
+    let h = g.matmul(x, w1, false, out_in).unwrap();
     let h = g.add(h, b1).unwrap();
     let h = g.relu(h).unwrap();
-    let y = g.matmul(h, w2, false, false).unwrap();
+    let y = g.matmul(h, w2, false, out_in).unwrap();
     let y = g.add(y, b2).unwrap();
     g.set_outputs(vec![y]);
     g
@@ -155,8 +162,13 @@ pub fn fused_seed_step(optimizer: nnc_autodiff::Optimizer, seed: u64) -> Graph {
 
 /// The fused training step of [`mlp`] with these sizes.
 pub fn fused_step(optimizer: nnc_autodiff::Optimizer, seed: u64, sizes: [usize; 3]) -> Graph {
+    fused_step_in_layout(optimizer, seed, sizes, false)
+}
+
+/// The fused training step of [`mlp_in_layout`].
+pub fn fused_step_in_layout(optimizer: nnc_autodiff::Optimizer, seed: u64, sizes: [usize; 3], out_in: bool) -> Graph {
     let opts = nnc_autodiff::TrainOptions { optimizer, ..Default::default() };
-    let train = nnc_autodiff::training_graph(&mlp(seed, sizes), &opts).unwrap().graph;
+    let train = nnc_autodiff::training_graph(&mlp_in_layout(seed, sizes, out_in), &opts).unwrap().graph;
     nnc_opt::optimize(&train, &nnc_opt::OptOptions::from_flags(false, None, None)).unwrap().graph
 }
 

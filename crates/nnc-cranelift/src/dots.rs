@@ -1,0 +1,198 @@
+//! Few rows of A times a large transposed B, as dot products.
+//!
+//! A model exported from PyTorch stores a dense layer's weight as `[out, in]` and
+//! multiplies by its transpose (`Gemm` with `transB = 1`). The tiles need B's rows
+//! contiguous, so the pack phase transposes all of it into panels every step: at
+//! batch 1 that pass over the seed's 784 KiB weight cost more than the product
+//! itself (56% of a one-thread step). But in that layout each column of C is a dot
+//! product of two contiguous vectors, A's row and B's stored row, which need no pack.
+//! So a product with A and the stored B both contiguous along K, a static K and N, B
+//! of at least `MIN_B_BYTES` and at most `MAX_ROWS` rows at run time computes C that
+//! way instead of packing and tiling:
+//!
+//! - `dots` (work items: groups of `COLS` columns of C) computes every row of its
+//!   columns. Each element is the same chain whatever the group: two f32x4
+//!   accumulators over K in steps of 8 (lanes `k mod 8`, in K order, FMAs where the
+//!   CPU has them), then `(s0 + s1) + (s2 + s3)` of their sum, then the last `K mod 8`
+//!   terms one by one. It is Cranelift code for every kernel family, so the bits do
+//!   not depend on the family, and the step takes it from M alone, so they do not
+//!   depend on the thread count. They differ in rounding from the tiled product.
+//! - `dots_finish` (rows of C, called once) applies the product's epilogue, if any.
+//!
+//! Four columns at a time, eight independent FMA chains hide the FMA latency; the
+//! columns' B rows, read once per row of A, stay in L1 across A's few rows.
+
+use crate::clif::Fx;
+use crate::matmul::Variant;
+use crate::program::MatMul;
+use crate::provider::MicroKernelProvider;
+use crate::shape::Sz;
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+
+/// The most rows of A the dot products take: each row costs them more than the
+/// tiles (4 columns of a row per call, no register blocking over rows), but they
+/// save the pack. Measured on the PyTorch-layout seed step (`nnc bench` on `nnc
+/// new-mlp --layout gemm`, AVX2, Zen 3), median ms, dot products / pack and tiles:
+/// one thread, batch 1 0.041 / 0.098, 4 0.073 / 0.082, 8 0.125 / 0.131, 12 0.172 /
+/// 0.156; two threads, batch 8 0.083 / 0.091, 12 0.104 / 0.095.
+const MAX_ROWS: u64 = 8;
+/// B at least this large: smaller ones pack in a sliver of the product's time.
+const MIN_B_BYTES: u64 = 128 << 10;
+/// Columns of C per work item.
+const COLS: u64 = 4;
+/// K terms per step of the vector loop: two f32x4 accumulators.
+const K_STEP: i64 = 8;
+
+/// The most rows for which a product of these strides and sizes is computed as dot
+/// products (see the module docs): A and B contiguous along K, a static K of one
+/// vector step or more, a static N, B of at least `MIN_B_BYTES`, no leading
+/// dimensions, and an M that can be at most `MAX_ROWS`.
+pub(crate) fn max_rows(m: Sz, k: Sz, n: Sz, a_k: Sz, b_k: Sz, no_lead: bool) -> Option<u64> {
+    let (kf, nf) = (k.as_fixed()?, n.as_fixed()?);
+    let eligible = no_lead
+        && a_k.is_fixed(1)
+        && b_k.is_fixed(1)
+        && kf >= K_STEP as u64
+        && kf * nf * 4 >= MIN_B_BYTES
+        && m.as_fixed().is_none_or(|m| m <= MAX_ROWS);
+    eligible.then_some(MAX_ROWS)
+}
+
+/// The dot-products function's [`Variant`], if `mm` has one.
+pub(crate) fn variant(mm: &MatMul) -> Option<Variant> {
+    let max_rows = mm.dots?;
+    let (k, n) = (mm.k.as_fixed()?, mm.n.as_fixed()?);
+    let work = Sz::fixed(2 * max_rows * k * COLS);
+    Some(Variant { items: Sz::fixed(n.div_ceil(COLS)), rows: mm.m, max_rows: max_rows as i64, deeper_than: None, work })
+}
+
+/// Computes the column groups `[fx.begin, fx.end)` of C for all its rows.
+pub(crate) fn emit(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider) {
+    let k = mm.k.as_fixed().expect("dot products only with a static K") as i64;
+    let n = mm.n.as_fixed().expect("dot products only with a static N") as i64;
+    let b_col = mm.b_col.as_fixed().expect("a static K makes B's column stride static") as i64 * 4;
+    let (lo, hi) = (fx.begin, fx.end);
+    let a = fx.slot(mm.a);
+    let b = fx.slot(mm.b);
+    let c = fx.slot(mm.c);
+    let a_row = fx.sz(mm.a_row);
+    let a_row = fx.mul_imm(a_row, 4);
+    let m = fx.sz(mm.m);
+    let whole_groups = n / COLS as i64;
+    fx.for_range(lo, hi, 1, |fx, g| {
+        let j0 = fx.mul_imm(g, COLS as i64);
+        let columns = |fx: &mut Fx, count: i64| {
+            let b_rows: Vec<Value> = (0..count)
+                .map(|col| {
+                    let off = fx.mul_imm(j0, b_col);
+                    let b0 = fx.add(b, off);
+                    fx.b.ins().iadd_imm_s(b0, col * b_col)
+                })
+                .collect();
+            let c0 = fx.mul_imm(j0, 4);
+            let c0 = fx.add(c, c0);
+            let zero = fx.iconst(0);
+            fx.for_range(zero, m, 1, |fx, i| {
+                let a_off = fx.mul(i, a_row);
+                let a_i = fx.add(a, a_off);
+                let c_off = fx.mul_imm(i, n * 4);
+                let c_i = fx.add(c0, c_off);
+                let b_col = fx.iconst(b_col);
+                if provider.emit_dots(fx, k as usize, count as usize, [a_i, b_rows[0], b_col, c_i]) {
+                    return;
+                }
+                let sums = dot_rows(fx, a_i, &b_rows, k);
+                for (col, s) in sums.into_iter().enumerate() {
+                    fx.store(s, c_i, (col * 4) as i32);
+                }
+            });
+        };
+        if n % COLS as i64 == 0 {
+            columns(fx, COLS as i64);
+        } else {
+            let whole = fx.b.ins().icmp_imm_s(cranelift_codegen::ir::condcodes::IntCC::SignedLessThan, g, whole_groups);
+            fx.if_else(whole, |fx| columns(fx, COLS as i64), |fx| columns(fx, n % COLS as i64));
+        }
+    });
+    (fx.begin, fx.end) = (lo, hi);
+}
+
+/// The dot products of the K floats at `a` with the K floats at each of `b_rows`.
+fn dot_rows(fx: &mut Fx, a: Value, b_rows: &[Value], k: i64) -> Vec<Value> {
+    let zero = fx.b.ins().f32const(0.0);
+    let zero = fx.b.ins().splat(types::F32X4, zero);
+    let acc: Vec<[_; 2]> = b_rows.iter().map(|_| [fx.var(types::F32X4, zero), fx.var(types::F32X4, zero)]).collect();
+    let vector_k = k / K_STEP * K_STEP;
+    // Loop-carried pointers (addresses derived from loop-invariant values would be
+    // recomputed inside the loop by Cranelift's rematerialization).
+    let a_ptr = fx.var(crate::clif::PTR, a);
+    let b_ptrs: Vec<_> = b_rows.iter().map(|&r| fx.var(crate::clif::PTR, r)).collect();
+    let step = |fx: &mut Fx, at: i32| {
+        let a_now = fx.get(a_ptr);
+        let xs = [fx.load(types::F32X4, a_now, at), fx.load(types::F32X4, a_now, at + 16)];
+        for (&b_ptr, acc) in b_ptrs.iter().zip(&acc) {
+            let b_now = fx.get(b_ptr);
+            for (half, &x) in xs.iter().enumerate() {
+                let y = fx.load(types::F32X4, b_now, at + (half * 16) as i32);
+                let s = fx.get(acc[half]);
+                let s = mul_add(fx, x, y, s);
+                fx.set(acc[half], s);
+            }
+        }
+    };
+    let advance = |fx: &mut Fx, bytes: i64| {
+        for &p in std::iter::once(&a_ptr).chain(&b_ptrs) {
+            let now = fx.get(p);
+            let next = fx.b.ins().iadd_imm_s(now, bytes);
+            fx.set(p, next);
+        }
+    };
+    // Two steps per iteration, then the odd one.
+    let steps = vector_k / K_STEP;
+    let zero = fx.iconst(0);
+    let pairs = fx.iconst(steps / 2);
+    fx.for_range(zero, pairs, 1, |fx, _| {
+        step(fx, 0);
+        step(fx, (K_STEP * 4) as i32);
+        advance(fx, 2 * K_STEP * 4);
+    });
+    if steps % 2 == 1 {
+        step(fx, 0);
+    }
+    b_rows
+        .iter()
+        .zip(&acc)
+        .map(|(&row, acc)| {
+            let (s0, s1) = (fx.get(acc[0]), fx.get(acc[1]));
+            let s = fx.b.ins().fadd(s0, s1);
+            let lane = |fx: &mut Fx, l: u8| fx.b.ins().extractlane(s, l);
+            let (l0, l1, l2, l3) = (lane(fx, 0), lane(fx, 1), lane(fx, 2), lane(fx, 3));
+            let (p, q) = (fx.b.ins().fadd(l0, l1), fx.b.ins().fadd(l2, l3));
+            let mut h = fx.b.ins().fadd(p, q);
+            for t in vector_k..k {
+                let x = fx.load(types::F32, a, (t * 4) as i32);
+                let y = fx.load(types::F32, row, (t * 4) as i32);
+                h = mul_add(fx, x, y, h);
+            }
+            h
+        })
+        .collect()
+}
+
+/// `x·y + acc`: one FMA where the CPU has it (as the tiles), else a product and a sum.
+fn mul_add(fx: &mut Fx, x: Value, y: Value, acc: Value) -> Value {
+    if fx.fma {
+        fx.b.ins().fma(x, y, acc)
+    } else {
+        let p = fx.b.ins().fmul(x, y);
+        fx.b.ins().fadd(acc, p)
+    }
+}
+
+/// Rows `[fx.begin, fx.end)` of C: the product's epilogue, after the dot products.
+pub(crate) fn emit_finish(fx: &mut Fx, mm: &MatMul) {
+    let ep = mm.epilogue.as_deref().expect("a finish function only for a product with an epilogue");
+    let c = fx.slot(mm.c);
+    let n = fx.sz(mm.n);
+    crate::epilogue::emit(fx, mm, ep, c, n);
+}
