@@ -7,11 +7,15 @@
 //! `cargo bench -j2 --bench threads`
 //!
 //! For each kernel family and batch: the minimum, 10th percentile and median of the
-//! step times, and the one-thread time over the two-thread time at each.
+//! step times, and the one-thread time over the two-thread time at each; then the same
+//! for the default kernels with the weights stored `[out, in]` (`nnc new-mlp --layout
+//! gemm`, as PyTorch exports `nn.Linear`).
 
 mod common;
 
+use nnc::mlp::Layout;
 use nnc_autodiff::Optimizer;
+use nnc_cranelift::Kernels;
 use std::time::Instant;
 
 const BATCHES: [usize; 5] = [1, 32, 100, 256, 1024];
@@ -51,14 +55,20 @@ fn main() {
         println!("threads: runs under `cargo bench` only");
         return;
     }
-    let tg = common::seed_step(Optimizer::Sgd);
+    let mut runs: Vec<(Kernels, Layout)> = common::families().into_iter().map(|k| (k, Layout::Matmul)).collect();
+    runs.push((Kernels::Auto, Layout::Gemm));
     let mut rows = Vec::new();
-    for kernels in common::families() {
+    for (kernels, layout) in runs {
+        let tg = common::seed_step_in_layout(Optimizer::Sgd, layout);
         let mut backends = [common::jit(&tg, 1, kernels), common::jit(&tg, 2, kernels)];
+        let name = match layout {
+            Layout::Matmul => common::family_name(kernels).to_string(),
+            Layout::Gemm => format!("{}, gemm layout", common::family_name(kernels)),
+        };
         for batch in BATCHES {
             let times = interleaved(&mut backends, batch);
             let at = |t: &[f64], q: f64| t[((t.len() - 1) as f64 * q) as usize];
-            let mut row = vec![common::family_name(kernels).to_string(), batch.to_string()];
+            let mut row = vec![name.clone(), batch.to_string()];
             for q in [0.0, 0.1, 0.5] {
                 let (one, two) = (at(&times[0], q), at(&times[1], q));
                 row.push(format!("{:.3} / {:.3}", one * 1e3, two * 1e3));

@@ -1,7 +1,9 @@
 //! One training step of the seed model (784-256-10 MLP, ReLU, softmax cross-entropy)
 //! as `nnc train` runs it (`nnc_train::JitBackend`): SGD at batch 1, 32, 100, 256 and
 //! 1024 on 1 and 2 threads with each assembled kernel family this CPU runs (AVX-512,
-//! AVX2), the portable Cranelift kernels at batch 100, and one Adam step at batch 100.
+//! AVX2), the portable Cranelift kernels at batch 100, one Adam step at batch 100, and
+//! SGD with the weights stored `[out, in]` as PyTorch exports them (`nnc new-mlp
+//! --layout gemm`) at batch 1, 100 and 1024 with the default kernels.
 //!
 //! `cargo bench -j2 --bench train_step`
 //!
@@ -14,6 +16,7 @@ mod common;
 
 use common::Samples;
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use nnc::mlp::Layout;
 use nnc_autodiff::Optimizer;
 use nnc_cranelift::Kernels;
 
@@ -34,16 +37,17 @@ fn bench(c: &mut Criterion) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut group = c.benchmark_group("train_step");
     common::configure(&mut group, SAMPLES);
-    /// Kernels, optimizer label and rule, batches, thread counts.
-    type Run = (Kernels, &'static str, Optimizer, &'static [usize], &'static [usize]);
+    /// Kernels, label, optimizer, weight layout, batches, thread counts.
+    type Run = (Kernels, &'static str, Optimizer, Layout, &'static [usize], &'static [usize]);
     let mut runs: Vec<Run> = Vec::new();
     for kernels in common::families() {
         let batches: &[usize] = if kernels == Kernels::Cranelift { &[100] } else { &BATCHES };
-        runs.push((kernels, "sgd", Optimizer::Sgd, batches, &THREADS));
+        runs.push((kernels, "sgd", Optimizer::Sgd, Layout::Matmul, batches, &THREADS));
     }
-    runs.push((Kernels::Auto, "adam", Optimizer::adam(), &[100], &[1]));
-    for (kernels, label, optimizer, batches, threads) in runs {
-        let tg = common::seed_step(optimizer);
+    runs.push((Kernels::Auto, "adam", Optimizer::adam(), Layout::Matmul, &[100], &[1]));
+    runs.push((Kernels::Auto, "sgd, gemm layout", Optimizer::Sgd, Layout::Gemm, &[1, 100, 1024], &THREADS));
+    for (kernels, label, optimizer, layout, batches, threads) in runs {
+        let tg = common::seed_step_in_layout(optimizer, layout);
         let family = common::family_name(kernels);
         for &t in threads {
             let mut backend = common::jit(&tg, t, kernels);

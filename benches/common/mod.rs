@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 use criterion::Bencher;
-use nnc::mlp::{build_mlp, MlpSpec};
+use nnc::mlp::{build_mlp, Layout, MlpSpec};
 use nnc_autodiff::{training_graph, Optimizer, TrainGraph, TrainOptions};
 use nnc_cranelift::{Kernels, VectorWidth};
 use nnc_ir::{Graph, Op, Tensor, TensorType};
@@ -117,7 +117,13 @@ pub fn train_options(optimizer: Optimizer) -> TrainOptions {
 /// The seed model's training step (softmax cross-entropy, `optimizer`), unoptimized:
 /// FLOPs are counted on this graph.
 pub fn seed_step(optimizer: Optimizer) -> TrainGraph {
-    training_graph(&seed_model(), &train_options(optimizer)).expect("the seed model differentiates")
+    seed_step_in_layout(optimizer, Layout::Matmul)
+}
+
+/// [`seed_step`] with the weights stored as `layout` says (`nnc new-mlp --layout`).
+pub fn seed_step_in_layout(optimizer: Optimizer, layout: Layout) -> TrainGraph {
+    let model = build_mlp(&MlpSpec { layout, ..MlpSpec::seed_model() }).expect("the seed MLP builds");
+    training_graph(&model, &train_options(optimizer)).expect("the seed model differentiates")
 }
 
 pub fn compile_options(threads: usize, kernels: Kernels) -> CompileOptions {
