@@ -23,7 +23,7 @@
 //! times four stored rows of a transposed B, 8 lanes per ymm), and the pack of a
 //! transposed B into panels (4 × 4 in-lane transposes instead of a scalar copy per
 //! float: with the seed's 784 KiB weight stored `[out, in]`, a one-thread step at
-//! batch 16 went from 0.230 to 0.198 ms, at 32 from 0.378 to 0.346).
+//! batch 16 went from 0.230 to 0.195 ms, at 32 from 0.374 to 0.341, fastest steps).
 //!
 //! Results are bitwise those of the Cranelift kernels: each element is the same chain
 //! of single-rounding FMAs over k within a K block (`acc = b·a + acc` either way), and

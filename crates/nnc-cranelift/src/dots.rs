@@ -14,19 +14,23 @@
 //!   columns. Each element is the same chain whatever the group: two f32x4
 //!   accumulators over K in steps of 8 (lanes `k mod 8`, in K order, FMAs where the
 //!   CPU has them), then `(s0 + s1) + (s2 + s3)` of their sum, then the last `K mod 8`
-//!   terms one by one. It is Cranelift code for every kernel family, so the bits do
-//!   not depend on the family, and the step takes it from M alone, so they do not
-//!   depend on the thread count. They differ in rounding from the tiled product.
+//!   terms one by one. The loop nest is Cranelift code; a provider may replace the
+//!   Cranelift dot products of a row and a group (`emit_dots`, four columns at a
+//!   time: eight independent FMA chains) by its own with the same bits, as the AVX2
+//!   one does (Cranelift's register allocation of this loop ran it at half the
+//!   speed). So the bits do not depend on the family, and as the step takes the
+//!   variant from M alone, nor on the thread count. They differ in rounding from the
+//!   tiled product.
 //! - `dots_finish` (rows of C, called once) applies the product's epilogue, if any.
 //!
-//! Four columns at a time, eight independent FMA chains hide the FMA latency; the
-//! columns' B rows, read once per row of A, stay in L1 across A's few rows.
+//! A group's B rows, read once per row of A, stay in L1 across A's few rows.
 
-use crate::clif::Fx;
+use crate::clif::{Fx, PTR};
 use crate::matmul::Variant;
 use crate::program::MatMul;
 use crate::provider::MicroKernelProvider;
 use crate::shape::Sz;
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
 /// The most rows of A the dot products take: each row costs them more than the
@@ -61,7 +65,7 @@ pub(crate) fn max_rows(m: Sz, k: Sz, n: Sz, a_k: Sz, b_k: Sz, no_lead: bool) -> 
 /// The dot-products function's [`Variant`], if `mm` has one.
 pub(crate) fn variant(mm: &MatMul) -> Option<Variant> {
     let max_rows = mm.dots?;
-    let (k, n) = (mm.k.as_fixed()?, mm.n.as_fixed()?);
+    let (k, n, _) = (mm.k.as_fixed()?, mm.n.as_fixed()?, mm.b_col.as_fixed()?);
     let work = Sz::fixed(2 * max_rows * k * COLS);
     Some(Variant { items: Sz::fixed(n.div_ceil(COLS)), rows: mm.m, max_rows: max_rows as i64, deeper_than: None, work })
 }
@@ -70,7 +74,7 @@ pub(crate) fn variant(mm: &MatMul) -> Option<Variant> {
 pub(crate) fn emit(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider) {
     let k = mm.k.as_fixed().expect("dot products only with a static K") as i64;
     let n = mm.n.as_fixed().expect("dot products only with a static N") as i64;
-    let b_col = mm.b_col.as_fixed().expect("a static K makes B's column stride static") as i64 * 4;
+    let b_col = mm.b_col.as_fixed().expect("dot products only with a static B stride") as i64 * 4;
     let (lo, hi) = (fx.begin, fx.end);
     let a = fx.slot(mm.a);
     let b = fx.slot(mm.b);
@@ -82,13 +86,9 @@ pub(crate) fn emit(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider)
     fx.for_range(lo, hi, 1, |fx, g| {
         let j0 = fx.mul_imm(g, COLS as i64);
         let columns = |fx: &mut Fx, count: i64| {
-            let b_rows: Vec<Value> = (0..count)
-                .map(|col| {
-                    let off = fx.mul_imm(j0, b_col);
-                    let b0 = fx.add(b, off);
-                    fx.b.ins().iadd_imm_s(b0, col * b_col)
-                })
-                .collect();
+            let off = fx.mul_imm(j0, b_col);
+            let b0 = fx.add(b, off);
+            let b_rows: Vec<Value> = (0..count).map(|col| fx.b.ins().iadd_imm_s(b0, col * b_col)).collect();
             let c0 = fx.mul_imm(j0, 4);
             let c0 = fx.add(c, c0);
             let zero = fx.iconst(0);
@@ -110,7 +110,7 @@ pub(crate) fn emit(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider)
         if n % COLS as i64 == 0 {
             columns(fx, COLS as i64);
         } else {
-            let whole = fx.b.ins().icmp_imm_s(cranelift_codegen::ir::condcodes::IntCC::SignedLessThan, g, whole_groups);
+            let whole = fx.b.ins().icmp_imm_s(IntCC::SignedLessThan, g, whole_groups);
             fx.if_else(whole, |fx| columns(fx, COLS as i64), |fx| columns(fx, n % COLS as i64));
         }
     });
@@ -125,8 +125,8 @@ fn dot_rows(fx: &mut Fx, a: Value, b_rows: &[Value], k: i64) -> Vec<Value> {
     let vector_k = k / K_STEP * K_STEP;
     // Loop-carried pointers (addresses derived from loop-invariant values would be
     // recomputed inside the loop by Cranelift's rematerialization).
-    let a_ptr = fx.var(crate::clif::PTR, a);
-    let b_ptrs: Vec<_> = b_rows.iter().map(|&r| fx.var(crate::clif::PTR, r)).collect();
+    let a_ptr = fx.var(PTR, a);
+    let b_ptrs: Vec<_> = b_rows.iter().map(|&r| fx.var(PTR, r)).collect();
     let step = |fx: &mut Fx, at: i32| {
         let a_now = fx.get(a_ptr);
         let xs = [fx.load(types::F32X4, a_now, at), fx.load(types::F32X4, a_now, at + 16)];
