@@ -47,8 +47,9 @@ pub enum Init {
 pub enum Layout {
     /// Weights `[in, out]`: `MatMul` then `Add`.
     Matmul,
-    /// Weights `[out, in]`, as PyTorch's `nn.Linear` stores them: one `Gemm` with
-    /// `transB = 1`, what `torch.onnx.export` writes for `nn.Linear` on 2-D inputs.
+    /// Weights `[out, in]`, as PyTorch's `nn.Linear` stores them: `Gemm` with
+    /// `transB = 1` then `Add` (`torch.onnx.export` writes `nn.Linear` on 2-D inputs
+    /// as the same `Gemm`, with the bias as its third input).
     Gemm,
 }
 

@@ -115,7 +115,7 @@ impl Compiled {
     /// [`Compiled::run`] on borrowed tensors, so a caller that keeps its batch
     /// elsewhere (the trainer) does not copy it into an owned map every step.
     pub fn run_borrowed(&mut self, feeds: &HashMap<&str, &Tensor>) -> Result<Vec<Tensor>, BackendError> {
-        Ok(self.run_views(feeds)?.iter().map(TensorView::to_owned).collect())
+        Ok(self.run_views(feeds)?.iter().map(TensorView::to_tensor).collect())
     }
 
     /// [`Compiled::run_borrowed`] without copying the outputs: each is a view of the

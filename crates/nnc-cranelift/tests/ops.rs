@@ -349,15 +349,15 @@ fn outputs_as_views_match_the_copies() {
         assert_eq!(views.len(), copies.len());
         for (k, (view, copy)) in views.iter().zip(&copies).enumerate() {
             assert_eq!(view.dtype(), copy.dtype(), "output {k} at batch {batch}");
-            assert_eq!(&view.to_owned(), copy, "output {k} at batch {batch}");
+            assert_eq!(&view.to_tensor(), copy, "output {k} at batch {batch}");
         }
         assert_eq!(views[4], x.view(), "the input passed through");
         let want =
             nnc_interp::run(&g, &[("x", &x), ("w", &w), ("i", &i)].map(|(n, t)| (n.to_string(), t.clone())).into())
                 .expect("interprets");
-        assert_close(&views[0].to_owned(), &want[0], TOL, "the product");
+        assert_close(&views[0].to_tensor(), &want[0], TOL, "the product");
         for k in 1..4 {
-            assert_eq!(views[k].to_owned(), want[k], "output {k} at batch {batch}");
+            assert_eq!(views[k].to_tensor(), want[k], "output {k} at batch {batch}");
         }
     }
 }

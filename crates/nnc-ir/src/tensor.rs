@@ -131,8 +131,8 @@ impl TensorView<'_> {
         }
     }
 
-    /// An owned copy.
-    pub fn to_owned(&self) -> Tensor {
+    /// An owned copy (a `Tensor`, not another view).
+    pub fn to_tensor(&self) -> Tensor {
         match self {
             TensorView::F32(a) => Tensor::F32(a.to_owned()),
             TensorView::I64(a) => Tensor::I64(a.to_owned()),
