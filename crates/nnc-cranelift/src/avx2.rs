@@ -19,8 +19,8 @@
 //! accumulators (several panels of a row-major B read in place) take the last one or
 //! two rows, where a 1- or 2-row tile per panel would wait on its few FMA chains.
 //!
-//! Two helpers are assembled the same way: the dot products of `dots.rs` (a row of A
-//! times four stored rows of a transposed B, 8 lanes per ymm), and the pack of a
+//! Two helpers are assembled the same way: the dot products of `dots.rs` (one or two
+//! rows of A times up to four stored rows of a transposed B, 8 lanes per ymm), and the pack of a
 //! transposed B into panels (4 × 4 in-lane transposes instead of a scalar copy per
 //! float: with the seed's 784 KiB weight stored `[out, in]`, a one-thread step at
 //! batch 16 went from 0.230 to 0.195 ms, at 32 from 0.374 to 0.341, fastest steps).
@@ -110,7 +110,7 @@ impl Ep {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kernel {
     Tile(Variant),
-    Dots { k: usize, cols: usize },
+    Dots { k: usize, cols: usize, rows: usize },
     PackTransposed { nr: usize },
 }
 
@@ -203,7 +203,7 @@ impl Avx2Tiles {
                 let (family, cols) = (if self.wide { "avx512" } else { "avx2" }, (v.vecs - 1) * self.lanes() + v.lanes);
                 (format!("nnc_{family}_tile_{}x{cols}{}", v.rows, v.ep.suffix()), 9 + v.ep.extra_args())
             }
-            Kernel::Dots { k, cols } => (format!("nnc_avx2_dots_{cols}x{k}"), 4),
+            Kernel::Dots { k, cols, rows } => (format!("nnc_avx2_dots_{rows}x{cols}x{k}"), 6),
             Kernel::PackTransposed { nr } => (format!("nnc_avx2_pack_transposed_16_of_{nr}"), 4),
         };
         let module = fx.module();
@@ -214,7 +214,7 @@ impl Avx2Tiles {
             let code = match kernel {
                 Kernel::Tile(v) if self.wide => assemble_avx512(v),
                 Kernel::Tile(v) => assemble_avx2(v),
-                Kernel::Dots { k, cols } => assemble_dots(k, cols),
+                Kernel::Dots { k, cols, rows } => assemble_dots(k, cols, rows),
                 Kernel::PackTransposed { nr } => assemble_pack_transposed(nr),
             }
             .map_err(asm_err)?;
@@ -259,51 +259,65 @@ impl Avx2Tiles {
     }
 }
 
-/// Machine code of the dot products of one row of A with `cols` (1 to 4) stored rows
-/// of a transposed B, `k` terms each (`k ≥ 8`), in `dots.rs`'s order of operations: an
-/// 8-lane accumulator per column is its two f32x4 ones (lanes `k mod 8`), its low half
-/// plus its high half is their sum, then `(s0 + s1) + (s2 + s3)` and the last `k mod 8`
-/// terms by scalar FMAs, so the bits are the Cranelift version's.
+/// Machine code of the dot products of `rows` (1 or 2) rows of A with `cols` (1 to 4)
+/// stored rows of a transposed B, `k` terms each (`k ≥ 8`), in `dots.rs`'s order of
+/// operations: an 8-lane accumulator per element is its two f32x4 ones (lanes
+/// `k mod 8`), its low half plus its high half is their sum, then `(s0 + s1) + (s2 +
+/// s3)` and the last `k mod 8` terms by scalar FMAs, so the bits are the Cranelift
+/// version's. Two rows load each B vector once for both.
 ///
 /// ```text
-/// dots(a, b, b_col, c)   ; c[j] = a · b[j·b_col bytes..], j < cols
+/// dots(a, a_row, b, b_col, c, ldc)   ; c[i·ldc + j] = a[i·a_row..] · b[j·b_col..] (bytes)
 /// ```
-fn assemble_dots(k: usize, cols: usize) -> Result<Vec<u8>, IcedError> {
+fn assemble_dots(k: usize, cols: usize, rows: usize) -> Result<Vec<u8>, IcedError> {
     let mut a = CodeAssembler::new(64)?;
-    let acc = [ymm0, ymm1, ymm2, ymm3];
-    let acc_x = [xmm0, xmm1, xmm2, xmm3];
-    // rdi = a, rsi = b, rdx = b_col (bytes), rcx = c; B rows at rsi, r8, r9, r10.
-    let rows = [rsi, r8, r9, r10];
-    a.lea(r8, qword_ptr(rsi + rdx))?;
-    a.lea(r9, qword_ptr(rsi + rdx * 2))?;
-    a.lea(r10, qword_ptr(r8 + rdx * 2))?;
-    for &v in &acc[..cols] {
-        a.vxorps(v, v, v)?;
+    let ymm = [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7];
+    let xmm = [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7];
+    // rdi, rsi = A's rows; rdx, r10, r11, rax = B's rows; r8, r9 = C's rows; rcx = the
+    // byte offset along K. Accumulator of row i, column j: ymm[4i + j].
+    let (a_rows, b_rows, c_rows) = ([rdi, rsi], [rdx, r10, r11, rax], [r8, r9]);
+    a.lea(r10, qword_ptr(rdx + rcx))?;
+    a.lea(r11, qword_ptr(rdx + rcx * 2))?;
+    a.lea(rax, qword_ptr(r10 + rcx * 2))?;
+    a.add(rsi, rdi)?;
+    a.add(r9, r8)?;
+    for i in 0..rows {
+        for j in 0..cols {
+            a.vxorps(ymm[4 * i + j], ymm[4 * i + j], ymm[4 * i + j])?;
+        }
     }
     let steps = k / 8;
-    a.xor(rax, rax)?;
-    a.mov(r11, steps as u64)?;
+    a.xor(ecx, ecx)?;
     let mut k_loop = a.create_label();
     a.set_label(&mut k_loop)?;
-    a.vmovups(ymm4, ymmword_ptr(rdi + rax))?;
-    for (&v, &row) in acc.iter().zip(&rows).take(cols) {
-        a.vfmadd231ps(v, ymm4, ymmword_ptr(row + rax))?;
+    let xs = [ymm8, ymm9];
+    for i in 0..rows {
+        a.vmovups(xs[i], ymmword_ptr(a_rows[i] + rcx))?;
     }
-    a.add(rax, 32)?;
-    a.dec(r11)?;
-    a.jnz(k_loop)?;
-    for (j, (&v, &x)) in acc.iter().zip(&acc_x).take(cols).enumerate() {
-        a.vextractf128(xmm5, v, 1)?;
-        a.vaddps(x, x, xmm5)?;
-        a.vmovshdup(xmm5, x)?;
-        a.vaddps(xmm5, x, xmm5)?;
-        a.vmovhlps(xmm6, xmm6, xmm5)?;
-        a.vaddss(x, xmm5, xmm6)?;
-        for t in steps * 8..k {
-            a.vmovss(xmm7, dword_ptr(rdi + t * 4))?;
-            a.vfmadd231ss(x, xmm7, dword_ptr(rows[j] + t * 4))?;
+    for (j, &row) in b_rows.iter().enumerate().take(cols) {
+        a.vmovups(ymm10, ymmword_ptr(row + rcx))?;
+        for i in 0..rows {
+            a.vfmadd231ps(ymm[4 * i + j], xs[i], ymm10)?;
         }
-        a.vmovss(dword_ptr(rcx + j * 4), x)?;
+    }
+    a.add(rcx, 32)?;
+    a.cmp(rcx, (steps * 32) as i32)?;
+    a.jne(k_loop)?;
+    for i in 0..rows {
+        for j in 0..cols {
+            let (v, x) = (ymm[4 * i + j], xmm[4 * i + j]);
+            a.vextractf128(xmm11, v, 1)?;
+            a.vaddps(x, x, xmm11)?;
+            a.vmovshdup(xmm11, x)?;
+            a.vaddps(xmm11, x, xmm11)?;
+            a.vmovhlps(xmm12, xmm12, xmm11)?;
+            a.vaddss(x, xmm11, xmm12)?;
+            for t in steps * 8..k {
+                a.vmovss(xmm13, dword_ptr(a_rows[i] + t * 4))?;
+                a.vfmadd231ss(x, xmm13, dword_ptr(b_rows[j] + t * 4))?;
+            }
+            a.vmovss(dword_ptr(c_rows[i] + j * 4), x)?;
+        }
     }
     a.vzeroupper()?;
     a.ret()?;
@@ -809,13 +823,13 @@ impl MicroKernelProvider for Avx2Tiles {
         true
     }
 
-    fn emit_dots(&self, fx: &mut Fx, k: usize, cols: usize, [a, b, b_col, c]: [Value; 4]) -> bool {
-        if k < 8 || !(1..=4).contains(&cols) {
+    fn emit_dots(&self, fx: &mut Fx, k: usize, cols: usize, rows: usize, args: [Value; 6]) -> bool {
+        if k < 8 || !(1..=4).contains(&cols) || !(1..=2).contains(&rows) {
             return false;
         }
-        match self.kernel(fx, Kernel::Dots { k, cols }) {
+        match self.kernel(fx, Kernel::Dots { k, cols, rows }) {
             Some(id) => {
-                fx.call(id, &[a, b, b_col, c]);
+                fx.call(id, &args);
                 true
             }
             None => false,

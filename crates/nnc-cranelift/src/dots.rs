@@ -15,10 +15,10 @@
 //!   accumulators over K in steps of 8 (lanes `k mod 8`, in K order, FMAs where the
 //!   CPU has them), then `(s0 + s1) + (s2 + s3)` of their sum, then the last `K mod 8`
 //!   terms one by one. The loop nest is Cranelift code; a provider may replace the
-//!   Cranelift dot products of a row and a group (`emit_dots`, four columns at a
-//!   time: eight independent FMA chains) by its own with the same bits, as the AVX2
-//!   one does (Cranelift's register allocation of this loop ran it at half the
-//!   speed). So the bits do not depend on the family, and as the step takes the
+//!   Cranelift dot products of a group and one or two rows (`emit_dots`; four
+//!   columns at a time: eight independent FMA chains per row) by its own with the
+//!   same bits, as the AVX2 one does (Cranelift's register allocation of this loop
+//!   ran it at half the speed; two rows load each vector of B once). So the bits do not depend on the family, and as the step takes the
 //!   variant from M alone, nor on the thread count. They differ in rounding from the
 //!   tiled product.
 //! - `dots_finish` (rows of C, called once) applies the product's epilogue, if any.
@@ -33,13 +33,15 @@ use crate::shape::Sz;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
-/// The most rows of A the dot products take: each row costs them more than the
-/// tiles (4 columns of a row per call, no register blocking over rows), but they
-/// save the pack. Measured on the PyTorch-layout seed step (`nnc bench` on `nnc
-/// new-mlp --layout gemm`, AVX2, Zen 3), median ms, dot products / pack and tiles:
-/// one thread, batch 1 0.041 / 0.098, 4 0.073 / 0.082, 8 0.125 / 0.131, 12 0.172 /
-/// 0.156; two threads, batch 8 0.083 / 0.091, 12 0.104 / 0.095.
-const MAX_ROWS: u64 = 8;
+/// The most rows of A the dot products take: per row they cost about what the tiles
+/// do (assembled, two rows at a time), but save the pack, until enough rows amortize
+/// it. Measured on the PyTorch-layout seed step (`nnc bench` on `nnc new-mlp --layout
+/// gemm`, Zen 3), median ms, dot products / pack and tiles: AVX2, one thread, batch 8
+/// 0.103 / 0.13, 16 0.177 / 0.199, 32 0.347 / 0.349, 48 and 64 within noise; two
+/// threads, 16 0.105 / 0.12, 32 0.19–0.20 / 0.22. The portable Cranelift family
+/// (whose dot products are not register-blocked over rows) is even at 16 (0.54 /
+/// 0.53) and 10% slower at 32, and the limit must be the same for every family.
+const MAX_ROWS: u64 = 16;
 /// B at least this large: smaller ones pack in a sliver of the product's time.
 const MIN_B_BYTES: u64 = 128 << 10;
 /// Columns of C per work item.
@@ -91,21 +93,32 @@ pub(crate) fn emit(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider)
             let b_rows: Vec<Value> = (0..count).map(|col| fx.b.ins().iadd_imm_s(b0, col * b_col)).collect();
             let c0 = fx.mul_imm(j0, 4);
             let c0 = fx.add(c, c0);
-            let zero = fx.iconst(0);
-            fx.for_range(zero, m, 1, |fx, i| {
+            // Rows `[i, i + rows)`: the provider's dot products, or Cranelift's row by row.
+            let block = |fx: &mut Fx, i: Value, rows: usize| {
                 let a_off = fx.mul(i, a_row);
                 let a_i = fx.add(a, a_off);
                 let c_off = fx.mul_imm(i, n * 4);
                 let c_i = fx.add(c0, c_off);
-                let b_col = fx.iconst(b_col);
-                if provider.emit_dots(fx, k as usize, count as usize, [a_i, b_rows[0], b_col, c_i]) {
+                let (b_col, ldc) = (fx.iconst(b_col), fx.iconst(n * 4));
+                let args = [a_i, a_row, b_rows[0], b_col, c_i, ldc];
+                if provider.emit_dots(fx, k as usize, count as usize, rows, args) {
                     return;
                 }
-                let sums = dot_rows(fx, a_i, &b_rows, k);
-                for (col, s) in sums.into_iter().enumerate() {
-                    fx.store(s, c_i, (col * 4) as i32);
+                for r in 0..rows as i64 {
+                    let off = fx.mul_imm(a_row, r);
+                    let a_r = fx.add(a_i, off);
+                    let sums = dot_rows(fx, a_r, &b_rows, k);
+                    for (col, s) in sums.into_iter().enumerate() {
+                        fx.store(s, c_i, (r * n * 4 + col as i64 * 4) as i32);
+                    }
                 }
-            });
+            };
+            // Pairs of rows (each B vector loaded once for both), then the odd one.
+            let zero = fx.iconst(0);
+            let odd = fx.b.ins().band_imm_u(m, 1);
+            let pairs_end = fx.b.ins().isub(m, odd);
+            fx.for_range(zero, pairs_end, 2, |fx, i| block(fx, i, 2));
+            fx.for_range(pairs_end, m, 1, |fx, i| block(fx, i, 1));
         };
         if n % COLS as i64 == 0 {
             columns(fx, COLS as i64);

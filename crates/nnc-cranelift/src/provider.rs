@@ -162,11 +162,13 @@ pub(crate) trait MicroKernelProvider {
     fn emit_edge_tile(&self, _fx: &mut Fx, _tile: TileShape, _args: &TileArgs, _rows: Value) -> bool {
         false
     }
-    /// Emits the `cols` (1 to 4) dot products of `k` terms of `dots.rs`, `[a, b, b_col,
-    /// c]`: A's row, the first column's stored row of B, the bytes between B's stored
-    /// rows, and where the results go, with the bits of `dots.rs`'s Cranelift version;
-    /// or returns false (and emits nothing), which then runs.
-    fn emit_dots(&self, _fx: &mut Fx, _k: usize, _cols: usize, _args: [Value; 4]) -> bool {
+    /// Emits the dot products of `dots.rs` of `rows` (1 or 2) rows of A with `cols` (1
+    /// to 4) stored rows of B, `k` terms each, `[a, a_row, b, b_col, c, ldc]`: A's first
+    /// row and the bytes between its rows, the first column's stored row of B and the
+    /// bytes between them, and where the results go and the bytes between C's rows,
+    /// with the bits of `dots.rs`'s Cranelift version; or returns false (and emits
+    /// nothing), which then runs.
+    fn emit_dots(&self, _fx: &mut Fx, _k: usize, _cols: usize, _rows: usize, _args: [Value; 6]) -> bool {
         false
     }
     /// Emits the pack of one whole `nr`-column panel of a transposed B, `[src, row,

@@ -97,7 +97,7 @@ fn every_tile_variant_is_bitwise_equal_to_the_cranelift_tiles() {
 
 /// A run-time M (the batch): the assembled kernels pack B only from enough rows, and
 /// give the last one or two rows to one-row tiles across several panels; a large
-/// transposed B is dot products up to 8 rows. One compiled product runs every M in
+/// transposed B is dot products up to 16 rows. One compiled product runs every M in
 /// turn, crossing these choices back and forth.
 #[test]
 fn batch_sized_products_are_bitwise_equal_across_kernel_families() {
@@ -112,7 +112,7 @@ fn batch_sized_products_are_bitwise_equal_across_kernel_families() {
                 one_op(Op::MatMul { trans_a: false, trans_b }, &[batched(DType::F32, &[k]), fixed(DType::F32, &sb)]);
             let mut clif = compile(&g, &opts(Kernels::Cranelift)).unwrap();
             let mut asm: Vec<_> = assembled().into_iter().map(|f| (f, compile(&g, &opts(f)).unwrap())).collect();
-            for &m in &[1, 2, 200, 3, 8, 191, 192, 7, 197, 9, 14] {
+            for &m in &[1, 2, 200, 3, 8, 191, 192, 7, 197, 9, 16, 17, 14] {
                 let mut r = rng((m * 7919 + k * 31 + n) as u64);
                 let f = feeds(&[("a0", random_f32(&mut r, &[m, k])), ("a1", random_f32(&mut r, &sb))]);
                 let want = bits(&clif.run(&f).unwrap()[0]);

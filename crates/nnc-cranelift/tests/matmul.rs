@@ -38,10 +38,10 @@ fn small_odd_sizes_every_transpose() {
 #[test]
 fn seed_sizes_and_odd_k_n_every_transpose() {
     for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-        for &m in &[1, 2, 3, 4, 5, 6, 7, 8, 9, 17, 33, 100] {
+        for &m in &[1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 33, 100] {
             // (515, 70) and (131, 300) are split along K at up to 6 rows, into parts
             // of unequal depth, with a partial panel; with B transposed, they and
-            // (784, 256) are dot products up to 8 rows (K not a multiple of 8, a
+            // (784, 256) are dot products up to 16 rows (K not a multiple of 8, a
             // partial group of columns).
             for &(k, n) in &[(784, 256), (101, 37), (13, 255), (515, 70), (131, 300)] {
                 check_matmul(m, k, n, ta, tb, &CompileOptions::default(), (m * 7 + k + n) as u64);
