@@ -312,9 +312,10 @@ fn assemble_dots(k: usize, cols: usize, rows: usize) -> Result<Vec<u8>, IcedErro
             a.vaddps(xmm11, x, xmm11)?;
             a.vmovhlps(xmm12, xmm12, xmm11)?;
             a.vaddss(x, xmm11, xmm12)?;
-            for t in steps * 8..k {
-                a.vmovss(xmm13, dword_ptr(a_rows[i] + t * 4))?;
-                a.vfmadd231ss(x, xmm13, dword_ptr(b_rows[j] + t * 4))?;
+            // rcx is K's vector part in bytes: small offsets past it, whatever K.
+            for t in 0..k - steps * 8 {
+                a.vmovss(xmm13, dword_ptr(a_rows[i] + rcx + t * 4))?;
+                a.vfmadd231ss(x, xmm13, dword_ptr(b_rows[j] + rcx + t * 4))?;
             }
             a.vmovss(dword_ptr(c_rows[i] + j * 4), x)?;
         }
@@ -824,7 +825,9 @@ impl MicroKernelProvider for Avx2Tiles {
     }
 
     fn emit_dots(&self, fx: &mut Fx, k: usize, cols: usize, rows: usize, args: [Value; 6]) -> bool {
-        if k < 8 || !(1..=4).contains(&cols) || !(1..=2).contains(&rows) {
+        // The loop compares K's byte offset with a 32-bit immediate.
+        let fits = k.checked_mul(4).is_some_and(|bytes| bytes <= i32::MAX as usize);
+        if k < 8 || !fits || !(1..=4).contains(&cols) || !(1..=2).contains(&rows) {
             return false;
         }
         match self.kernel(fx, Kernel::Dots { k, cols, rows }) {

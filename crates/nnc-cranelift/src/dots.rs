@@ -182,9 +182,12 @@ fn dot_rows(fx: &mut Fx, a: Value, b_rows: &[Value], k: i64) -> Vec<Value> {
             let (l0, l1, l2, l3) = (lane(fx, 0), lane(fx, 1), lane(fx, 2), lane(fx, 3));
             let (p, q) = (fx.b.ins().fadd(l0, l1), fx.b.ins().fadd(l2, l3));
             let mut h = fx.b.ins().fadd(p, q);
-            for t in vector_k..k {
-                let x = fx.load(types::F32, a, (t * 4) as i32);
-                let y = fx.load(types::F32, row, (t * 4) as i32);
+            // The last terms from pointers past the vector part: offsets under 32 bytes,
+            // whatever K.
+            let (a_tail, b_tail) = (fx.b.ins().iadd_imm_s(a, vector_k * 4), fx.b.ins().iadd_imm_s(row, vector_k * 4));
+            for t in 0..(k - vector_k) as i32 {
+                let x = fx.load(types::F32, a_tail, t * 4);
+                let y = fx.load(types::F32, b_tail, t * 4);
                 h = mul_add(fx, x, y, h);
             }
             h
