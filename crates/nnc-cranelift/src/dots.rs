@@ -18,9 +18,9 @@
 //!   Cranelift dot products of a group and one or two rows (`emit_dots`; four
 //!   columns at a time: eight independent FMA chains per row) by its own with the
 //!   same bits, as the AVX2 one does (Cranelift's register allocation of this loop
-//!   ran it at half the speed; two rows load each vector of B once). So the bits do not depend on the family, and as the step takes the
-//!   variant from M alone, nor on the thread count. They differ in rounding from the
-//!   tiled product.
+//!   ran it at half the speed; two rows load each vector of B once). So the bits do
+//!   not depend on the family, and as the step takes the variant from M alone, nor
+//!   on the thread count. They differ in rounding from the tiled product.
 //! - `dots_finish` (rows of C, called once) applies the product's epilogue, if any.
 //!
 //! A group's B rows, read once per row of A, stay in L1 across A's few rows.
@@ -49,27 +49,29 @@ const COLS: u64 = 4;
 /// K terms per step of the vector loop: two f32x4 accumulators.
 const K_STEP: i64 = 8;
 
-/// The most rows for which a product of these strides and sizes is computed as dot
-/// products (see the module docs): A and B contiguous along K, a static K of one
-/// vector step or more, a static N, B of at least `MIN_B_BYTES`, no leading
-/// dimensions, and an M that can be at most `MAX_ROWS`.
-pub(crate) fn max_rows(m: Sz, k: Sz, n: Sz, a_k: Sz, b_k: Sz, no_lead: bool) -> Option<u64> {
-    let (kf, nf) = (k.as_fixed()?, n.as_fixed()?);
-    let eligible = no_lead
+/// Whether a product of these sizes and strides is computed as dot products at up to
+/// `MAX_ROWS` rows (see the module docs): A and B contiguous along K, B's stored rows
+/// a static stride apart, a static K of one vector step or more, a static N, B of at
+/// least `MIN_B_BYTES`, no leading dimensions, and an M that can be at most `MAX_ROWS`.
+pub(crate) fn applies(m: Sz, k: Sz, n: Sz, a_k: Sz, b_k: Sz, b_col: Sz, no_lead: bool) -> bool {
+    let (Some(kf), Some(nf)) = (k.as_fixed(), n.as_fixed()) else { return false };
+    no_lead
         && a_k.is_fixed(1)
         && b_k.is_fixed(1)
+        && b_col.as_fixed().is_some()
         && kf >= K_STEP as u64
         && kf * nf * 4 >= MIN_B_BYTES
-        && m.as_fixed().is_none_or(|m| m <= MAX_ROWS);
-    eligible.then_some(MAX_ROWS)
+        && m.as_fixed().is_none_or(|m| m <= MAX_ROWS)
 }
 
 /// The dot-products function's [`Variant`], if `mm` has one.
 pub(crate) fn variant(mm: &MatMul) -> Option<Variant> {
-    let max_rows = mm.dots?;
-    let (k, n, _) = (mm.k.as_fixed()?, mm.n.as_fixed()?, mm.b_col.as_fixed()?);
-    let work = Sz::fixed(2 * max_rows * k * COLS);
-    Some(Variant { items: Sz::fixed(n.div_ceil(COLS)), rows: mm.m, max_rows: max_rows as i64, deeper_than: None, work })
+    if !applies(mm.m, mm.k, mm.n, mm.a_k, mm.b_k, mm.b_col, mm.lead.is_empty()) {
+        return None;
+    }
+    let (k, n) = (mm.k.as_fixed()?, mm.n.as_fixed()?);
+    let work = Sz::fixed(2 * MAX_ROWS * k * COLS);
+    Some(Variant { items: Sz::fixed(n.div_ceil(COLS)), rows: mm.m, max_rows: MAX_ROWS as i64, deeper_than: None, work })
 }
 
 /// Computes the column groups `[fx.begin, fx.end)` of C for all its rows.
@@ -99,8 +101,8 @@ pub(crate) fn emit(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider)
                 let a_i = fx.add(a, a_off);
                 let c_off = fx.mul_imm(i, n * 4);
                 let c_i = fx.add(c0, c_off);
-                let (b_col, ldc) = (fx.iconst(b_col), fx.iconst(n * 4));
-                let args = [a_i, a_row, b_rows[0], b_col, c_i, ldc];
+                let (b_stride, ldc) = (fx.iconst(b_col), fx.iconst(n * 4));
+                let args = [a_i, a_row, b_rows[0], b_stride, c_i, ldc];
                 if provider.emit_dots(fx, k as usize, count as usize, rows, args) {
                     return;
                 }

@@ -691,8 +691,8 @@ impl<'g> Lowering<'g> {
         };
         // Few rows of a large transposed B: dot products (see `dots.rs`); else few
         // rows of a large B: K in parts with partial sums (see `matmul::by_depth`).
-        let dots = crate::dots::max_rows(m, k, n, a_k, b_k, lead.is_empty());
-        let depth = match crate::matmul::depth_parts(m, k, n, a_row, lead.is_empty()).filter(|_| dots.is_none()) {
+        let dots = crate::dots::applies(m, k, n, a_k, b_k, b_col, lead.is_empty());
+        let depth = match crate::matmul::depth_parts(m, k, n, a_row, lead.is_empty()).filter(|_| !dots) {
             Some((parts, max_rows)) => {
                 let bytes = Bytes::of(Sz::fixed(parts * max_rows * n.k * 4), 1).ok_or(TWO_BATCH)?;
                 Some(DepthSplit { slot: self.scratch_slot(bytes), parts, max_rows })
@@ -718,7 +718,6 @@ impl<'g> Lowering<'g> {
             kc,
             epilogue: None,
             depth,
-            dots,
         })
     }
 

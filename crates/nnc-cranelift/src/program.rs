@@ -113,8 +113,6 @@ pub(crate) struct MatMul {
     pub epilogue: Option<Box<Epilogue>>,
     /// K split into fixed parts with partial sums at few rows (`matmul::by_depth`).
     pub depth: Option<DepthSplit>,
-    /// `M ≤ dots` computes C as dot products, with no pack (`dots.rs`).
-    pub dots: Option<u64>,
 }
 
 /// Where a product split along K (`matmul::by_depth`) keeps its partial results: part
