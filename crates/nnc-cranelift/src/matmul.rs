@@ -10,7 +10,8 @@
 //! - `compute`: for rows `[begin, end)` of C, blocks K by `kc`, then walks B panels
 //!   and row tiles of `mr` rows, asking the [`MicroKernelProvider`] for each tile. A is
 //!   read in place (the transpose of A is only a different stride) or packed per K
-//!   block. Tiles at the M edge are the provider's edge tiles where it has them, else
+//!   block (by the first panel's tiles as they read it, where the provider's tiles can
+//!   copy A). Tiles at the M edge are the provider's edge tiles where it has them, else
 //!   go through a stack buffer whose valid part is copied out (so do tiles at the N
 //!   edge when N is the run-time batch); at a static N edge the micro-kernel stores
 //!   only the valid columns. One or two edge rows of a row-major B can instead be
@@ -593,9 +594,24 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
     let a_k0 = fx.add(a_base, a_k0);
     let packed_k0 = fx.mul_imm(k_start, nr * 4);
     let packed_k0 = fx.add(packed, packed_k0);
-    if let Some(slot) = packed_a_slot {
-        pack_a(fx, mm, slot, a_k0, a_row, a_step_v, kb);
-    }
+    // Packs A's rows from `from` to the row block's end for this K block.
+    let pack_rows = |fx: &mut Fx, from: Value| {
+        if let Some(slot) = packed_a_slot {
+            fx.begin = from;
+            pack_a(fx, mm, slot, a_k0, a_row, a_step_v, kb);
+            fx.begin = begin;
+        }
+    };
+    // A transposed A (rows 4 bytes apart) whose tiles can copy it: the whole tiles of
+    // the first panel read it in place and write the packed copy the next panels read,
+    // so it is not read in a pass of its own (at batch 1024, the seed's X is 3.2 MB).
+    // Only the edge tile is packed first. Needs a full panel, and a deep K block (see
+    // `across_panels`).
+    let copying = packed_a_slot.is_some()
+        && provider.copies_a()
+        && mm.a_row.is_fixed(1)
+        && mm.n.as_fixed().is_some_and(|n| n >= nr as u64);
+    let in_place_a_step = step_of(fx, mm.a_k);
     let packed_a = packed_a_slot.map(|slot| fx.slot(slot));
     let in_place_k0 = |fx: &mut Fx| {
         let off = fx.mul(k_start, b_row);
@@ -641,8 +657,19 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
         let buf_ld = fx.iconst(nr * 4);
         let no = fx.b.ins().iconst(types::I8, 0);
         let whole = nr as usize;
-        let args =
-            TileArgs { a, a_step, b_panel, b_step, kb, c: buf, ldc: buf_ld, accumulate: no, cols: whole, finish: None };
+        let args = TileArgs {
+            a,
+            a_step,
+            b_panel,
+            b_step,
+            kb,
+            c: buf,
+            ldc: buf_ld,
+            accumulate: no,
+            cols: whole,
+            finish: None,
+            copy_a: None,
+        };
         provider.emit_tile(fx, tile, &args);
         let c_off = fx.mul(i, ldc);
         let c_tile = fx.add(c_panel, c_off);
@@ -672,36 +699,50 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
         let c_off = fx.mul(i, ldc);
         let c = fx.add(c_panel, c_off);
         let finish = finish_at(fx, c, c_panel);
-        TileArgs { a, a_step, b_panel, b_step, kb, c, ldc, accumulate, cols, finish }
+        TileArgs { a, a_step, b_panel, b_step, kb, c, ldc, accumulate, cols, finish, copy_a: None }
     };
-    // One whole tile, straight into C.
-    let whole_tile = |fx: &mut Fx, i: Value, b_panel: Value, b_step: Step, c_panel: Value, cols: usize| {
-        let args = tile_args(fx, i, b_panel, b_step, c_panel, cols);
+    // One whole tile, straight into C; with `copy`, reading A in place and packing it.
+    let whole_tile = |fx: &mut Fx, i: Value, b_panel: Value, b_step: Step, c_panel: Value, cols: usize, copy: bool| {
+        let mut args = tile_args(fx, i, b_panel, b_step, c_panel, cols);
+        if copy {
+            let in_place = fx.mul_imm(i, 4);
+            let packed = fx.mul_imm(i, kc * 4);
+            let packed = fx.add(packed_a.expect("copying needs packed A"), packed);
+            args.a = ARows::Uniform { base: fx.add(a_k0, in_place), stride: 4 };
+            args.a_step = in_place_a_step;
+            args.copy_a = Some(packed);
+        }
         provider.emit_tile(fx, tile, &args);
     };
 
-    // Row tiles of one panel from row `from`: whole tiles, then the row edge.
-    // `row_tiles`: the few edge rows are left to the row tiles.
-    let panel =
-        |fx: &mut Fx, from: Value, b_panel: Value, b_step: Step, c_panel: Value, cols: usize, row_tiles: bool| {
-            let i = fx.for_whole_steps(from, end, mr, |fx, i| whole_tile(fx, i, b_panel, b_step, c_panel, cols));
-            let mut edge = fx.lt(i, end);
-            if let (true, Some((_, few))) = (row_tiles, few_edge_rows) {
-                let many = fx.b.ins().bnot(few);
-                edge = fx.b.ins().band(edge, many);
+    // Row tiles of one panel from row `from`: whole tiles (packing A with `copy`), then
+    // the row edge. `row_tiles`: the few edge rows are left to the row tiles.
+    let panel = |fx: &mut Fx,
+                 from: Value,
+                 b_panel: Value,
+                 b_step: Step,
+                 c_panel: Value,
+                 cols: usize,
+                 row_tiles: bool,
+                 copy: bool| {
+        let i = fx.for_whole_steps(from, end, mr, |fx, i| whole_tile(fx, i, b_panel, b_step, c_panel, cols, copy));
+        let mut edge = fx.lt(i, end);
+        if let (true, Some((_, few))) = (row_tiles, few_edge_rows) {
+            let many = fx.b.ins().bnot(few);
+            edge = fx.b.ins().band(edge, many);
+        }
+        fx.if_then(edge, |fx| {
+            let direct = provider.has_edge_tiles() && {
+                let rows_left = fx.b.ins().isub(end, i);
+                let args = tile_args(fx, i, b_panel, b_step, c_panel, cols);
+                provider.emit_edge_tile(fx, tile, &args, rows_left)
+            };
+            if !direct {
+                let cols_v = fx.iconst(cols as i64);
+                stack_tile(fx, i, b_panel, b_step, c_panel, cols_v);
             }
-            fx.if_then(edge, |fx| {
-                let direct = provider.has_edge_tiles() && {
-                    let rows_left = fx.b.ins().isub(end, i);
-                    let args = tile_args(fx, i, b_panel, b_step, c_panel, cols);
-                    provider.emit_edge_tile(fx, tile, &args, rows_left)
-                };
-                if !direct {
-                    let cols_v = fx.iconst(cols as i64);
-                    stack_tile(fx, i, b_panel, b_step, c_panel, cols_v);
-                }
-            });
-        };
+        });
+    };
 
     // The full panels' B and C at panel `p`.
     let full_panel = |fx: &mut Fx, p: Value| {
@@ -714,21 +755,35 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
     // the panels, which streams it, rather than down each panel, which strides it a
     // row at a time. A deep one walks down each panel, whose K block stays in L1.
     let across_panels = |fx: &mut Fx| {
+        pack_rows(fx, begin);
         let edge = fx.for_whole_steps(begin, end, mr, |fx, i| {
             fx.for_range(p_lo, p_hi, 1, |fx, p| {
                 let (b_panel, c_panel) = full_panel(fx, p);
-                whole_tile(fx, i, b_panel, full_step, c_panel, nr as usize);
+                whole_tile(fx, i, b_panel, full_step, c_panel, nr as usize, false);
             });
         });
         fx.for_range(p_lo, p_hi, 1, |fx, p| {
             let (b_panel, c_panel) = full_panel(fx, p);
-            panel(fx, edge, b_panel, full_step, c_panel, nr as usize, true);
+            panel(fx, edge, b_panel, full_step, c_panel, nr as usize, true, false);
         });
     };
     let down_panels = |fx: &mut Fx| {
-        fx.for_range(p_lo, p_hi, 1, |fx, p| {
+        let mut p_from = p_lo;
+        if copying {
+            // The edge tile, packed; the first panel packs the whole tiles.
+            let span = fx.b.ins().isub(end, begin);
+            let edge_rows = fx.b.ins().urem_imm_u(span, mr);
+            let edge_start = fx.b.ins().isub(end, edge_rows);
+            pack_rows(fx, edge_start);
+            let (b_panel, c_panel) = full_panel(fx, p_lo);
+            panel(fx, begin, b_panel, full_step, c_panel, nr as usize, true, true);
+            p_from = fx.b.ins().iadd_imm_s(p_lo, 1);
+        } else {
+            pack_rows(fx, begin);
+        }
+        fx.for_range(p_from, p_hi, 1, |fx, p| {
             let (b_panel, c_panel) = full_panel(fx, p);
-            panel(fx, begin, b_panel, full_step, c_panel, nr as usize, true);
+            panel(fx, begin, b_panel, full_step, c_panel, nr as usize, true, false);
         });
     };
     match mm.k.as_fixed() {
@@ -769,7 +824,19 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
                     let c_panel = fx.add(c_base, col);
                     let b_panel = fx.add(b_k0, col);
                     let finish = finish_at(fx, c, c_panel);
-                    let args = TileArgs { a: a.clone(), a_step, b_panel, b_step, kb, c, ldc, accumulate, cols, finish };
+                    let args = TileArgs {
+                        a: a.clone(),
+                        a_step,
+                        b_panel,
+                        b_step,
+                        kb,
+                        c,
+                        ldc,
+                        accumulate,
+                        cols,
+                        finish,
+                        copy_a: None,
+                    };
                     provider.emit_row_tile(fx, &args);
                 };
                 if columns.is_none() {
@@ -805,7 +872,7 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
         let pc = fx.mul_imm(full, nr * 4);
         let c_panel = fx.add(c_base, pc);
         match static_rem {
-            Some(cols) if cols > 0 => panel(fx, begin, b_panel, packed_step, c_panel, cols, false),
+            Some(cols) if cols > 0 => panel(fx, begin, b_panel, packed_step, c_panel, cols, false, false),
             _ => fx.for_range(begin, end, mr, |fx, i| stack_tile(fx, i, b_panel, packed_step, c_panel, rem)),
         }
     };

@@ -85,6 +85,10 @@ pub(crate) struct TileArgs {
     /// The epilogue the tile applies itself on the last K block (only for providers
     /// whose `fuses_epilogues` is true).
     pub finish: Option<TileFinish>,
+    /// Where a whole tile whose A rows are 4 bytes apart also writes them packed
+    /// (`mr` floats per k), for the tiles of the next panels (only for providers whose
+    /// `copies_a` is true).
+    pub copy_a: Option<Value>,
 }
 
 /// An epilogue applied by the tile to the finished C (acc, plus the old C when
@@ -131,6 +135,12 @@ pub(crate) trait MicroKernelProvider {
     /// Whether reading a transposed A in place (rows a few floats apart, k a row of A
     /// apart) costs the tiles nothing over packed rows.
     fn reads_strided_a(&self) -> bool {
+        false
+    }
+    /// Whether its whole tiles can copy their A rows, 4 bytes apart, into the packed
+    /// layout as they read them (`TileArgs::copy_a`), so that a transposed A is packed
+    /// by the first panel's tiles instead of by a pass of its own.
+    fn copies_a(&self) -> bool {
         false
     }
     /// From how many rows of a run-time M (the batch) packing a row-major B pays, if
