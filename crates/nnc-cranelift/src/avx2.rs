@@ -19,10 +19,11 @@
 //! accumulators (several panels of a row-major B read in place) take the last one or
 //! two rows, where a 1- or 2-row tile per panel would wait on its few FMA chains.
 //!
-//! A tile reading a transposed A in place (its rows 4 bytes apart) can also copy those
-//! rows to the packed layout as it goes (`TileArgs::copy_a`): the first panel's tiles
-//! pack A for the other panels while the FMAs run, instead of a pass of its own that
-//! waits on memory. At batch 1024 (the seed's 3.2 MB X is A of the first weight
+//! A tile reading A in place can also copy the values it broadcasts to the packed
+//! layout as it goes (`TileArgs::copy_a`): the first panel's tiles pack a transposed A
+//! for the other panels while the FMAs run, instead of a pass of its own that waits on
+//! memory. (Packing the forward pass's row-major X this way measured no faster than
+//! reading it in place, so row-major A is still read in place.) At batch 1024 (the seed's 3.2 MB X is A of the first weight
 //! gradient) the one-thread step went from 9.85 to 9.67 ms, at batch 100 from 0.935
 //! to 0.920 (fastest steps, interleaved in one process).
 //!
@@ -470,14 +471,6 @@ macro_rules! tile_kernel {
                 }
             } else {
                 tile_kernel!(@prefetch $width, a, v.vecs);
-                if v.copy_a {
-                    // The MR A values of this k (4 bytes apart) to the packed tile,
-                    // 8 bytes at a time through a free general register.
-                    for q in 0..MR / 2 {
-                        a.mov(rax, qword_ptr(rdi + 8 * q))?;
-                        a.mov(qword_ptr(r10 + 8 * q), rax)?;
-                    }
-                }
                 for j in 0..v.vecs {
                     a.vmovups(b[j], $ptr(rdx + j * $bytes))?;
                 }
@@ -490,6 +483,12 @@ macro_rules! tile_kernel {
                     dword_ptr(r11 + rsi * 2),
                 ];
                 for (i, row) in rows.into_iter().take(v.rows).enumerate() {
+                    if v.copy_a {
+                        // This row's A value to the packed tile, through a free
+                        // general register (any row stride).
+                        a.mov(eax, row)?;
+                        a.mov(dword_ptr(r10 + 4 * i), eax)?;
+                    }
                     a.vbroadcastss(x[i % 2], row)?;
                     for j in 0..v.vecs {
                         a.vfmadd231ps(acc_at(i, j), b[j], x[i % 2])?;
@@ -812,12 +811,12 @@ impl MicroKernelProvider for Avx2Tiles {
         let copy_a = args.copy_a.is_some();
         let variant = self.variant(tile, tile.mr, args.cols, ep).map(|v| Variant { copy_a, ..v });
         if let (ARows::Uniform { base, stride }, Some(v)) = (&args.a, variant) {
-            if (!copy_a || *stride == 4) && self.call(fx, v, *base, *stride, args) {
+            if self.call(fx, v, *base, *stride, args) {
                 return;
             }
         }
         if copy_a {
-            let e = codegen_err("internal: no assembled tile to copy A rows 4 bytes apart");
+            let e = codegen_err("internal: no assembled tile to copy A rows");
             self.error.borrow_mut().get_or_insert(e);
         }
         if ep != Ep::None {

@@ -602,14 +602,14 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
             fx.begin = begin;
         }
     };
-    // A transposed A (rows 4 bytes apart) whose tiles can copy it: the whole tiles of
-    // the first panel read it in place and write the packed copy the next panels read,
-    // so it is not read in a pass of its own (at batch 1024, the seed's X is 3.2 MB).
-    // Only the edge tile is packed first. Needs a full panel, and a deep K block (see
-    // `across_panels`).
+    // Packed A whose tiles can copy it: the whole tiles of the first panel read it in
+    // place and write the packed copy the next panels read, so it is not read in a
+    // pass of its own (at batch 1024, the seed's X is 3.2 MB). Only the edge tile is
+    // packed first. Needs A rows a static stride apart, a full panel, and a deep K
+    // block (see `across_panels`).
     let copying = packed_a_slot.is_some()
         && provider.copies_a()
-        && mm.a_row.is_fixed(1)
+        && a_row_static.is_some()
         && mm.n.as_fixed().is_some_and(|n| n >= nr as u64);
     let in_place_a_step = step_of(fx, mm.a_k);
     let packed_a = packed_a_slot.map(|slot| fx.slot(slot));
@@ -705,10 +705,11 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
     let whole_tile = |fx: &mut Fx, i: Value, b_panel: Value, b_step: Step, c_panel: Value, cols: usize, copy: bool| {
         let mut args = tile_args(fx, i, b_panel, b_step, c_panel, cols);
         if copy {
-            let in_place = fx.mul_imm(i, 4);
+            let stride = a_row_static.expect("copying needs static A rows");
+            let in_place = fx.mul_imm(i, stride);
             let packed = fx.mul_imm(i, kc * 4);
             let packed = fx.add(packed_a.expect("copying needs packed A"), packed);
-            args.a = ARows::Uniform { base: fx.add(a_k0, in_place), stride: 4 };
+            args.a = ARows::Uniform { base: fx.add(a_k0, in_place), stride };
             args.a_step = in_place_a_step;
             args.copy_a = Some(packed);
         }

@@ -85,9 +85,9 @@ pub(crate) struct TileArgs {
     /// The epilogue the tile applies itself on the last K block (only for providers
     /// whose `fuses_epilogues` is true).
     pub finish: Option<TileFinish>,
-    /// Where a whole tile whose A rows are 4 bytes apart also writes them packed
-    /// (`mr` floats per k), for the tiles of the next panels (only for providers whose
-    /// `copies_a` is true).
+    /// Where a whole tile (A rows a static stride apart) also writes the A values it
+    /// reads, packed (`mr` floats per k), for the tiles of the next panels (only for
+    /// providers whose `copies_a` is true).
     pub copy_a: Option<Value>,
 }
 
@@ -137,9 +137,9 @@ pub(crate) trait MicroKernelProvider {
     fn reads_strided_a(&self) -> bool {
         false
     }
-    /// Whether its whole tiles can copy their A rows, 4 bytes apart, into the packed
-    /// layout as they read them (`TileArgs::copy_a`), so that a transposed A is packed
-    /// by the first panel's tiles instead of by a pass of its own.
+    /// Whether its whole tiles can copy the A values they read into the packed layout
+    /// (`TileArgs::copy_a`), so that A is packed by the first panel's tiles instead of
+    /// by a pass of its own.
     fn copies_a(&self) -> bool {
         false
     }
