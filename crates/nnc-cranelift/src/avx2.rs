@@ -19,13 +19,18 @@
 //! accumulators (several panels of a row-major B read in place) take the last one or
 //! two rows, where a 1- or 2-row tile per panel would wait on its few FMA chains.
 //!
-//! A tile reading A in place can also copy the values it broadcasts to the packed
-//! layout as it goes (`TileArgs::copy_a`): the first panel's tiles pack a transposed A
-//! for the other panels while the FMAs run, instead of a pass of its own that waits on
-//! memory. (Packing the forward pass's row-major X this way measured no faster than
-//! reading it in place, so row-major A is still read in place.) At batch 1024 (the seed's 3.2 MB X is A of the first weight
-//! gradient) the one-thread step went from 9.85 to 9.67 ms, at batch 100 from 0.935
-//! to 0.920 (fastest steps, interleaved in one process).
+//! Tiles also pack operands as they read them, so no pass of its own has to. A tile
+//! reading A in place can copy the values it broadcasts to the packed layout
+//! (`TileArgs::copy_a`): the first panel's tiles pack a transposed A for the other
+//! panels while the FMAs run (the seed's first weight gradient reads X, 3.2 MB at
+//! batch 1024, with a 3 KiB stride; one thread, fastest steps interleaved in one
+//! process: batch 1024 9.85 → 9.67 ms, batch 100 0.935 → 0.920). A tile reading a
+//! row-major B in place can store the B vectors it loads to a contiguous panel on the
+//! stack (`TileArgs::copy_b`), which the panel's other row tiles read from L1 instead
+//! of striding through 1 KiB rows that share a few L1 sets (batch 100: 0.921 → 0.902
+//! ms on one thread, 0.501 → 0.485 on two). Packing the forward pass's row-major X
+//! the `copy_a` way measured no faster than reading it in place, so row-major A is
+//! still read in place.
 //!
 //! Two helpers are assembled the same way: the dot products of `dots.rs` (one or two
 //! rows of A times up to four stored rows of a transposed B, 8 lanes per ymm), and the pack of a
@@ -72,6 +77,9 @@ struct Variant {
     /// Also writes its A rows, packed, to the address in its last argument (see
     /// `TileArgs::copy_a`).
     copy_a: bool,
+    /// Also writes the B vectors it loads, one panel row per k, to the address in its
+    /// last argument (see `TileArgs::copy_b`).
+    copy_b: bool,
 }
 
 /// The epilogue of a tile variant (see `TileEpilogue`).
@@ -201,6 +209,7 @@ impl Avx2Tiles {
             lanes,
             ep,
             copy_a: false,
+            copy_b: false,
         })
     }
 
@@ -213,9 +222,13 @@ impl Avx2Tiles {
         let (name, params) = match kernel {
             Kernel::Tile(v) => {
                 let (family, cols) = (if self.wide { "avx512" } else { "avx2" }, (v.vecs - 1) * self.lanes() + v.lanes);
-                let copy = if v.copy_a { "_copy_a" } else { "" };
+                let copy = match (v.copy_a, v.copy_b) {
+                    (true, _) => "_copy_a",
+                    (_, true) => "_copy_b",
+                    _ => "",
+                };
                 let name = format!("nnc_{family}_tile_{}x{cols}{}{copy}", v.rows, v.ep.suffix());
-                (name, 9 + v.ep.extra_args() + v.copy_a as usize)
+                (name, 9 + v.ep.extra_args() + (v.copy_a || v.copy_b) as usize)
             }
             Kernel::Dots { k, cols, rows } => (format!("nnc_avx2_dots_{rows}x{cols}x{k}"), 6),
             Kernel::PackTransposed { nr } => (format!("nnc_avx2_pack_transposed_16_of_{nr}"), 4),
@@ -268,7 +281,7 @@ impl Avx2Tiles {
             }
             call.push(f.last);
         }
-        call.extend(args.copy_a);
+        call.extend(args.copy_a.or(args.copy_b));
         fx.call(kernel, &call);
         true
     }
@@ -446,11 +459,12 @@ macro_rules! tile_kernel {
             let mut a = CodeAssembler::new(64)?;
             // rdi = a, rsi = a_row (bytes), rdx = b, rcx = b_step, r8 = kb, r9 = a_step;
             // [rsp+8] = c, [rsp+16] = ldc, [rsp+24] = accumulate, then the epilogue's
-            // arguments; r10 = where the A rows are copied to (the last argument).
+            // arguments; r10 = where the A values or the B rows are copied to (the last
+            // argument).
             for &v in acc {
                 tile_kernel!(@zero $width, a, v);
             }
-            if v.copy_a {
+            if v.copy_a || v.copy_b {
                 a.mov(r10, qword_ptr(rsp + 8 + 8 * (3 + v.ep.extra_args())))?;
             }
             if v.rows > 3 {
@@ -473,6 +487,9 @@ macro_rules! tile_kernel {
                 tile_kernel!(@prefetch $width, a, v.vecs);
                 for j in 0..v.vecs {
                     a.vmovups(b[j], $ptr(rdx + j * $bytes))?;
+                    if v.copy_b {
+                        a.vmovups($ptr(r10 + j * $bytes), b[j])?;
+                    }
                 }
                 let rows = [
                     dword_ptr(rdi),
@@ -501,6 +518,9 @@ macro_rules! tile_kernel {
             }
             if v.copy_a {
                 a.add(r10, (MR * 4) as i32)?;
+            }
+            if v.copy_b {
+                a.add(r10, (v.vecs * $bytes) as i32)?;
             }
             a.add(rdx, rcx)?;
             a.dec(r8)?;
@@ -799,6 +819,10 @@ impl MicroKernelProvider for Avx2Tiles {
         true
     }
 
+    fn copies_b(&self) -> bool {
+        true
+    }
+
     fn batch_rows_to_pack_b(&self) -> Option<u64> {
         // Measured on the seed's W1 (784 × 256, B read in place strides 1 KiB rows): the
         // AVX2 tiles gain from packing at batch 1024 and break even at 256; the 6 × 4
@@ -808,15 +832,17 @@ impl MicroKernelProvider for Avx2Tiles {
 
     fn emit_tile(&self, fx: &mut Fx, tile: TileShape, args: &TileArgs) {
         let ep = Ep::of(args.finish.as_ref());
-        let copy_a = args.copy_a.is_some();
-        let variant = self.variant(tile, tile.mr, args.cols, ep).map(|v| Variant { copy_a, ..v });
-        if let (ARows::Uniform { base, stride }, Some(v)) = (&args.a, variant) {
+        let (copy_a, copy_b) = (args.copy_a.is_some(), args.copy_b.is_some());
+        let variant = self.variant(tile, tile.mr, args.cols, ep).map(|v| Variant { copy_a, copy_b, ..v });
+        // B is copied whole vectors at a time: only a tile as wide as its panel.
+        let copyable = !(copy_a && copy_b) && (!copy_b || args.cols == tile.nr());
+        if let (ARows::Uniform { base, stride }, Some(v), true) = (&args.a, variant, copyable) {
             if self.call(fx, v, *base, *stride, args) {
                 return;
             }
         }
-        if copy_a {
-            let e = codegen_err("internal: no assembled tile to copy A rows");
+        if copy_a || copy_b {
+            let e = codegen_err("internal: no assembled tile to copy A values or B rows");
             self.error.borrow_mut().get_or_insert(e);
         }
         if ep != Ep::None {
@@ -833,7 +859,14 @@ impl MicroKernelProvider for Avx2Tiles {
 
     fn emit_row_tile(&self, fx: &mut Fx, args: &TileArgs) {
         let l = self.lanes();
-        let v = Variant { rows: 1, vecs: args.cols / l, lanes: l, ep: Ep::of(args.finish.as_ref()), copy_a: false };
+        let v = Variant {
+            rows: 1,
+            vecs: args.cols / l,
+            lanes: l,
+            ep: Ep::of(args.finish.as_ref()),
+            copy_a: false,
+            copy_b: false,
+        };
         let fits = args.cols.is_multiple_of(l) && (1..=self.max_row_vecs()).contains(&v.vecs);
         if let (true, ARows::Uniform { base, stride }) = (fits, &args.a) {
             if self.call(fx, v, *base, *stride, args) {

@@ -535,7 +535,32 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
         (edge_start, fx.b.ins().band(some, at_most_two))
     });
 
+    // Packed A whose tiles can copy it: the whole tiles of the first panel read it in
+    // place and write the packed copy the next panels read, so it is not read in a
+    // pass of its own (at batch 1024, the seed's X is 3.2 MB). Only the edge tile is
+    // packed first. Needs A rows a static stride apart, a full panel, and a deep K
+    // block (see `across_panels`).
+    let copying = packed_a_slot.is_some()
+        && provider.copies_a()
+        && a_row_static.is_some()
+        && mm.n.as_fixed().is_some_and(|n| n >= nr as u64);
     let stack = fx.stack_buffer((mr * nr * 4) as u32);
+    // A row-major B read in place whose tiles can copy it (not with packed A, whose
+    // first panel's tiles copy A): a K block of one panel, contiguous, on a cache line
+    // boundary. At a power-of-two row length the panel's rows in place map to a few
+    // L1 sets (see `lower`'s `pack_b`), so each row tile would read them from L2.
+    let b_copy = (provider.copies_b()
+        && !copying
+        && mm.b_col.is_fixed(1)
+        && !matches!(every, EveryPanel::Yes)
+        && mm.k.as_fixed().is_none_or(|k| k as i64 >= SHALLOW_K))
+    .then(|| {
+        let bytes = mm.kc as i64 * nr * 4;
+        let raw = fx.stack_buffer((bytes + 64) as u32);
+        let raw = fx.b.ins().iadd_imm_s(raw, 63);
+        fx.b.ins().band_imm_s(raw, -64)
+    });
+    let in_place_step = step_of(fx, mm.b_k);
     // The epilogue the tiles apply, with its buffers as distances from C (the tile's
     // address in them is its address in C plus that; the bias's, its column's).
     let fused = fusable_epilogue(mm, provider, a_row_static.is_some()).filter(|_| depth.is_none()).map(|ep| {
@@ -602,15 +627,6 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
             fx.begin = begin;
         }
     };
-    // Packed A whose tiles can copy it: the whole tiles of the first panel read it in
-    // place and write the packed copy the next panels read, so it is not read in a
-    // pass of its own (at batch 1024, the seed's X is 3.2 MB). Only the edge tile is
-    // packed first. Needs A rows a static stride apart, a full panel, and a deep K
-    // block (see `across_panels`).
-    let copying = packed_a_slot.is_some()
-        && provider.copies_a()
-        && a_row_static.is_some()
-        && mm.n.as_fixed().is_some_and(|n| n >= nr as u64);
     let in_place_a_step = step_of(fx, mm.a_k);
     let packed_a = packed_a_slot.map(|slot| fx.slot(slot));
     let in_place_k0 = |fx: &mut Fx| {
@@ -669,6 +685,7 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
             cols: whole,
             finish: None,
             copy_a: None,
+            copy_b: None,
         };
         provider.emit_tile(fx, tile, &args);
         let c_off = fx.mul(i, ldc);
@@ -699,7 +716,7 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
         let c_off = fx.mul(i, ldc);
         let c = fx.add(c_panel, c_off);
         let finish = finish_at(fx, c, c_panel);
-        TileArgs { a, a_step, b_panel, b_step, kb, c, ldc, accumulate, cols, finish, copy_a: None }
+        TileArgs { a, a_step, b_panel, b_step, kb, c, ldc, accumulate, cols, finish, copy_a: None, copy_b: None }
     };
     // One whole tile, straight into C; with `copy`, reading A in place and packing it.
     let whole_tile = |fx: &mut Fx, i: Value, b_panel: Value, b_step: Step, c_panel: Value, cols: usize, copy: bool| {
@@ -784,7 +801,31 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
         }
         fx.for_range(p_from, p_hi, 1, |fx, p| {
             let (b_panel, c_panel) = full_panel(fx, p);
-            panel(fx, begin, b_panel, full_step, c_panel, nr as usize, true, false);
+            let Some(copy) = b_copy else {
+                return panel(fx, begin, b_panel, full_step, c_panel, nr as usize, true, false);
+            };
+            // B in place: the first row tile copies the panel's K block, the others
+            // read the copy (when there are others).
+            let copied = |fx: &mut Fx| {
+                let second = fx.b.ins().iadd_imm_s(begin, mr);
+                let others = fx.lt(second, end);
+                let copy_then_read = |fx: &mut Fx| {
+                    let mut args = tile_args(fx, begin, b_panel, in_place_step, c_panel, nr as usize);
+                    args.copy_b = Some(copy);
+                    provider.emit_tile(fx, tile, &args);
+                    panel(fx, second, copy, packed_step, c_panel, nr as usize, true, false);
+                };
+                let in_place = |fx: &mut Fx| panel(fx, begin, b_panel, full_step, c_panel, nr as usize, true, false);
+                fx.if_else(others, copy_then_read, in_place);
+            };
+            match every {
+                EveryPanel::When(packed) => fx.if_else(
+                    packed,
+                    |fx| panel(fx, begin, b_panel, full_step, c_panel, nr as usize, true, false),
+                    copied,
+                ),
+                _ => copied(fx),
+            }
         });
     };
     match mm.k.as_fixed() {
@@ -837,6 +878,7 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
                         cols,
                         finish,
                         copy_a: None,
+                        copy_b: None,
                     };
                     provider.emit_row_tile(fx, &args);
                 };

@@ -89,6 +89,10 @@ pub(crate) struct TileArgs {
     /// reads, packed (`mr` floats per k), for the tiles of the next panels (only for
     /// providers whose `copies_a` is true).
     pub copy_a: Option<Value>,
+    /// Where a whole tile as wide as its panel, reading B in place, also writes the B
+    /// rows it reads (`nr` floats per k, contiguous), for the next row tiles of the
+    /// panel (only for providers whose `copies_b` is true; never with `copy_a`).
+    pub copy_b: Option<Value>,
 }
 
 /// An epilogue applied by the tile to the finished C (acc, plus the old C when
@@ -141,6 +145,12 @@ pub(crate) trait MicroKernelProvider {
     /// (`TileArgs::copy_a`), so that A is packed by the first panel's tiles instead of
     /// by a pass of its own.
     fn copies_a(&self) -> bool {
+        false
+    }
+    /// Whether its whole tiles can copy the B panel rows they read in place to a
+    /// contiguous buffer (`TileArgs::copy_b`), so that the other row tiles of the panel
+    /// read it from L1 instead of striding through B's rows.
+    fn copies_b(&self) -> bool {
         false
     }
     /// From how many rows of a run-time M (the batch) packing a row-major B pays, if
