@@ -834,8 +834,9 @@ impl MicroKernelProvider for Avx2Tiles {
         let ep = Ep::of(args.finish.as_ref());
         let (copy_a, copy_b) = (args.copy_a.is_some(), args.copy_b.is_some());
         let variant = self.variant(tile, tile.mr, args.cols, ep).map(|v| Variant { copy_a, copy_b, ..v });
-        // B is copied whole vectors at a time: only a tile as wide as its panel.
-        let copyable = !(copy_a && copy_b) && (!copy_b || args.cols == tile.nr());
+        // B is copied whole vectors at a time, so only by a tile as wide as its panel,
+        // and never with A (both use the one free register).
+        let copyable = !copy_b || (!copy_a && args.cols == tile.nr());
         if let (ARows::Uniform { base, stride }, Some(v), true) = (&args.a, variant, copyable) {
             if self.call(fx, v, *base, *stride, args) {
                 return;
