@@ -823,13 +823,6 @@ impl MicroKernelProvider for Avx2Tiles {
         true
     }
 
-    fn batch_rows_to_pack_b(&self) -> Option<u64> {
-        // Measured on the seed's W1 (784 × 256, B read in place strides 1 KiB rows): the
-        // AVX2 tiles gain from packing at batch 1024 and break even at 256; the 6 × 4
-        // zmm tiles (with prefetch) do as well or better in place at every batch.
-        (!self.wide).then_some(32 * MR as u64)
-    }
-
     fn emit_tile(&self, fx: &mut Fx, tile: TileShape, args: &TileArgs) {
         let ep = Ep::of(args.finish.as_ref());
         let (copy_a, copy_b) = (args.copy_a.is_some(), args.copy_b.is_some());

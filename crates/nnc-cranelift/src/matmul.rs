@@ -71,41 +71,17 @@ fn panels(fx: &mut Fx, mm: &MatMul, n: Value) -> (Value, Value) {
     (full, fx.b.ins().isub(n, covered))
 }
 
-/// Whether every panel of B is packed: never, always, or as M decides at run time.
-enum EveryPanel {
-    No,
-    Yes,
-    When(Value),
-}
-
-impl EveryPanel {
-    fn of(fx: &mut Fx, mm: &MatMul) -> EveryPanel {
-        match mm.pack_b {
-            PackB::Edge => EveryPanel::No,
-            PackB::All => EveryPanel::Yes,
-            PackB::AllFromRows(rows) => {
-                let m = fx.sz(mm.m);
-                EveryPanel::When(fx.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, m, rows as i64))
-            }
-        }
-    }
-
-    /// `if_packed` when every panel is packed, else `in_place` (only the values used are
-    /// emitted).
-    fn pick(
-        &self,
-        fx: &mut Fx,
-        if_packed: impl FnOnce(&mut Fx) -> Value,
-        in_place: impl FnOnce(&mut Fx) -> Value,
-    ) -> Value {
-        match *self {
-            EveryPanel::No => in_place(fx),
-            EveryPanel::Yes => if_packed(fx),
-            EveryPanel::When(c) => {
-                let (p, i) = (if_packed(fx), in_place(fx));
-                fx.b.ins().select(c, p, i)
-            }
-        }
+/// `if_packed` when every panel of B is packed, else `in_place` (only the value used
+/// is emitted).
+fn pick(
+    mm: &MatMul,
+    fx: &mut Fx,
+    if_packed: impl FnOnce(&mut Fx) -> Value,
+    in_place: impl FnOnce(&mut Fx) -> Value,
+) -> Value {
+    match mm.pack_b {
+        PackB::All => if_packed(fx),
+        PackB::Edge => in_place(fx),
     }
 }
 
@@ -140,7 +116,6 @@ pub(crate) fn emit_pack(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProv
         (fx.begin, fx.end)
     };
 
-    let every = EveryPanel::of(fx, mm);
     let pack_every = |fx: &mut Fx| {
         let contiguous_cols = mm.b_col.is_fixed(1) && nr % 4 == 0;
         let hi_full = fx.min(hi, full);
@@ -180,10 +155,8 @@ pub(crate) fn emit_pack(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProv
             });
         });
     };
-    match every {
-        EveryPanel::No => {}
-        EveryPanel::Yes => pack_every(fx),
-        EveryPanel::When(c) => fx.if_then(c, pack_every),
+    if mm.pack_b == PackB::All {
+        pack_every(fx);
     }
 
     // The partial panel (index `full`): columns past N are zero.
@@ -200,7 +173,7 @@ pub(crate) fn emit_pack(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProv
             let off = fx.mul(full, panel_bytes);
             fx.add(packed, off)
         };
-        let dst_p = every.pick(fx, last_panel, |_| packed);
+        let dst_p = pick(mm, fx, last_panel, |_| packed);
         let last = fx.b.ins().iadd_imm_s(rem, -1);
         let fzero = fx.b.ins().f32const(0.0);
         let zero = fx.iconst(0);
@@ -502,11 +475,9 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
     let (begin, end) = (fx.begin, fx.end);
     // Panels read in place step by B's row stride; packed ones by `nr` floats.
     let packed_step = Step::Static(nr * 4);
-    let every = EveryPanel::of(fx, mm);
-    let full_step = match every {
-        EveryPanel::No => step_of(fx, mm.b_k),
-        EveryPanel::Yes => packed_step,
-        EveryPanel::When(_) => Step::Dynamic(every.pick(fx, |fx| fx.iconst(nr * 4), |_| b_row)),
+    let full_step = match mm.pack_b {
+        PackB::Edge => step_of(fx, mm.b_k),
+        PackB::All => packed_step,
     };
     let static_rem = mm.n.as_fixed().map(|n| (n % nr as u64) as usize);
 
@@ -552,7 +523,7 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
     let b_copy = (provider.copies_b()
         && !copying
         && mm.b_col.is_fixed(1)
-        && !matches!(every, EveryPanel::Yes)
+        && mm.pack_b == PackB::Edge
         && mm.k.as_fixed().is_none_or(|k| k as i64 >= SHALLOW_K))
     .then(|| {
         let bytes = mm.kc as i64 * nr * 4;
@@ -560,7 +531,6 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
         let raw = fx.b.ins().iadd_imm_s(raw, 63);
         fx.b.ins().band_imm_s(raw, -64)
     });
-    let in_place_step = step_of(fx, mm.b_k);
     // The epilogue the tiles apply, with its buffers as distances from C (the tile's
     // address in them is its address in C plus that; the bias's, its column's).
     let fused = fusable_epilogue(mm, provider, a_row_static.is_some()).filter(|_| depth.is_none()).map(|ep| {
@@ -633,8 +603,8 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
         let off = fx.mul(k_start, b_row);
         fx.add(b_base, off)
     };
-    let b_k0 = every.pick(fx, |_| packed_k0, in_place_k0);
-    let panel_stride = every.pick(fx, |_| panel_bytes, |fx| fx.iconst(nr * 4));
+    let b_k0 = pick(mm, fx, |_| packed_k0, in_place_k0);
+    let panel_stride = pick(mm, fx, |_| panel_bytes, |fx| fx.iconst(nr * 4));
 
     // A rows of a tile starting at row `i` (clamped to the last row at the M edge).
     let rows = |fx: &mut Fx, i: Value, clamp_to: Option<Value>| -> ARows {
@@ -806,26 +776,16 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
             };
             // B in place: the first row tile copies the panel's K block, the others
             // read the copy (when there are others).
-            let copied = |fx: &mut Fx| {
-                let second = fx.b.ins().iadd_imm_s(begin, mr);
-                let others = fx.lt(second, end);
-                let copy_then_read = |fx: &mut Fx| {
-                    let mut args = tile_args(fx, begin, b_panel, in_place_step, c_panel, nr as usize);
-                    args.copy_b = Some(copy);
-                    provider.emit_tile(fx, tile, &args);
-                    panel(fx, second, copy, packed_step, c_panel, nr as usize, true, false);
-                };
-                let in_place = |fx: &mut Fx| panel(fx, begin, b_panel, full_step, c_panel, nr as usize, true, false);
-                fx.if_else(others, copy_then_read, in_place);
+            let second = fx.b.ins().iadd_imm_s(begin, mr);
+            let others = fx.lt(second, end);
+            let copy_then_read = |fx: &mut Fx| {
+                let mut args = tile_args(fx, begin, b_panel, full_step, c_panel, nr as usize);
+                args.copy_b = Some(copy);
+                provider.emit_tile(fx, tile, &args);
+                panel(fx, second, copy, packed_step, c_panel, nr as usize, true, false);
             };
-            match every {
-                EveryPanel::When(packed) => fx.if_else(
-                    packed,
-                    |fx| panel(fx, begin, b_panel, full_step, c_panel, nr as usize, true, false),
-                    copied,
-                ),
-                _ => copied(fx),
-            }
+            let in_place = |fx: &mut Fx| panel(fx, begin, b_panel, full_step, c_panel, nr as usize, true, false);
+            fx.if_else(others, copy_then_read, in_place);
         });
     };
     match mm.k.as_fixed() {
@@ -911,7 +871,7 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
             let pb = fx.mul(full, panel_bytes);
             fx.add(packed_k0, pb)
         };
-        let b_panel = every.pick(fx, last_panel, |_| packed_k0);
+        let b_panel = pick(mm, fx, last_panel, |_| packed_k0);
         let pc = fx.mul_imm(full, nr * 4);
         let c_panel = fx.add(c_base, pc);
         match static_rem {

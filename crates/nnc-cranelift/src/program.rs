@@ -131,9 +131,6 @@ pub(crate) enum PackB {
     Edge,
     /// Every panel.
     All,
-    /// Every panel when the product has at least this many rows at run time, else
-    /// only the partial one (a run-time M: packing pays only over enough row tiles).
-    AllFromRows(u64),
 }
 
 /// Work a matrix product does on the rows of C it computed, after their last K block

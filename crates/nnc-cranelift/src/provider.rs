@@ -153,12 +153,6 @@ pub(crate) trait MicroKernelProvider {
     fn copies_b(&self) -> bool {
         false
     }
-    /// From how many rows of a run-time M (the batch) packing a row-major B pays, if
-    /// ever; the loop nest then chooses at run time between packed and in-place panels
-    /// (`Step::Dynamic`, which must cost the tiles nothing).
-    fn batch_rows_to_pack_b(&self) -> Option<u64> {
-        None
-    }
     /// Columns of the widest one-row tile `emit_row_tile` emits (0: none).
     fn row_tile_cols(&self) -> usize {
         0
