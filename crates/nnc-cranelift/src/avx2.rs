@@ -28,7 +28,8 @@
 //! row-major B in place can store the B vectors it loads to a contiguous panel on the
 //! stack (`TileArgs::copy_b`), which the panel's other row tiles read from L1 instead
 //! of striding through 1 KiB rows that share a few L1 sets (batch 100: 0.921 → 0.902
-//! ms on one thread, 0.501 → 0.485 on two). Packing the forward pass's row-major X
+//! ms on one thread, 0.501 → 0.485 on two). A tile may do both (then `rbx`, saved,
+//! holds the B copy's address). Packing the forward pass's row-major X
 //! the `copy_a` way measured no faster than reading it in place, so row-major A is
 //! still read in place.
 //!
@@ -223,12 +224,13 @@ impl Avx2Tiles {
             Kernel::Tile(v) => {
                 let (family, cols) = (if self.wide { "avx512" } else { "avx2" }, (v.vecs - 1) * self.lanes() + v.lanes);
                 let copy = match (v.copy_a, v.copy_b) {
-                    (true, _) => "_copy_a",
-                    (_, true) => "_copy_b",
-                    _ => "",
+                    (true, true) => "_copy_ab",
+                    (true, false) => "_copy_a",
+                    (false, true) => "_copy_b",
+                    (false, false) => "",
                 };
                 let name = format!("nnc_{family}_tile_{}x{cols}{}{copy}", v.rows, v.ep.suffix());
-                (name, 9 + v.ep.extra_args() + (v.copy_a || v.copy_b) as usize)
+                (name, 9 + v.ep.extra_args() + v.copy_a as usize + v.copy_b as usize)
             }
             Kernel::Dots { k, cols, rows } => (format!("nnc_avx2_dots_{rows}x{cols}x{k}"), 6),
             Kernel::PackTransposed { nr } => (format!("nnc_avx2_pack_transposed_16_of_{nr}"), 4),
@@ -281,7 +283,8 @@ impl Avx2Tiles {
             }
             call.push(f.last);
         }
-        call.extend(args.copy_a.or(args.copy_b));
+        call.extend(args.copy_a);
+        call.extend(args.copy_b);
         fx.call(kernel, &call);
         true
     }
@@ -459,13 +462,24 @@ macro_rules! tile_kernel {
             let mut a = CodeAssembler::new(64)?;
             // rdi = a, rsi = a_row (bytes), rdx = b, rcx = b_step, r8 = kb, r9 = a_step;
             // [rsp+8] = c, [rsp+16] = ldc, [rsp+24] = accumulate, then the epilogue's
-            // arguments; r10 = where the A values or the B rows are copied to (the last
-            // argument).
+            // arguments, then where A is copied to (r10; rax carries the values), then
+            // where B is copied to (r10, or rbx with A: saved, so the stack arguments
+            // are 8 bytes further, `pushed`).
+            let both = v.copy_a && v.copy_b;
+            let pushed: i32 = if both { 8 } else { 0 };
+            let copies = 8 + pushed + 8 * (3 + v.ep.extra_args() as i32);
+            let b_copy = if both { rbx } else { r10 };
+            if both {
+                a.push(rbx)?;
+            }
             for &v in acc {
                 tile_kernel!(@zero $width, a, v);
             }
             if v.copy_a || v.copy_b {
-                a.mov(r10, qword_ptr(rsp + 8 + 8 * (3 + v.ep.extra_args())))?;
+                a.mov(r10, qword_ptr(rsp + copies))?;
+            }
+            if both {
+                a.mov(rbx, qword_ptr(rsp + copies + 8))?;
             }
             if v.rows > 3 {
                 a.lea(r11, qword_ptr(rsi + rsi * 2))?;
@@ -488,7 +502,7 @@ macro_rules! tile_kernel {
                 for j in 0..v.vecs {
                     a.vmovups(b[j], $ptr(rdx + j * $bytes))?;
                     if v.copy_b {
-                        a.vmovups($ptr(r10 + j * $bytes), b[j])?;
+                        a.vmovups($ptr(b_copy + j * $bytes), b[j])?;
                     }
                 }
                 let rows = [
@@ -520,7 +534,7 @@ macro_rules! tile_kernel {
                 a.add(r10, (MR * 4) as i32)?;
             }
             if v.copy_b {
-                a.add(r10, (v.vecs * $bytes) as i32)?;
+                a.add(b_copy, (v.vecs * $bytes) as i32)?;
             }
             a.add(rdx, rcx)?;
             a.dec(r8)?;
@@ -528,15 +542,15 @@ macro_rules! tile_kernel {
 
             // C = acc or C += acc, row by row; the B and broadcast registers are free.
             a.set_label(&mut store)?;
-            a.mov(rax, qword_ptr(rsp + 8))?;
-            a.mov(r10, qword_ptr(rsp + 16))?;
-            a.mov(rsi, qword_ptr(rsp + 24))?;
+            a.mov(rax, qword_ptr(rsp + (pushed + 8)))?;
+            a.mov(r10, qword_ptr(rsp + (pushed + 16)))?;
+            a.mov(rsi, qword_ptr(rsp + (pushed + 24)))?;
             let mut mask = a.create_label();
             let mut epilogue = a.create_label();
             let extra = v.ep.extra_args();
             if extra > 0 {
                 // The last argument: is this the last K block?
-                a.mov(rcx, qword_ptr(rsp + 8 + 8 * (3 + extra - 1)))?;
+                a.mov(rcx, qword_ptr(rsp + (pushed + 8 + 8 * (3 + extra as i32 - 1))))?;
             }
             if partial {
                 tile_kernel!(@mask $width, a, v.lanes, x[1], mask);
@@ -577,12 +591,12 @@ macro_rules! tile_kernel {
                 // then the epilogue. rdi = p, bias or h (the first extra argument);
                 // x0 = lr or zero; x1 = the AVX2 mask; b0, b1 = temporaries.
                 a.set_label(&mut epilogue)?;
-                a.mov(rdi, qword_ptr(rsp + 32))?;
+                a.mov(rdi, qword_ptr(rsp + (pushed + 32)))?;
                 let (k, m, t, t2) = (x[0], x[1], b[0], b[1]);
                 match v.ep {
                     Ep::Sgd => {
-                        a.mov(rdx, qword_ptr(rsp + 40))?;
-                        a.mov(r8, qword_ptr(rsp + 48))?;
+                        a.mov(rdx, qword_ptr(rsp + (pushed + 40)))?;
+                        a.mov(r8, qword_ptr(rsp + (pushed + 48)))?;
                         a.vbroadcastss(k, dword_ptr(r8))?;
                     }
                     _ => tile_kernel!(@zero $width, a, k),
@@ -670,6 +684,9 @@ macro_rules! tile_kernel {
             }
             a.set_label(&mut done)?;
             a.vzeroupper()?;
+            if both {
+                a.pop(rbx)?;
+            }
             a.ret()?;
             if partial {
                 tile_kernel!(@data $width, a, v.lanes, mask);
@@ -827,9 +844,8 @@ impl MicroKernelProvider for Avx2Tiles {
         let ep = Ep::of(args.finish.as_ref());
         let (copy_a, copy_b) = (args.copy_a.is_some(), args.copy_b.is_some());
         let variant = self.variant(tile, tile.mr, args.cols, ep).map(|v| Variant { copy_a, copy_b, ..v });
-        // B is copied whole vectors at a time, so only by a tile as wide as its panel,
-        // and never with A (both use the one free register).
-        let copyable = !copy_b || (!copy_a && args.cols == tile.nr());
+        // B is copied whole vectors at a time, so only by a tile as wide as its panel.
+        let copyable = !copy_b || args.cols == tile.nr();
         if let (ARows::Uniform { base, stride }, Some(v), true) = (&args.a, variant, copyable) {
             if self.call(fx, v, *base, *stride, args) {
                 return;

@@ -644,17 +644,18 @@ impl<'g> Lowering<'g> {
 
         let tile = provider.tile_shape(&GemmShape { m: m.as_fixed(), k: k.as_fixed(), n: n.as_fixed() });
         let nr = tile.nr() as u64;
-        // A row-major B is read in place, unless a static M has many row tiles to
-        // reuse each panel: a panel read in place strides through B's rows, which at a
-        // power-of-two row length (1 KiB for 256 floats) map to a few L1 sets and
-        // evict each other; packed, it is contiguous, and the copy costs a sliver of
-        // the product. A run-time M (the batch) reads it in place: where the provider's
-        // tiles copy B (`copies_b`), each panel's first row tile packs it for the
-        // others, which measured as fast as a pack pass at batch 256 to 1024 and
-        // faster below. A transposed B has every panel packed.
+        // A row-major B is read in place. A panel read in place strides through B's
+        // rows, which at a power-of-two row length (1 KiB for 256 floats) map to a few
+        // L1 sets and evict each other, so every row tile would read it from L2:
+        // where the provider's tiles copy B (`copies_b`), each panel's first row tile
+        // packs it for the others (measured as fast as a pack pass, or faster: the
+        // `[out, in]` seed step's weight gradient, whose B is X, at batch 1024 on one
+        // thread 9.37 → 9.20–9.25 ms; below batch 192 the pass did not pay at all);
+        // else a static M of at least four row tiles packs it in a pass of its own.
+        // A transposed B has every panel packed.
         let pack_b = match (b_col.is_fixed(1), n.as_fixed(), m.as_fixed()) {
             (false, _, _) => PackB::All,
-            (true, Some(_), Some(mf)) if mf >= 4 * tile.mr as u64 => PackB::All,
+            (true, Some(_), Some(mf)) if mf >= 4 * tile.mr as u64 && !provider.copies_b() => PackB::All,
             (true, _, _) => PackB::Edge,
         };
         // Packed B: K rows of every panel (N rounded up to whole panels), or of one.

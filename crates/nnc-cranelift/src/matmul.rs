@@ -5,13 +5,15 @@
 //! - `pack`: copies B into panels of `nr` columns (`K × nr` contiguous f32 each, zero
 //!   past N). Which panels is `MatMul::pack_b`'s choice: a transposed B has every
 //!   panel packed (this is where `trans_b` is absorbed); a row-major B is read in place
-//!   by the micro-kernel, but for its last, partial panel, unless enough row tiles
-//!   reuse each panel (decided at run time for a run-time M).
+//!   by the micro-kernel, but for its last, partial panel, unless a static M has enough
+//!   row tiles to reuse each panel and the provider's tiles cannot copy B.
 //! - `compute`: for rows `[begin, end)` of C, blocks K by `kc`, then walks B panels
-//!   and row tiles of `mr` rows, asking the [`MicroKernelProvider`] for each tile. A is
-//!   read in place (the transpose of A is only a different stride) or packed per K
-//!   block (by the first panel's tiles as they read it, where the provider's tiles can
-//!   copy A). Tiles at the M edge are the provider's edge tiles where it has them, else
+//!   and row tiles of `mr` rows, asking the [`MicroKernelProvider`] for each tile. A
+//!   row-major B read in place is copied to a stack panel by the first row tile of
+//!   each panel where the provider's tiles can copy B, and read from there by the
+//!   rest. A is read in place (the transpose of A is only a different stride) or
+//!   packed per K block (by the first panel's tiles as they read it, where the
+//!   provider's tiles can copy A). Tiles at the M edge are the provider's edge tiles where it has them, else
 //!   go through a stack buffer whose valid part is copied out (so do tiles at the N
 //!   edge when N is the run-time batch); at a static N edge the micro-kernel stores
 //!   only the valid columns. One or two edge rows of a row-major B can instead be
@@ -516,12 +518,10 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
         && a_row_static.is_some()
         && mm.n.as_fixed().is_some_and(|n| n >= nr as u64);
     let stack = fx.stack_buffer((mr * nr * 4) as u32);
-    // A row-major B read in place whose tiles can copy it (not with packed A, whose
-    // first panel's tiles copy A): a K block of one panel, contiguous, on a cache line
-    // boundary. At a power-of-two row length the panel's rows in place map to a few
+    // A row-major B read in place whose tiles can copy it: a K block of one panel,
+    // contiguous, on a cache line boundary. At a power-of-two row length the panel's rows in place map to a few
     // L1 sets (see `lower`'s `pack_b`), so each row tile would read them from L2.
     let b_copy = (provider.copies_b()
-        && !copying
         && mm.b_col.is_fixed(1)
         && mm.pack_b == PackB::Edge
         && mm.k.as_fixed().is_none_or(|k| k as i64 >= SHALLOW_K))
@@ -688,8 +688,9 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
         let finish = finish_at(fx, c, c_panel);
         TileArgs { a, a_step, b_panel, b_step, kb, c, ldc, accumulate, cols, finish, copy_a: None, copy_b: None }
     };
-    // One whole tile, straight into C; with `copy`, reading A in place and packing it.
-    let whole_tile = |fx: &mut Fx, i: Value, b_panel: Value, b_step: Step, c_panel: Value, cols: usize, copy: bool| {
+    // The arguments of one whole tile, straight into C; with `copy`, reading A in place
+    // and packing it.
+    let whole_args = |fx: &mut Fx, i: Value, b_panel: Value, b_step: Step, c_panel: Value, cols: usize, copy: bool| {
         let mut args = tile_args(fx, i, b_panel, b_step, c_panel, cols);
         if copy {
             let stride = a_row_static.expect("copying needs static A rows");
@@ -700,6 +701,10 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
             args.a_step = in_place_a_step;
             args.copy_a = Some(packed);
         }
+        args
+    };
+    let whole_tile = |fx: &mut Fx, i: Value, b_panel: Value, b_step: Step, c_panel: Value, cols: usize, copy: bool| {
+        let args = whole_args(fx, i, b_panel, b_step, c_panel, cols, copy);
         provider.emit_tile(fx, tile, &args);
     };
 
@@ -755,6 +760,25 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
             panel(fx, edge, b_panel, full_step, c_panel, nr as usize, true, false);
         });
     };
+    // Full panel `p`, its whole tiles packing A with `copy_a`. A row-major B in place
+    // is copied by the first row tile and read from the copy by the others (when
+    // there are others).
+    let full_panel_tiles = |fx: &mut Fx, p: Value, copy_a: bool| {
+        let (b_panel, c_panel) = full_panel(fx, p);
+        let Some(copy) = b_copy else {
+            return panel(fx, begin, b_panel, full_step, c_panel, nr as usize, true, copy_a);
+        };
+        let second = fx.b.ins().iadd_imm_s(begin, mr);
+        let others = fx.lt(second, end);
+        let copy_then_read = |fx: &mut Fx| {
+            let mut args = whole_args(fx, begin, b_panel, full_step, c_panel, nr as usize, copy_a);
+            args.copy_b = Some(copy);
+            provider.emit_tile(fx, tile, &args);
+            panel(fx, second, copy, packed_step, c_panel, nr as usize, true, copy_a);
+        };
+        let in_place = |fx: &mut Fx| panel(fx, begin, b_panel, full_step, c_panel, nr as usize, true, copy_a);
+        fx.if_else(others, copy_then_read, in_place);
+    };
     let down_panels = |fx: &mut Fx| {
         let mut p_from = p_lo;
         if copying {
@@ -763,30 +787,12 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
             let edge_rows = fx.b.ins().urem_imm_u(span, mr);
             let edge_start = fx.b.ins().isub(end, edge_rows);
             pack_rows(fx, edge_start);
-            let (b_panel, c_panel) = full_panel(fx, p_lo);
-            panel(fx, begin, b_panel, full_step, c_panel, nr as usize, true, true);
+            full_panel_tiles(fx, p_lo, true);
             p_from = fx.b.ins().iadd_imm_s(p_lo, 1);
         } else {
             pack_rows(fx, begin);
         }
-        fx.for_range(p_from, p_hi, 1, |fx, p| {
-            let (b_panel, c_panel) = full_panel(fx, p);
-            let Some(copy) = b_copy else {
-                return panel(fx, begin, b_panel, full_step, c_panel, nr as usize, true, false);
-            };
-            // B in place: the first row tile copies the panel's K block, the others
-            // read the copy (when there are others).
-            let second = fx.b.ins().iadd_imm_s(begin, mr);
-            let others = fx.lt(second, end);
-            let copy_then_read = |fx: &mut Fx| {
-                let mut args = tile_args(fx, begin, b_panel, full_step, c_panel, nr as usize);
-                args.copy_b = Some(copy);
-                provider.emit_tile(fx, tile, &args);
-                panel(fx, second, copy, packed_step, c_panel, nr as usize, true, false);
-            };
-            let in_place = |fx: &mut Fx| panel(fx, begin, b_panel, full_step, c_panel, nr as usize, true, false);
-            fx.if_else(others, copy_then_read, in_place);
-        });
+        fx.for_range(p_from, p_hi, 1, |fx, p| full_panel_tiles(fx, p, false));
     };
     match mm.k.as_fixed() {
         Some(k) if (k as i64) < SHALLOW_K => across_panels(fx),

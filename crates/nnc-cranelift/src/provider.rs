@@ -91,7 +91,7 @@ pub(crate) struct TileArgs {
     pub copy_a: Option<Value>,
     /// Where a whole tile as wide as its panel, reading B in place, also writes the B
     /// rows it reads (`nr` floats per k, contiguous), for the next row tiles of the
-    /// panel (only for providers whose `copies_b` is true; never with `copy_a`).
+    /// panel (only for providers whose `copies_b` is true).
     pub copy_b: Option<Value>,
 }
 
