@@ -44,7 +44,8 @@
 //! accumulation into C is the same addition.
 //!
 //! ```text
-//! tile(a, a_row, b, b_step, kb, a_step, c, ldc, accumulate)   ; SysV: 6 in registers, 3 on the stack
+//! tile(a, a_row, b, b_step, kb, a_step, c, ldc, accumulate,   ; SysV: 6 in registers,
+//!      [epilogue..., last], [copy_a], [copy_b])                ; the rest on the stack
 //! ```
 
 use crate::clif::{Fx, PTR};
@@ -75,8 +76,8 @@ struct Variant {
     lanes: usize,
     /// The epilogue it applies on the last K block (taking more arguments).
     ep: Ep,
-    /// Also writes its A rows, packed, to the address in its last argument (see
-    /// `TileArgs::copy_a`).
+    /// Also writes the A values it broadcasts, packed, to the address in an argument
+    /// after the epilogue's (see `TileArgs::copy_a`).
     copy_a: bool,
     /// Also writes the B vectors it loads, one panel row per k, to the address in its
     /// last argument (see `TileArgs::copy_b`).

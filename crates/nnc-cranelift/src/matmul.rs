@@ -13,9 +13,9 @@
 //!   each panel where the provider's tiles can copy B, and read from there by the
 //!   rest. A is read in place (the transpose of A is only a different stride) or
 //!   packed per K block (by the first panel's tiles as they read it, where the
-//!   provider's tiles can copy A). Tiles at the M edge are the provider's edge tiles where it has them, else
-//!   go through a stack buffer whose valid part is copied out (so do tiles at the N
-//!   edge when N is the run-time batch); at a static N edge the micro-kernel stores
+//!   provider's tiles can copy A). Tiles at the M edge are the provider's edge tiles
+//!   where it has them, else go through a stack buffer whose valid part is copied out
+//!   (so do tiles at the N edge when N is the run-time batch); at a static N edge the micro-kernel stores
 //!   only the valid columns. One or two edge rows of a row-major B can instead be
 //!   one-row tiles across several panels (`row_tile_cols`).
 //!
@@ -519,8 +519,9 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
         && mm.n.as_fixed().is_some_and(|n| n >= nr as u64);
     let stack = fx.stack_buffer((mr * nr * 4) as u32);
     // A row-major B read in place whose tiles can copy it: a K block of one panel,
-    // contiguous, on a cache line boundary. At a power-of-two row length the panel's rows in place map to a few
-    // L1 sets (see `lower`'s `pack_b`), so each row tile would read them from L2.
+    // contiguous, on a cache line boundary. At a power-of-two row length the panel's
+    // rows in place map to a few L1 sets (see `lower`'s `pack_b`), so each row tile
+    // would read them from L2. Only deep K blocks (see `across_panels`).
     let b_copy = (provider.copies_b()
         && mm.b_col.is_fixed(1)
         && mm.pack_b == PackB::Edge
