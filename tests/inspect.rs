@@ -172,6 +172,26 @@ fn few_rows_of_a_large_transposed_weight_matrix_are_dot_products() {
     }
 }
 
+#[test]
+fn the_assembled_tiles_pack_the_seed_steps_operands_as_they_read_them() {
+    // The forward product reads W1 in place: the first row tile of each panel copies
+    // it for the others (`_copy_b`). The first weight gradient reads X transposed and
+    // dH in place: its first panel's tiles copy X (`_copy_a`), the first of them dH
+    // too (`_copy_ab`), and the other panels' first tiles copy dH. Neither operand
+    // then needs a pass of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("seed.onnx");
+    ok(&["new-mlp", "-o", model.to_str().unwrap()]);
+    let asm = compile_twice(&model, &["--emit", "asm", "--train", "--kernels", "auto"]);
+    if !asm.contains("; nnc_avx") {
+        eprintln!("skipped: no assembled kernels on this CPU");
+        return;
+    }
+    for tile in ["_bias_relu_copy_b (", "_sgd_copy_ab (", "_sgd_copy_a (", "_sgd_copy_b ("] {
+        assert!(asm.contains(tile), "no tile{tile}...) in --emit asm");
+    }
+}
+
 /// Checks one `--emit asm` text against the functions of `--emit clif`.
 fn check_asm(asm: &str, functions: &[String]) {
     let mut names = Vec::new();
