@@ -19,7 +19,8 @@
 //! accumulators (several panels of a row-major B read in place) take the last one or
 //! two rows, where a 1- or 2-row tile per panel would wait on its few FMA chains.
 //!
-//! Tiles also pack operands as they read them, so no pass of its own has to. A tile
+//! The AVX2 tiles also pack operands as they read them, so no pass of its own has to
+//! (the AVX-512 ones keep the passes until measured on such a CPU). A tile
 //! reading A in place can copy the values it broadcasts to the packed layout
 //! (`TileArgs::copy_a`): the first panel's tiles pack a transposed A for the other
 //! panels while the FMAs run (the seed's first weight gradient reads X, 3.2 MB at
@@ -833,12 +834,15 @@ impl MicroKernelProvider for Avx2Tiles {
         true
     }
 
+    // Measured on AVX2 (Zen 3). The AVX-512 tiles keep their packing passes until
+    // measured on such a CPU: their panels are 64 floats wide (a 64 KiB K block, more
+    // than an L1), and they prefetch a B read in place.
     fn copies_a(&self) -> bool {
-        true
+        !self.wide
     }
 
     fn copies_b(&self) -> bool {
-        true
+        !self.wide
     }
 
     fn emit_tile(&self, fx: &mut Fx, tile: TileShape, args: &TileArgs) {
