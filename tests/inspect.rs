@@ -55,6 +55,14 @@ fn host_has_fma() -> bool {
     return false;
 }
 
+/// Whether the AVX2 kernels run here (`--kernels avx2`).
+fn host_has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::is_x86_feature_detected!("avx2") && host_has_fma();
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
+}
+
 #[test]
 fn emit_clif_of_a_tiny_mlp() {
     let dir = tempfile::tempdir().unwrap();
@@ -93,11 +101,7 @@ fn wide_products_get_a_column_split_variant_the_step_can_call() {
     // `_cols` function splitting by column panels, which the step hands to the thread
     // pool instead of the rows one when it has threads; the one-panel output layer's
     // products do not.
-    #[cfg(target_arch = "x86_64")]
-    let avx2 = std::is_x86_feature_detected!("avx2") && host_has_fma();
-    #[cfg(not(target_arch = "x86_64"))]
-    let avx2 = false;
-    if !avx2 {
+    if !host_has_avx2_fma() {
         eprintln!("needs AVX2+FMA (the column split needs tiles that fuse the epilogues); not run here");
         return;
     }
@@ -182,11 +186,7 @@ fn the_assembled_tiles_pack_the_seed_steps_operands_as_they_read_them() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("seed.onnx");
     ok(&["new-mlp", "-o", model.to_str().unwrap()]);
-    #[cfg(target_arch = "x86_64")]
-    let avx2 = std::is_x86_feature_detected!("avx2") && host_has_fma();
-    #[cfg(not(target_arch = "x86_64"))]
-    let avx2 = false;
-    if !avx2 {
+    if !host_has_avx2_fma() {
         eprintln!("skipped: no AVX2+FMA");
         return;
     }

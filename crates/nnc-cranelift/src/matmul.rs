@@ -513,7 +513,7 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
     // pass of its own (at batch 1024, the seed's X is 3.2 MB). Only the edge tile is
     // packed first. Needs A rows a static stride apart, a full panel, and a deep K
     // block (see `across_panels`).
-    let copying = packed_a_slot.is_some()
+    let copying_a = packed_a_slot.is_some()
         && provider.copies_a()
         && a_row_static.is_some()
         && mm.n.as_fixed().is_some_and(|n| n >= nr as u64);
@@ -689,27 +689,29 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
         let finish = finish_at(fx, c, c_panel);
         TileArgs { a, a_step, b_panel, b_step, kb, c, ldc, accumulate, cols, finish, copy_a: None, copy_b: None }
     };
-    // The arguments of one whole tile, straight into C; with `copy`, reading A in place
+    // The arguments of one whole tile, straight into C; with `copy_a`, reading A in place
     // and packing it.
-    let whole_args = |fx: &mut Fx, i: Value, b_panel: Value, b_step: Step, c_panel: Value, cols: usize, copy: bool| {
-        let mut args = tile_args(fx, i, b_panel, b_step, c_panel, cols);
-        if copy {
-            let stride = a_row_static.expect("copying needs static A rows");
-            let in_place = fx.mul_imm(i, stride);
-            let packed = fx.mul_imm(i, kc * 4);
-            let packed = fx.add(packed_a.expect("copying needs packed A"), packed);
-            args.a = ARows::Uniform { base: fx.add(a_k0, in_place), stride };
-            args.a_step = in_place_a_step;
-            args.copy_a = Some(packed);
-        }
-        args
-    };
-    let whole_tile = |fx: &mut Fx, i: Value, b_panel: Value, b_step: Step, c_panel: Value, cols: usize, copy: bool| {
-        let args = whole_args(fx, i, b_panel, b_step, c_panel, cols, copy);
-        provider.emit_tile(fx, tile, &args);
-    };
+    let whole_args =
+        |fx: &mut Fx, i: Value, b_panel: Value, b_step: Step, c_panel: Value, cols: usize, copy_a: bool| {
+            let mut args = tile_args(fx, i, b_panel, b_step, c_panel, cols);
+            if copy_a {
+                let stride = a_row_static.expect("copying A needs static A rows");
+                let in_place = fx.mul_imm(i, stride);
+                let packed = fx.mul_imm(i, kc * 4);
+                let packed = fx.add(packed_a.expect("copying A needs packed A"), packed);
+                args.a = ARows::Uniform { base: fx.add(a_k0, in_place), stride };
+                args.a_step = in_place_a_step;
+                args.copy_a = Some(packed);
+            }
+            args
+        };
+    let whole_tile =
+        |fx: &mut Fx, i: Value, b_panel: Value, b_step: Step, c_panel: Value, cols: usize, copy_a: bool| {
+            let args = whole_args(fx, i, b_panel, b_step, c_panel, cols, copy_a);
+            provider.emit_tile(fx, tile, &args);
+        };
 
-    // Row tiles of one panel from row `from`: whole tiles (packing A with `copy`), then
+    // Row tiles of one panel from row `from`: whole tiles (packing A with `copy_a`), then
     // the row edge. `row_tiles`: the few edge rows are left to the row tiles.
     let panel = |fx: &mut Fx,
                  from: Value,
@@ -718,8 +720,8 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
                  c_panel: Value,
                  cols: usize,
                  row_tiles: bool,
-                 copy: bool| {
-        let i = fx.for_whole_steps(from, end, mr, |fx, i| whole_tile(fx, i, b_panel, b_step, c_panel, cols, copy));
+                 copy_a: bool| {
+        let i = fx.for_whole_steps(from, end, mr, |fx, i| whole_tile(fx, i, b_panel, b_step, c_panel, cols, copy_a));
         let mut edge = fx.lt(i, end);
         if let (true, Some((_, few))) = (row_tiles, few_edge_rows) {
             let many = fx.b.ins().bnot(few);
@@ -782,7 +784,7 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
     };
     let down_panels = |fx: &mut Fx| {
         let mut p_from = p_lo;
-        if copying {
+        if copying_a {
             // The edge tile, packed; the first panel packs the whole tiles.
             let span = fx.b.ins().isub(end, begin);
             let edge_rows = fx.b.ins().urem_imm_u(span, mr);
