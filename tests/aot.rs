@@ -4,8 +4,8 @@
 //!
 //! The comparison is bitwise: the object contains the kernels the JIT runs (only the
 //! addressing differs, position-independent code), and the seed step's only
-//! transcendental functions, `expf` and `logf`, are libm's in both (Rust's
-//! `f32::exp`/`ln` call the C library's).
+//! transcendental functions are nnc's `exp`, generated inline in both, and `logf`,
+//! libm's in both (Rust's `f32::ln` calls the C library's).
 
 use nnc_autodiff::{training_graph, TrainOptions, LABELS, LR};
 use nnc_ir::Tensor;

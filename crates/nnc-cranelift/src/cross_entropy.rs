@@ -9,14 +9,19 @@
 //! row). `loss` (one item) sums `row_ll` in row order and negates the mean, so the loss
 //! does not depend on how rows were split across threads. A label outside
 //! `0..classes` sets the status word (the host checks fed labels before the step).
+//!
+//! Rows go four at a time, one per vector lane, each lane taking the one-row steps;
+//! the last rows of a range one at a time, their classes four lanes at a time. `exp`
+//! is `math.rs`'s inline one, so either way gives the interpreter's bits.
 
 use crate::clif::Fx;
-use crate::elementwise::clif_type;
-use crate::math::MathFn;
+use crate::elementwise::{clif_type, little};
+use crate::math::{emit_expf, MathFn};
 use crate::program::CrossEntropy;
 use crate::shape::Sz;
+use crate::softmax::{like, map_row};
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, InstBuilder};
+use cranelift_codegen::ir::{types, InstBuilder, Value};
 use nnc_ir::DType;
 
 pub(crate) fn row_items(ce: &CrossEntropy) -> Sz {
@@ -38,61 +43,158 @@ pub(crate) fn emit_rows(fx: &mut Fx, ce: &CrossEntropy, status: (usize, u32)) {
     let scale = fx.b.ins().fdiv(minus_one, m);
     let zero = fx.b.ins().f32const(0.0);
     let (begin, end) = (fx.begin, fx.end);
-    fx.for_range(begin, end, 1, |fx, r| {
-        let row_off = fx.mul_imm(r, classes * 4);
-        let x = fx.add(logits, row_off);
-        let gr = fx.add(grad, row_off);
+    // A label's class index, and whether it is one (else the status word is set).
+    let label_of = |fx: &mut Fx, r: Value| {
         let at = fx.mul_imm(r, es);
         let at = fx.add(labels, at);
         let label = fx.load(clif_type(ce.labels.dtype), at, 0);
         let label = if ce.labels.dtype == DType::I32 { fx.b.ins().sextend(types::I64, label) } else { label };
         let bad = fx.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, label, classes);
         fx.if_then(bad, |fx| fx.set_status(status.0, status.1));
-
-        let neg_inf = fx.b.ins().f32const(f32::NEG_INFINITY);
-        let max = fx.var(types::F32, neg_inf);
+        (label, bad)
+    };
+    // Four rows at a time, a row per lane: each lane does the one-row steps below, in
+    // the same order, so the same bits; the rows' dependency chains (maximum, sum,
+    // log, outputs) then overlap instead of following one another.
+    let rest = fx.for_whole_steps(begin, end, 4, |fx, r0| {
+        let rows: Vec<Value> = (0..4).map(|i| fx.b.ins().iadd_imm_s(r0, i)).collect();
+        let xs: Vec<Value> = rows
+            .iter()
+            .map(|&r| {
+                let off = fx.mul_imm(r, classes * 4);
+                fx.add(logits, off)
+            })
+            .collect();
+        let grs: Vec<Value> = rows
+            .iter()
+            .map(|&r| {
+                let off = fx.mul_imm(r, classes * 4);
+                fx.add(grad, off)
+            })
+            .collect();
+        // Each lane's label as i32, -1 for one out of range (it matches no class).
+        let mut lab = None;
+        for (i, &r) in rows.iter().enumerate() {
+            let (label, bad) = label_of(fx, r);
+            let l32 = fx.b.ins().ireduce(types::I32, label);
+            let none = fx.b.ins().iconst(types::I32, -1);
+            let l32 = fx.b.ins().select(bad, none, l32);
+            lab = Some(match lab {
+                None => fx.b.ins().splat(types::I32X4, l32),
+                Some(v) => fx.b.ins().insertlane(v, l32, i as u8),
+            });
+        }
+        let lab = lab.expect("four lanes");
+        // Class `c` of the four rows.
+        let gather = |fx: &mut Fx, c: Value| {
+            let off = fx.mul_imm(c, 4);
+            let mut v = None;
+            for (i, &x) in xs.iter().enumerate() {
+                let at = fx.add(x, off);
+                let e = fx.load(types::F32, at, 0);
+                v = Some(match v {
+                    None => fx.b.ins().splat(types::F32X4, e),
+                    Some(v) => fx.b.ins().insertlane(v, e, i as u8),
+                });
+            }
+            v.expect("four lanes")
+        };
         let n = fx.iconst(classes);
         let z = fx.iconst(0);
+        let neg_inf = fx.b.ins().f32const(f32::NEG_INFINITY);
+        let neg_inf = fx.b.ins().splat(types::F32X4, neg_inf);
+        let max = fx.var(types::F32X4, neg_inf);
         fx.for_range(z, n, 1, |fx, c| {
-            let off = fx.mul_imm(c, 4);
-            let addr = fx.add(x, off);
-            let v = fx.load(types::F32, addr, 0);
-            let acc = fx.get(max);
-            let acc = fx.b.ins().fmax(acc, v);
-            fx.set(max, acc);
+            let v = gather(fx, c);
+            let m = fx.get(max);
+            let m = fx.b.ins().fmax(m, v);
+            fx.set(max, m);
         });
         let max = fx.get(max);
-        let sum = fx.var(types::F32, zero);
-        let z = fx.iconst(0);
+        let zeros = fx.b.ins().splat(types::F32X4, zero);
+        let sum = fx.var(types::F32X4, zeros);
         fx.for_range(z, n, 1, |fx, c| {
-            let off = fx.mul_imm(c, 4);
-            let addr = fx.add(x, off);
-            let v = fx.load(types::F32, addr, 0);
+            let v = gather(fx, c);
             let d = fx.b.ins().fsub(v, max);
-            let e = fx.call_math(MathFn::Exp, &[d]);
+            let e = emit_expf(fx, d);
             let acc = fx.get(sum);
             let acc = fx.b.ins().fadd(acc, e);
             fx.set(sum, acc);
         });
         let total = fx.get(sum);
+        let mut log_total = None;
+        for i in 0..4u8 {
+            let t = fx.b.ins().extractlane(total, i);
+            let lt = fx.call_math(MathFn::Log, &[t]);
+            log_total = Some(match log_total {
+                None => fx.b.ins().splat(types::F32X4, lt),
+                Some(v) => fx.b.ins().insertlane(v, lt, i),
+            });
+        }
+        let log_total = log_total.expect("four lanes");
+        let scale_v = fx.b.ins().splat(types::F32X4, scale);
+        let ll = fx.var(types::F32X4, zeros);
+        fx.for_range(z, n, 1, |fx, c| {
+            let v = gather(fx, c);
+            let d = fx.b.ins().fsub(v, max);
+            let log_prob = fx.b.ins().fsub(d, log_total);
+            let c32 = fx.b.ins().ireduce(types::I32, c);
+            let c32 = fx.b.ins().splat(types::I32X4, c32);
+            let is_label = fx.b.ins().icmp(IntCC::Equal, c32, lab);
+            let is_label = fx.b.ins().bitcast(types::F32X4, little(), is_label);
+            let picked = fx.get(ll);
+            let picked = fx.b.ins().bitselect(is_label, log_prob, picked);
+            fx.set(ll, picked);
+            let prob = emit_expf(fx, log_prob);
+            let d_log_prob = fx.b.ins().bitselect(is_label, scale_v, zeros);
+            let scaled = fx.b.ins().fmul(prob, scale_v);
+            let g = fx.b.ins().fsub(d_log_prob, scaled);
+            let off = fx.mul_imm(c, 4);
+            for (i, &gr) in grs.iter().enumerate() {
+                let lane = fx.b.ins().extractlane(g, i as u8);
+                let at = fx.add(gr, off);
+                fx.store(lane, at, 0);
+            }
+        });
+        let ll = fx.get(ll);
+        let dst = fx.mul_imm(r0, 4);
+        let dst = fx.add(row_ll, dst);
+        fx.store(ll, dst, 0);
+    });
+    // The rest one row at a time.
+    fx.for_range(rest, end, 1, |fx, r| {
+        let row_off = fx.mul_imm(r, classes * 4);
+        let x = fx.add(logits, row_off);
+        let gr = fx.add(grad, row_off);
+        let (label, _) = label_of(fx, r);
+        let n = fx.iconst(classes);
+        let max = crate::softmax::row_max(fx, x, n);
+        let total = crate::softmax::sum_exp(fx, x, n, max);
         let log_total = fx.call_math(MathFn::Log, &[total]);
 
+        // Every class's gradient as a non-label's, `0 - exp(log_prob)·scale`, four
+        // lanes at a time; then the label's, `scale - exp(log_prob)·scale`, over it.
+        map_row(fx, x, gr, n, |fx, v| {
+            let ty = fx.b.func.dfg.value_type(v);
+            let (m, lt, sc, z) = (like(fx, ty, max), like(fx, ty, log_total), like(fx, ty, scale), like(fx, ty, zero));
+            let d = fx.b.ins().fsub(v, m);
+            let log_prob = fx.b.ins().fsub(d, lt);
+            let prob = emit_expf(fx, log_prob);
+            let scaled = fx.b.ins().fmul(prob, sc);
+            fx.b.ins().fsub(z, scaled)
+        });
         let ll = fx.var(types::F32, zero);
-        let z = fx.iconst(0);
-        fx.for_range(z, n, 1, |fx, c| {
-            let off = fx.mul_imm(c, 4);
+        let good = fx.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, label, classes);
+        fx.if_then(good, |fx| {
+            let off = fx.mul_imm(label, 4);
             let addr = fx.add(x, off);
             let v = fx.load(types::F32, addr, 0);
             let d = fx.b.ins().fsub(v, max);
             let log_prob = fx.b.ins().fsub(d, log_total);
-            let is_label = fx.b.ins().icmp(IntCC::Equal, c, label);
-            let picked = fx.get(ll);
-            let picked = fx.b.ins().select(is_label, log_prob, picked);
-            fx.set(ll, picked);
-            let prob = fx.call_math(MathFn::Exp, &[log_prob]);
-            let d_log_prob = fx.b.ins().select(is_label, scale, zero);
+            fx.set(ll, log_prob);
+            let prob = emit_expf(fx, log_prob);
             let scaled = fx.b.ins().fmul(prob, scale);
-            let g = fx.b.ins().fsub(d_log_prob, scaled);
+            let g = fx.b.ins().fsub(scale, scaled);
             let dst = fx.add(gr, off);
             fx.store(g, dst, 0);
         });

@@ -9,7 +9,7 @@
 //! - branch targets and RIP-relative operands inside the function are printed as
 //!   offsets in it (`jne 0x0040`, `[0x01a0]`);
 //! - other JIT'd functions and the host functions the code calls (`nnc_parallel_for`,
-//!   the `nnc_expf` family) are printed by name (`call k3_dense_pack`,
+//!   the `nnc_logf` family) are printed by name (`call k3_dense_pack`,
 //!   `lea rsi, [k3_dense]`, `mov rax, nnc_parallel_for`), wherever their address
 //!   appears: as a branch target, a RIP-relative operand or a 64-bit immediate.
 //!

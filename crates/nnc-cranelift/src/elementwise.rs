@@ -72,7 +72,12 @@ fn vectorizable(e: &Elementwise) -> bool {
             e.out.dtype == DType::F32
                 && matches!(
                     u,
-                    UnaryOp::Neg | UnaryOp::Sqrt | UnaryOp::Relu | UnaryOp::LeakyRelu { .. } | UnaryOp::Identity
+                    UnaryOp::Neg
+                        | UnaryOp::Sqrt
+                        | UnaryOp::Relu
+                        | UnaryOp::LeakyRelu { .. }
+                        | UnaryOp::Identity
+                        | UnaryOp::Exp
                 )
         }
         EwFunc::Binary(b) => {
@@ -264,7 +269,7 @@ pub(crate) fn unary_f32(fx: &mut Fx, u: UnaryOp, x: Value) -> Value {
             let scaled = fx.b.ins().fmul(a, x);
             fx.b.ins().select(neg, scaled, x)
         }
-        UnaryOp::Exp => fx.call_math(MathFn::Exp, &[x]),
+        UnaryOp::Exp => crate::math::emit_expf(fx, x),
         UnaryOp::Log => fx.call_math(MathFn::Log, &[x]),
         UnaryOp::Erf => fx.call_math(MathFn::Erf, &[x]),
         UnaryOp::Sigmoid => fx.call_math(MathFn::Sigmoid, &[x]),
@@ -300,6 +305,7 @@ fn vector_op(fx: &mut Fx, func: EwFunc, v: &[Value]) -> Value {
         EwFunc::Copy | EwFunc::Unary(UnaryOp::Identity) => v[0],
         EwFunc::Unary(UnaryOp::Neg) => fx.b.ins().fneg(v[0]),
         EwFunc::Unary(UnaryOp::Sqrt) => fx.b.ins().sqrt(v[0]),
+        EwFunc::Unary(UnaryOp::Exp) => crate::math::emit_expf(fx, v[0]),
         EwFunc::Unary(UnaryOp::Relu) => {
             let zero = fx.b.ins().f32const(0.0);
             let zero = fx.b.ins().splat(types::F32X4, zero);
@@ -328,7 +334,7 @@ fn vector_op(fx: &mut Fx, func: EwFunc, v: &[Value]) -> Value {
     }
 }
 
-fn little() -> MemFlagsData {
+pub(crate) fn little() -> MemFlagsData {
     MemFlagsData::new().with_endianness(Endianness::Little)
 }
 

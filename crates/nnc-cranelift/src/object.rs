@@ -19,11 +19,12 @@
 //!
 //! Differences from the JIT: position-independent code (for PIE executables), one
 //! thread (the parallel-for is a serial local function), and the transcendental
-//! functions come from the C library's libm (`expf`, `logf`, `tanhf`, `erff`,
-//! `powf`; sigmoid and GELU are generated from them). With glibc those are the very
-//! functions Rust's `f32::exp`/`ln`/`tanh`/`powf` call, so steps that use only them
-//! (the seed MLP: exp and log in the cross-entropy) match the JIT bit for bit; `erff`
-//! is musl's in the JIT and glibc's here (both within an ulp or two).
+//! functions other than `exp` (generated inline, as in the JIT) come from the C
+//! library's libm (`logf`, `tanhf`, `erff`, `powf`; sigmoid and GELU are generated
+//! from them). With glibc those are the very functions Rust's `f32::ln`/`tanh`/`powf`
+//! call, so steps that use only them (the seed MLP: log in the cross-entropy) match
+//! the JIT bit for bit; `erff` is musl's in the JIT and glibc's here (both within an
+//! ulp or two).
 //! The object needs nothing but libc (`memcpy`, `memset`) and libm.
 
 use crate::clif::{Fx, PTR};
@@ -196,8 +197,8 @@ impl LibC {
         let memcpy = module.declare_function("memcpy", Linkage::Import, &mem).map_err(codegen_err)?;
         let memset = module.declare_function("memset", Linkage::Import, &set).map_err(codegen_err)?;
         let mut f32_unary = BTreeMap::new();
-        for name in ["expf", "logf", "tanhf", "erff"] {
-            let id = module.declare_function(name, Linkage::Import, &MathFn::Exp.signature(cc)).map_err(codegen_err)?;
+        for name in ["logf", "tanhf", "erff"] {
+            let id = module.declare_function(name, Linkage::Import, &MathFn::Log.signature(cc)).map_err(codegen_err)?;
             f32_unary.insert(name, id);
         }
         let powf = module.declare_function("powf", Linkage::Import, &MathFn::Pow.signature(cc)).map_err(codegen_err)?;
@@ -217,7 +218,6 @@ fn define_math(
 ) -> Result<BTreeMap<MathFn, FuncId>, BackendError> {
     let cc = module.isa().default_call_conv();
     let mut math = BTreeMap::new();
-    math.insert(MathFn::Exp, libc.f32_unary["expf"]);
     math.insert(MathFn::Log, libc.f32_unary["logf"]);
     math.insert(MathFn::Tanh, libc.f32_unary["tanhf"]);
     math.insert(MathFn::Erf, libc.f32_unary["erff"]);
@@ -242,7 +242,7 @@ fn define_math(
                     let nonneg = fx.b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, zero);
                     let neg_x = fx.b.ins().fneg(x);
                     let arg = fx.b.ins().select(nonneg, neg_x, x);
-                    let e = call(fx, lib["expf"], &[arg]);
+                    let e = crate::math::emit_expf(fx, arg);
                     let denom = fx.b.ins().fadd(one, e);
                     let num = fx.b.ins().select(nonneg, one, e);
                     fx.b.ins().fdiv(num, denom)

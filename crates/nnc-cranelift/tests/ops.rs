@@ -4,7 +4,8 @@
 mod common;
 use common::*;
 use nnc_cranelift::{compile, CompileOptions};
-use nnc_ir::{BinaryOp, DType, Dim, Graph, Op, ReduceOp, Shape, Tensor, TensorType, UnaryOp};
+use nnc_ir::{BinaryOp, CeOut, DType, Dim, FusedOp, Graph, Op, ReduceOp, Shape, Tensor, TensorType, UnaryOp};
+use std::collections::HashMap;
 
 const TOL: f32 = 1e-5;
 
@@ -358,6 +359,110 @@ fn outputs_as_views_match_the_copies() {
         assert_close(&views[0].to_tensor(), &want[0], TOL, "the product");
         for k in 1..4 {
             assert_eq!(views[k].to_tensor(), want[k], "output {k} at batch {batch}");
+        }
+    }
+}
+
+/// Inputs that take `exp` through its clamp, overflow, subnormal and NaN paths.
+const EXP_EDGES: [f32; 20] = [
+    f32::NAN,
+    f32::INFINITY,
+    f32::NEG_INFINITY,
+    0.0,
+    -0.0,
+    1.0,
+    -1.0,
+    0.5,
+    1e-40,
+    -1e-40,
+    -87.5,
+    -100.0,
+    -103.97,
+    -104.0,
+    -1000.0,
+    88.72283,
+    88.7229,
+    89.0,
+    1000.0,
+    -3.4e38,
+];
+
+/// Bit for bit, any NaN matching any NaN (a NaN's payload may follow operand order).
+fn assert_same_bits(got: &Tensor, want: &Tensor, what: &str) {
+    let (g, w) = (got.as_f32().unwrap(), want.as_f32().unwrap());
+    assert_eq!(g.shape(), w.shape(), "{what}: shape");
+    for (i, (a, b)) in g.iter().zip(w.iter()).enumerate() {
+        assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()), "{what}: element {i}: {a:e} vs {b:e}");
+    }
+}
+
+/// `exp` is nnc's own (`nnc_ir::math::expf`), generated inline four lanes at a time
+/// and one at a time: the elementwise op, softmax, log-softmax and the fused softmax
+/// cross-entropy give the interpreter's bits, for rows whose lengths leave every
+/// remainder of four, with edge values mixed in.
+#[test]
+fn exp_softmax_and_cross_entropy_match_the_interpreter_bit_for_bit() {
+    let mut r = rng(11);
+    let run = |g: &Graph, f: &HashMap<String, Tensor>| {
+        let want = nnc_interp::run(g, f).unwrap();
+        (jit(g).run(f).unwrap(), want)
+    };
+    let with_edges = |r: &mut Rng8, shape: &[usize], scale: f32| {
+        let mut v = random_f32(r, shape).as_f32().unwrap().iter().map(|x| x * scale).collect::<Vec<f32>>();
+        for (i, e) in EXP_EDGES.iter().enumerate() {
+            if let Some(x) = v.get_mut(i * 3) {
+                *x = *e;
+            }
+        }
+        Tensor::from_f32(shape, v).unwrap()
+    };
+    for n in [1, 3, 4, 5, 17, 67] {
+        let g = one_op(Op::Unary(UnaryOp::Exp), &[f32s(&[n])]);
+        let f = feeds(&[("a0", with_edges(&mut r, &[n], 60.0))]);
+        let (got, want) = run(&g, &f);
+        assert_same_bits(&got[0], &want[0], &format!("exp of {n}"));
+    }
+    for classes in [1, 3, 4, 10, 17] {
+        for rows in [1, 5, 9] {
+            let x = with_edges(&mut r, &[rows, classes], 20.0);
+            for op in [Op::Softmax { axis: 1 }, Op::LogSoftmax { axis: 1 }] {
+                let g = one_op(op.clone(), &[f32s(&[rows, classes])]);
+                let (got, want) = run(&g, &feeds(&[("a0", x.clone())]));
+                assert_same_bits(&got[0], &want[0], &format!("{op:?} of {rows}x{classes}"));
+            }
+        }
+    }
+    // The fused cross-entropy: its loss and gradient, every count of rows from 1 to 9
+    // (zero to two groups of four rows, and every remainder), finite logits and some
+    // with infinities.
+    for classes in [3, 10] {
+        let mut g = Graph::new("ce");
+        let x = g.input("x", batched(DType::F32, &[classes])).unwrap();
+        let y = g.input("y", batched(DType::I64, &[])).unwrap();
+        let loss = g.op(Op::Fused(FusedOp::SoftmaxCrossEntropy { out: CeOut::Loss }), &[x, y]).unwrap();
+        let grad = g.op(Op::Fused(FusedOp::SoftmaxCrossEntropy { out: CeOut::Grad }), &[x, y]).unwrap();
+        g.set_outputs(vec![loss, grad]);
+        let mut c = jit(&g);
+        for rows in 1..=9 {
+            for infinite in [false, true] {
+                let mut logits = random_f32(&mut r, &[rows, classes])
+                    .as_f32()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v * 30.0)
+                    .collect::<Vec<f32>>();
+                if infinite {
+                    logits[0] = f32::NEG_INFINITY;
+                    *logits.last_mut().unwrap() = f32::INFINITY;
+                }
+                let labels = random_i64(&mut r, &[rows], 0, classes as i64);
+                let f = feeds(&[("x", Tensor::from_f32(&[rows, classes], logits).unwrap()), ("y", labels)]);
+                let want = nnc_interp::run(&g, &f).unwrap();
+                let got = c.run(&f).unwrap();
+                for (i, name) in ["loss", "gradient"].into_iter().enumerate() {
+                    assert_same_bits(&got[i], &want[i], &format!("{name}, {rows}x{classes}, infinities {infinite}"));
+                }
+            }
         }
     }
 }

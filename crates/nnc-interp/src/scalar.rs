@@ -133,8 +133,9 @@ impl Real for f32 {
     fn from_f64(v: f64) -> Self {
         v as f32
     }
+    /// nnc's own `exp`, which the generated code computes too (see `nnc_ir::math`).
     fn exp(self) -> Self {
-        f32::exp(self)
+        nnc_ir::math::expf(self)
     }
     fn ln(self) -> Self {
         f32::ln(self)

@@ -15,6 +15,7 @@ pub mod fused;
 mod graph;
 pub mod infer;
 pub mod limits;
+pub mod math;
 mod op;
 mod parse;
 mod print;

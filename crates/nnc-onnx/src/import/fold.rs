@@ -133,11 +133,12 @@ pub(crate) fn func(f: Func, a: &Known) -> Result<Option<Known>, String> {
     Ok(match a {
         Known::T(Tensor::F32(x)) => Some(Known::T(Tensor::F32(x.mapv(|v| match f {
             Func::Neg => -v,
-            Func::Exp => v.exp(),
+            // nnc's exp, as the compiled model computes it.
+            Func::Exp => nnc_ir::math::expf(v),
             Func::Log => v.ln(),
             Func::Sqrt => v.sqrt(),
             Func::Relu => v.max(0.0),
-            Func::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+            Func::Sigmoid => 1.0 / (1.0 + nnc_ir::math::expf(-v)),
             Func::Tanh => v.tanh(),
         })))),
         Known::T(Tensor::I64(x)) => match f {
