@@ -7,7 +7,7 @@
 //! batch size, `part` the index of one matrix in a batched matrix product (0
 //! otherwise), and `[begin, end)` the range of work items to do. Kernels keep no state
 //! and write only the outputs of their own items, so the step splits the items across
-//! threads (`pool.rs`):
+//! threads (`runtime/pool.rs`):
 //!
 //! | kernel | work items | splittable |
 //! |---|---|---|
@@ -20,7 +20,7 @@
 //! | softmax | the dimensions before the axis | yes |
 //! | one_hot | rows | yes |
 
-use crate::math::MathFn;
+use crate::host_math::MathFn;
 use crate::shape::Sz;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Type, Value};

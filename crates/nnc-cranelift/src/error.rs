@@ -56,6 +56,11 @@ pub enum BackendError {
     OutOfBounds { kernel: String, value: String },
 }
 
+/// A Cranelift or assembler error, as the backend reports it.
+pub(crate) fn codegen_err(e: impl std::fmt::Display) -> BackendError {
+    BackendError::Codegen(e.to_string())
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""

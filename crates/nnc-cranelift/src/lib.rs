@@ -20,43 +20,32 @@
 //! then of kernel scratch buffers, then of a status word. See `plan.rs` for the memory
 //! plan and `clif.rs` for the kernel functions' signature.
 
-#[cfg(target_arch = "x86_64")]
-mod avx2;
-mod buffers;
 mod clif;
 mod codegen;
-mod cross_entropy;
-mod disasm;
-mod dots;
-mod elementwise;
-mod epilogue;
 mod error;
-mod feeds;
+mod host_math;
+mod kernels;
 mod lower;
-mod math;
-mod matmul;
+mod microkernel;
 mod object;
-mod onehot;
 mod peak;
 mod plan;
-mod pool;
 mod program;
-mod provider;
-mod reduce;
 mod runtime;
 mod shape;
-mod softmax;
-mod update;
+mod target;
 
-pub use disasm::disassemble;
 pub use error::{BackendError, Unsupported};
+pub use microkernel::TileShape;
 pub use object::{compile_object, ObjectCode, ObjectOptions};
-pub use peak::{fma_peak_gflops, VectorWidth};
-pub use provider::TileShape;
+pub use peak::fma_peak_gflops;
+pub use runtime::disasm::disassemble;
 pub use runtime::Compiled;
+pub use target::VectorWidth;
 
+use microkernel::cranelift::CraneliftTiles;
+use microkernel::MicroKernelProvider;
 use nnc_ir::Graph;
-use provider::{CraneliftTiles, MicroKernelProvider};
 
 /// Options for [`compile`] and [`emit_clif`].
 #[derive(Clone, Debug, PartialEq)]
@@ -135,14 +124,16 @@ fn provider(opts: &CompileOptions) -> Result<Box<dyn MicroKernelProvider>, Backe
     let cranelift = || -> Box<dyn MicroKernelProvider> { Box::new(CraneliftTiles { fixed: opts.tile }) };
     #[cfg(target_arch = "x86_64")]
     {
-        let avx2 = avx2::Avx2Tiles::supported();
+        use microkernel::x86::X86Tiles;
+        use target::{has_avx2_fma, has_avx512f, VectorWidth};
+        let avx2 = has_avx2_fma();
         match opts.kernels {
             Kernels::Avx2 if !avx2 => {
                 return Err(BackendError::InvalidOptions(
                     "this CPU has no AVX2 and FMA: use --kernels cranelift".into(),
                 ))
             }
-            Kernels::Avx512 if !avx2::Avx2Tiles::supported_512() => {
+            Kernels::Avx512 if !has_avx512f() => {
                 return Err(BackendError::InvalidOptions("this CPU has no AVX-512F: use --kernels avx2".into()))
             }
             Kernels::Avx2 | Kernels::Avx512 if opts.checked => {
@@ -150,12 +141,13 @@ fn provider(opts: &CompileOptions) -> Result<Box<dyn MicroKernelProvider>, Backe
                     "checked mode bounds-checks Cranelift code only: use --kernels cranelift".into(),
                 ))
             }
-            Kernels::Avx2 => return Ok(Box::new(avx2::Avx2Tiles::new(false))),
-            Kernels::Avx512 => return Ok(Box::new(avx2::Avx2Tiles::new(true))),
+            Kernels::Avx2 => return Ok(Box::new(X86Tiles::new(VectorWidth::V256))),
+            Kernels::Avx512 => return Ok(Box::new(X86Tiles::new(VectorWidth::V512))),
             // AVX-512 where the CPU has it: measured faster at every batch of the
             // seed step (see the README's table).
             Kernels::Auto if avx2 && opts.tile.is_none() && !opts.checked => {
-                return Ok(Box::new(avx2::Avx2Tiles::new(avx2::Avx2Tiles::supported_512())))
+                let width = if has_avx512f() { VectorWidth::V512 } else { VectorWidth::V256 };
+                return Ok(Box::new(X86Tiles::new(width)));
             }
             _ => {}
         }
@@ -171,7 +163,7 @@ fn provider(opts: &CompileOptions) -> Result<Box<dyn MicroKernelProvider>, Backe
 pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled, BackendError> {
     let provider = provider(opts)?;
     let program = lower::lower(graph, provider.as_ref())?;
-    let (code, _) = codegen::generate(&program, provider.as_ref(), true, false, opts.checked)?;
+    let (code, _) = runtime::jit::generate(&program, provider.as_ref(), true, false, opts.checked)?;
     let code = code.ok_or_else(|| BackendError::Codegen("internal: no code".into()))?;
     let threads = match opts.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -185,6 +177,6 @@ pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled, Backend
 pub fn emit_clif(graph: &Graph, opts: &CompileOptions) -> Result<String, BackendError> {
     let provider = provider(opts)?;
     let program = lower::lower(graph, provider.as_ref())?;
-    let (_, text) = codegen::generate(&program, provider.as_ref(), false, true, opts.checked)?;
+    let (_, text) = runtime::jit::generate(&program, provider.as_ref(), false, true, opts.checked)?;
     Ok(text)
 }

@@ -28,12 +28,14 @@
 //! The object needs nothing but libc (`memcpy`, `memset`) and libm.
 
 use crate::clif::{Fx, PTR};
-use crate::codegen::{codegen_err, define_step, isa, Imports, Signatures, Sink};
+use crate::codegen::{define_step, Imports, Signatures, Sink};
+use crate::error::codegen_err;
 use crate::error::BackendError;
-use crate::math::MathFn;
+use crate::host_math::MathFn;
 use crate::plan::{Bytes, StorageKind};
 use crate::program::Program;
 use crate::shape::numel;
+use crate::target::isa;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, StackSlotData, StackSlotKind, Value};
 use cranelift_codegen::Context;
@@ -209,7 +211,7 @@ impl LibC {
 type Contexts<'a> = (&'a mut Context, &'a mut FunctionBuilderContext);
 
 /// The math helpers: libm's functions where they are the helper, generated
-/// functions for sigmoid and GELU (the formulas of `math.rs`).
+/// functions for sigmoid and GELU (the formulas of `host_math.rs`).
 fn define_math(
     module: &mut ObjectModule,
     libc: &LibC,
@@ -242,7 +244,7 @@ fn define_math(
                     let nonneg = fx.b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, zero);
                     let neg_x = fx.b.ins().fneg(x);
                     let arg = fx.b.ins().select(nonneg, neg_x, x);
-                    let e = crate::math::emit_expf(fx, arg);
+                    let e = crate::kernels::exp::emit_expf(fx, arg);
                     let denom = fx.b.ins().fadd(one, e);
                     let num = fx.b.ins().select(nonneg, one, e);
                     fx.b.ins().fdiv(num, denom)
@@ -308,7 +310,7 @@ fn define_serial_parallel_for(
 fn define_data(module: &mut ObjectModule, name: &str, t: &Tensor) -> Result<DataId, BackendError> {
     let id = module.declare_data(name, Linkage::Local, false, false).map_err(codegen_err)?;
     let mut bytes = vec![0u8; t.size_bytes().max(1)];
-    crate::buffers::write_tensor(t, &mut bytes[..t.size_bytes()]);
+    crate::runtime::buffers::write_tensor(t, &mut bytes[..t.size_bytes()]);
     let mut desc = DataDescription::new();
     desc.define(bytes.into_boxed_slice());
     desc.set_align(64);

@@ -8,27 +8,7 @@
 //! milliseconds on the calling thread; the best of several runs is reported.
 
 use crate::error::BackendError;
-
-/// Vector width of a kernel family's FMAs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VectorWidth {
-    /// f32x4 (Cranelift's widest vectors).
-    V128,
-    /// 256-bit ymm (the AVX2 kernels).
-    V256,
-    /// 512-bit zmm (the AVX-512 kernels).
-    V512,
-}
-
-impl VectorWidth {
-    pub fn bits(self) -> u32 {
-        match self {
-            VectorWidth::V128 => 128,
-            VectorWidth::V256 => 256,
-            VectorWidth::V512 => 512,
-        }
-    }
-}
+use crate::target::VectorWidth;
 
 /// One core's measured f32 FMA peak at this width, in GFLOP/s (an FMA is two FLOPs).
 /// `Ok(None)` on CPUs this cannot measure (not x86-64, or without the width's FMA).
@@ -44,9 +24,8 @@ pub fn fma_peak_gflops(width: VectorWidth) -> Result<Option<f64>, BackendError> 
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::VectorWidth;
-    use crate::codegen::codegen_err;
-    use crate::error::BackendError;
+    use crate::error::{codegen_err, BackendError};
+    use crate::target::VectorWidth;
     use cranelift_codegen::ir::{types, AbiParam, Signature};
     use cranelift_jit::{JITBuilder, JITModule};
     use cranelift_module::{default_libcall_names, Linkage, Module};
@@ -105,7 +84,7 @@ mod x86 {
             VectorWidth::V512 => loop_512(),
         }
         .map_err(|e| codegen_err(format!("assembling the FMA peak loop: {e}")))?;
-        let (isa, _) = crate::codegen::isa(false)?;
+        let (isa, _) = crate::target::isa(false)?;
         let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
         let mut sig = Signature::new(module.isa().default_call_conv());
         sig.params.push(AbiParam::new(types::I64));

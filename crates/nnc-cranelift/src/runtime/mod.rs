@@ -5,16 +5,22 @@
 //! and copies the outputs out. Parameters and state live in buffers owned here and are
 //! updated in place by the step itself.
 
-use crate::buffers::{contiguous_ptr, read_tensor, write_tensor, AlignedBuf};
-use crate::codegen::JitCode;
+pub(crate) mod buffers;
+pub(crate) mod disasm;
+pub(crate) mod feeds;
+pub(crate) mod jit;
+pub(crate) mod pool;
+
 use crate::error::BackendError;
-use crate::feeds::{self, bind};
-use crate::peak::VectorWidth;
 use crate::plan::{ArenaLayout, StorageKind};
-use crate::pool::Pool;
 use crate::program::Program;
+use crate::target::VectorWidth;
+use buffers::{contiguous_ptr, read_tensor, write_tensor, AlignedBuf};
+use feeds::bind;
+use jit::JitCode;
 use ndarray::{ArrayViewD, Dimension, IxDyn};
 use nnc_ir::{DType, Tensor, TensorView};
+use pool::Pool;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -228,7 +234,7 @@ impl Compiled {
         // against their declared types (`bind`), parameters and constants have their
         // static sizes, arena storages are placed for `batch`, and the status slot
         // points at a u32, the pool slot at a live `Pool` (we hold an `Arc`) or null.
-        // Kernels split across threads write disjoint items (see `pool.rs`). Inputs are
+        // Kernels split across threads write disjoint items (see `runtime/pool.rs`). Inputs are
         // only read (no kernel writes an input storage). Nothing else runs on these
         // buffers during the call (`&mut self`). In checked mode the second half of the
         // table holds each buffer's true length (or less, never more).

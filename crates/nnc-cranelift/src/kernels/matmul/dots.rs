@@ -26,9 +26,9 @@
 //! A group's B rows, read once per row of A, stay in L1 across A's few rows.
 
 use crate::clif::{Fx, PTR};
-use crate::matmul::Variant;
+use crate::kernels::matmul::Variant;
+use crate::microkernel::MicroKernelProvider;
 use crate::program::MatMul;
-use crate::provider::MicroKernelProvider;
 use crate::shape::Sz;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
@@ -212,5 +212,5 @@ pub(crate) fn emit_finish(fx: &mut Fx, mm: &MatMul) {
     let ep = mm.epilogue.as_deref().expect("a finish function only for a product with an epilogue");
     let c = fx.slot(mm.c);
     let n = fx.sz(mm.n);
-    crate::epilogue::emit(fx, mm, ep, c, n);
+    crate::kernels::epilogue::emit(fx, mm, ep, c, n);
 }

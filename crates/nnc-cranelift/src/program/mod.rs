@@ -1,12 +1,12 @@
 //! The lowered program: a list of kernels over buffer slots, in execution order.
 //!
-//! `lower.rs` builds it from a graph, the kernel files turn each kernel into Cranelift
-//! functions, and `codegen.rs` strings them together into the step function. Every
+//! `lower/` builds it from a graph, the kernel files turn each kernel into Cranelift
+//! functions, and `codegen/` strings them together into the step function. Every
 //! kernel description is static except for the batch size, which stays a run-time
 //! argument (`Sz`).
 
+use crate::microkernel::TileShape;
 use crate::plan::MemoryPlan;
-use crate::provider::TileShape;
 use crate::shape::{Nest, Sz};
 use nnc_ir::{BinaryOp, DType, ReduceOp, Tensor, TensorType, UnaryOp, UpdateRule, ValueId};
 

@@ -8,7 +8,7 @@
 //! The range `[begin, end)` is over the outermost dimension of the nest.
 
 use crate::clif::Fx;
-use crate::math::MathFn;
+use crate::host_math::MathFn;
 use crate::program::{Elementwise, EwFunc};
 use crate::shape::Sz;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
@@ -30,7 +30,7 @@ pub(crate) fn clif_type(d: DType) -> Type {
     }
 }
 
-/// Whether the function is defined for these operand and result types; `lower.rs`
+/// Whether the function is defined for these operand and result types; `lower/`
 /// reports anything else as unsupported (the IR's type rules already exclude it).
 pub(crate) fn supported(func: EwFunc, args: &[DType], out: DType) -> bool {
     use DType::*;
@@ -269,7 +269,7 @@ pub(crate) fn unary_f32(fx: &mut Fx, u: UnaryOp, x: Value) -> Value {
             let scaled = fx.b.ins().fmul(a, x);
             fx.b.ins().select(neg, scaled, x)
         }
-        UnaryOp::Exp => crate::math::emit_expf(fx, x),
+        UnaryOp::Exp => crate::kernels::exp::emit_expf(fx, x),
         UnaryOp::Log => fx.call_math(MathFn::Log, &[x]),
         UnaryOp::Erf => fx.call_math(MathFn::Erf, &[x]),
         UnaryOp::Sigmoid => fx.call_math(MathFn::Sigmoid, &[x]),
@@ -305,7 +305,7 @@ fn vector_op(fx: &mut Fx, func: EwFunc, v: &[Value]) -> Value {
         EwFunc::Copy | EwFunc::Unary(UnaryOp::Identity) => v[0],
         EwFunc::Unary(UnaryOp::Neg) => fx.b.ins().fneg(v[0]),
         EwFunc::Unary(UnaryOp::Sqrt) => fx.b.ins().sqrt(v[0]),
-        EwFunc::Unary(UnaryOp::Exp) => crate::math::emit_expf(fx, v[0]),
+        EwFunc::Unary(UnaryOp::Exp) => crate::kernels::exp::emit_expf(fx, v[0]),
         EwFunc::Unary(UnaryOp::Relu) => {
             let zero = fx.b.ins().f32const(0.0);
             let zero = fx.b.ins().splat(types::F32X4, zero);

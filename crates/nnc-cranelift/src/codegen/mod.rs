@@ -1,74 +1,28 @@
-//! Program → Cranelift functions → JIT'd machine code.
+//! Program → Cranelift functions, into any `cranelift_module::Module` (the JIT's,
+//! `runtime/jit.rs`, or an object file's, `object.rs`).
 //!
 //! One function per kernel phase (`k7_map`, `k3_matmul_pack`, `k3_matmul`, ...) and
 //! one exported `step(table: *const *mut u8, batch: i64) -> i32` that calls them in
 //! order with their full work range (and, for a batched matrix product, once per
 //! matrix), checks the status word after kernels that can fail, and returns it
 //! (0 = success). Keeping kernels as separate functions keeps Cranelift's compile
-//! time linear in the graph and gives the later threading increment its unit of work.
+//! time linear in the graph and gives the thread pool its unit of work.
 
 use crate::clif::{Fx, PTR};
-use crate::error::BackendError;
-use crate::math::MathFn;
+use crate::error::{codegen_err, BackendError};
+use crate::host_math::MathFn;
+use crate::kernels::matmul::dots;
+use crate::kernels::{cross_entropy, elementwise, matmul, onehot, reduce, softmax, update};
+use crate::microkernel::MicroKernelProvider;
 use crate::program::{Body, Program};
-use crate::provider::MicroKernelProvider;
 use crate::shape::Sz;
-use crate::{cross_entropy, dots, elementwise, matmul, onehot, reduce, softmax, update};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, UserFuncName};
-use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
-use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::isa::CallConv;
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
-use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
+use cranelift_module::{FuncId, Linkage, Module};
 use std::collections::BTreeMap;
-
-/// The host function the step calls to split a kernel over the thread pool.
-pub(crate) const PARALLEL_FOR: &str = "nnc_parallel_for";
-
-/// The step function: `table` of buffer addresses, batch size; returns the status.
-pub(crate) type StepFn = unsafe extern "C" fn(*const *mut u8, i64) -> i32;
-
-/// JIT'd code and the module that owns its memory.
-pub(crate) struct JitCode {
-    module: Option<JITModule>,
-    pub step: StepFn,
-    /// Every function's name, address and size in bytes (for profilers).
-    pub functions: Vec<(String, usize, usize)>,
-}
-
-impl Drop for JitCode {
-    fn drop(&mut self) {
-        if let Some(module) = self.module.take() {
-            // SAFETY: `step` (the only pointer into this module's code) lives in `self`
-            // and is never used after `drop`, so no code of the module can still run.
-            unsafe { module.free_memory() };
-        }
-    }
-}
-
-pub(crate) fn codegen_err(e: impl std::fmt::Display) -> BackendError {
-    BackendError::Codegen(e.to_string())
-}
-
-/// The host's ISA. `pic` for object files (linked into position-independent
-/// executables); the JIT places code anywhere in the address space and uses absolute
-/// calls, no PIC.
-pub(crate) fn isa(pic: bool) -> Result<(OwnedTargetIsa, bool), BackendError> {
-    let mut flags = settings::builder();
-    flags.set("opt_level", "speed").map_err(codegen_err)?;
-    flags.set("use_colocated_libcalls", if pic { "true" } else { "false" }).map_err(codegen_err)?;
-    flags.set("is_pic", if pic { "true" } else { "false" }).map_err(codegen_err)?;
-    let builder = cranelift_native::builder().map_err(codegen_err)?;
-    let isa = builder.finish(settings::Flags::new(flags)).map_err(codegen_err)?;
-    // Without FMA, Cranelift lowers vector fma to a slow libcall; use mul + add.
-    #[cfg(target_arch = "x86_64")]
-    let fma = std::is_x86_feature_detected!("fma");
-    #[cfg(not(target_arch = "x86_64"))]
-    let fma = cfg!(target_arch = "aarch64");
-    Ok((isa, fma))
-}
 
 /// A kernel in the step: its index, how many parts (matrices of a batched product),
 /// and per phase the function and its work items.
@@ -103,7 +57,7 @@ struct Phase<'p> {
     /// A variant split along K, and how to emit its parts and its sum (see
     /// `matmul::by_depth`).
     by_depth: Option<(matmul::Variant, Emit<'p>, Emit<'p>)>,
-    /// Dot products at few rows, and how to emit them and the epilogue (see `dots.rs`).
+    /// Dot products at few rows, and how to emit them and the epilogue (see `kernels/matmul/dots.rs`).
     by_dots: Option<(matmul::Variant, Emit<'p>, Option<Emit<'p>>)>,
 }
 
@@ -508,70 +462,4 @@ pub(crate) fn define_step(
         fx.b.ins().return_(&[ok]);
     })?;
     Ok(step_id)
-}
-
-/// Builds every function. With `jit`, compiles and links them and returns the code;
-/// with `text`, returns the CLIF of every function as generated (before optimization).
-pub(crate) fn generate(
-    program: &Program,
-    provider: &dyn MicroKernelProvider,
-    jit: bool,
-    text: bool,
-    checked: bool,
-) -> Result<(Option<JitCode>, String), BackendError> {
-    let (isa, fma) = isa(false)?;
-    let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
-    builder.symbol(PARALLEL_FOR, crate::pool::nnc_parallel_for as *const u8);
-    for f in MathFn::ALL {
-        builder.symbol(f.symbol(), f.address());
-    }
-    let mut module = JITModule::new(builder);
-    let call_conv = module.isa().default_call_conv();
-    let mut math = BTreeMap::new();
-    for f in MathFn::ALL {
-        let id = module.declare_function(f.symbol(), Linkage::Import, &f.signature(call_conv)).map_err(codegen_err)?;
-        math.insert(f, id);
-    }
-    let sigs = Signatures::new(call_conv);
-    let parallel_for =
-        module.declare_function(PARALLEL_FOR, Linkage::Import, &sigs.parallel_for).map_err(codegen_err)?;
-    let imports = Imports { math, parallel_for };
-    provider.prepare(&mut module)?;
-    let mut sink = Sink { module: &mut module, compile: jit, text: text.then(String::new), defined: Vec::new() };
-    let step_id = define_step(&mut sink, program, provider, &imports, fma, "", checked, true)?;
-    let (clif, mut defined) = (sink.text.take().unwrap_or_default(), std::mem::take(&mut sink.defined));
-    defined.extend(provider.finish()?);
-
-    if !jit {
-        return Ok((None, clif));
-    }
-    module.finalize_definitions().map_err(codegen_err)?;
-    let ptr = module.get_finalized_function(step_id);
-    // SAFETY: `ptr` is the entry of the function just defined with `step_sig`, i.e.
-    // `(i64, i64) -> i32` in the platform's default calling convention, which is the
-    // `extern "C"` ABI of `StepFn` (pointers are 64-bit on every supported host).
-    let step = unsafe { std::mem::transmute::<*const u8, StepFn>(ptr) };
-    let functions: Vec<_> =
-        defined.into_iter().map(|(id, name, size)| (name, module.get_finalized_function(id) as usize, size)).collect();
-    if std::env::var_os("NNC_PERF_MAP").is_some() {
-        write_perf_map(&functions);
-    }
-    Ok((Some(JitCode { module: Some(module), step, functions }), clif))
-}
-
-/// Appends the jitted functions to `/tmp/perf-<pid>.map`, where `perf report` looks
-/// for the symbols of JIT code (enabled by `NNC_PERF_MAP=1`). A profiling aid: a
-/// failure to write it is reported on stderr and otherwise ignored.
-fn write_perf_map(functions: &[(String, usize, usize)]) {
-    use std::io::Write;
-    let path = format!("/tmp/perf-{}.map", std::process::id());
-    let lines: String = functions.iter().map(|(name, addr, size)| format!("{addr:x} {size:x} {name}\n")).collect();
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .and_then(|mut f| f.write_all(lines.as_bytes()));
-    if let Err(e) = written {
-        eprintln!("warning: cannot write {path}: {e}");
-    }
 }

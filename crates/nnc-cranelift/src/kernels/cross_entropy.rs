@@ -12,14 +12,15 @@
 //!
 //! Rows go four at a time, one per vector lane, each lane taking the one-row steps;
 //! the last rows of a range one at a time, their classes four lanes at a time. `exp`
-//! is `math.rs`'s inline one, so either way gives the interpreter's bits.
+//! is `kernels/exp.rs`'s inline one, so either way gives the interpreter's bits.
 
 use crate::clif::Fx;
-use crate::elementwise::{clif_type, little};
-use crate::math::{emit_expf, MathFn};
+use crate::host_math::MathFn;
+use crate::kernels::elementwise::{clif_type, little};
+use crate::kernels::exp::emit_expf;
+use crate::kernels::softmax::{like, map_row};
 use crate::program::CrossEntropy;
 use crate::shape::Sz;
-use crate::softmax::{like, map_row};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use nnc_ir::DType;
@@ -168,8 +169,8 @@ pub(crate) fn emit_rows(fx: &mut Fx, ce: &CrossEntropy, status: (usize, u32)) {
         let gr = fx.add(grad, row_off);
         let (label, _) = label_of(fx, r);
         let n = fx.iconst(classes);
-        let max = crate::softmax::row_max(fx, x, n);
-        let total = crate::softmax::sum_exp(fx, x, n, max);
+        let max = crate::kernels::softmax::row_max(fx, x, n);
+        let total = crate::kernels::softmax::sum_exp(fx, x, n, max);
         let log_total = fx.call_math(MathFn::Log, &[total]);
 
         // Every class's gradient as a non-label's, `0 - exp(log_prob)·scale`, four

@@ -9,9 +9,9 @@
 //! rounding difference of its own.
 
 use crate::clif::Fx;
-use crate::elementwise::{unary_f32, vector_unary};
+use crate::kernels::elementwise::{unary_f32, vector_unary};
+use crate::kernels::update;
 use crate::program::{Epilogue, MatMul};
-use crate::update;
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, Value};
 use nnc_ir::UnaryOp;

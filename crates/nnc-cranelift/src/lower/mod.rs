@@ -10,11 +10,11 @@
 //! staging copies and update copies run at `n`, `n+1`, `n+2`, and the host reads the
 //! outputs at `n+3`.
 
-use crate::elementwise;
 use crate::error::{BackendError, Unsupported};
+use crate::kernels::elementwise;
+use crate::microkernel::{GemmShape, MicroKernelProvider};
 use crate::plan::{Bytes, MemoryPlan, Storage, StorageKind};
 use crate::program::*;
-use crate::provider::{GemmShape, MicroKernelProvider};
 use crate::shape::{broadcast_strides, dims, numel, strides, Nest, Sz};
 use nnc_ir::{CeOut, DType, FusedOp, GradOut, Graph, Op, ReduceOp, Shape, UnaryOp, UpdateOut, Value, ValueId};
 
@@ -690,10 +690,10 @@ impl<'g> Lowering<'g> {
             .ok_or(TWO_BATCH)?;
             Some(self.scratch_slot(bytes))
         };
-        // Few rows of a large transposed B: dot products (see `dots.rs`); else few
+        // Few rows of a large transposed B: dot products (see `kernels/matmul/dots.rs`); else few
         // rows of a large B: K in parts with partial sums (see `matmul::by_depth`).
-        let dots = crate::dots::applies(m, k, n, a_k, b_k, b_col, lead.is_empty());
-        let depth = match crate::matmul::depth_parts(m, k, n, a_row, lead.is_empty()).filter(|_| !dots) {
+        let dots = crate::kernels::matmul::dots::applies(m, k, n, a_k, b_k, b_col, lead.is_empty());
+        let depth = match crate::kernels::matmul::depth_parts(m, k, n, a_row, lead.is_empty()).filter(|_| !dots) {
             Some((parts, max_rows)) => {
                 let bytes = Bytes::of(Sz::fixed(parts * max_rows * n.k * 4), 1).ok_or(TWO_BATCH)?;
                 Some(DepthSplit { slot: self.scratch_slot(bytes), parts, max_rows })

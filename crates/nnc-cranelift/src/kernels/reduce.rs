@@ -13,7 +13,7 @@
 //! one work item.
 
 use crate::clif::Fx;
-use crate::elementwise::clif_type;
+use crate::kernels::elementwise::clif_type;
 use crate::program::Reduce;
 use crate::shape::Sz;
 use cranelift_codegen::ir::condcodes::IntCC;

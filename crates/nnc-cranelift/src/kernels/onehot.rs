@@ -6,7 +6,7 @@
 //! `[begin, end)` is over rows.
 
 use crate::clif::Fx;
-use crate::elementwise::clif_type;
+use crate::kernels::elementwise::clif_type;
 use crate::program::OneHot;
 use crate::shape::Sz;
 use cranelift_codegen::ir::condcodes::IntCC;

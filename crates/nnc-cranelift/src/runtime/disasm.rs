@@ -39,8 +39,8 @@ pub fn disassemble(compiled: &Compiled) -> Result<String, BackendError> {
 #[cfg(target_arch = "x86_64")]
 fn host_symbols() -> Vec<(String, u64)> {
     let mut host: Vec<(String, u64)> =
-        crate::math::MathFn::ALL.iter().map(|f| (f.symbol().to_string(), f.address() as u64)).collect();
-    host.push(("nnc_parallel_for".to_string(), crate::pool::nnc_parallel_for as *const u8 as u64));
+        crate::host_math::MathFn::ALL.iter().map(|f| (f.symbol().to_string(), f.address() as u64)).collect();
+    host.push(("nnc_parallel_for".to_string(), crate::runtime::pool::nnc_parallel_for as *const u8 as u64));
     host
 }
 

@@ -2,14 +2,15 @@
 //!
 //! Per lane: the maximum, the sum of `exp(x - max)`, then the outputs, in the same
 //! order of operations as the interpreter (so results agree to the last bit; `exp` is
-//! `math.rs`'s inline one, `log` its helper). Subtracting the maximum keeps `exp` from
+//! `exp.rs`'s inline one, `log` a host function). Subtracting the maximum keeps `exp` from
 //! overflowing on large logits. The range `[begin, end)` is over `outer`. Where the
 //! axis is the innermost (`inner` = 1, the usual case) the exps are computed four
 //! lanes at a time ([`sum_exp`], [`map_row`]), and only the sum goes element by
 //! element, in order.
 
 use crate::clif::Fx;
-use crate::math::{emit_expf, MathFn};
+use crate::host_math::MathFn;
+use crate::kernels::exp::emit_expf;
 use crate::program::Softmax;
 use crate::shape::Sz;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};

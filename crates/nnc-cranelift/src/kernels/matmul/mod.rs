@@ -22,9 +22,11 @@
 //! `compute` only reads shared data and writes its own rows of C, so rows can be split
 //! across threads.
 
+pub(crate) mod dots;
+
 use crate::clif::{Fx, PTR};
+use crate::microkernel::{ARows, MicroKernelProvider, Step, TileArgs, TileEpilogue, TileFinish};
 use crate::program::{Epilogue, MatMul, PackB};
-use crate::provider::{ARows, MicroKernelProvider, Step, TileArgs, TileEpilogue, TileFinish};
 use crate::shape::Sz;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
@@ -374,7 +376,7 @@ pub(crate) fn emit_depth_sum(fx: &mut Fx, mm: &MatMul) {
         fx.for_range(rest, n_v, 1, |fx, j| sum_at(fx, types::F32, j));
     });
     if let Some(ep) = mm.epilogue.as_deref() {
-        crate::epilogue::emit(fx, mm, ep, c_base, n_v);
+        crate::kernels::epilogue::emit(fx, mm, ep, c_base, n_v);
     }
 }
 
@@ -918,7 +920,7 @@ fn emit_row_block(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider, 
     fx.b.ins().brif(more, body, &[], done, &[]);
     fx.b.switch_to_block(done);
     if let Some(ep) = mm.epilogue.as_ref().filter(|_| fused.is_none() && depth.is_none()) {
-        crate::epilogue::emit(fx, mm, ep, c_base, n);
+        crate::kernels::epilogue::emit(fx, mm, ep, c_base, n);
     }
 }
 

@@ -1,0 +1,64 @@
+//! What the backend knows about the machine it compiles for: the Cranelift ISA, the
+//! host CPU's vector features and the width of a kernel family's vectors. A leaf: it
+//! depends on nothing else in the crate but the error type.
+
+use crate::error::{codegen_err, BackendError};
+use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_codegen::settings::{self, Configurable};
+
+/// Vector width of a kernel family's FMAs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VectorWidth {
+    /// f32x4 (Cranelift's widest vectors).
+    V128,
+    /// 256-bit ymm (the AVX2 kernels).
+    V256,
+    /// 512-bit zmm (the AVX-512 kernels).
+    V512,
+}
+
+impl VectorWidth {
+    pub fn bits(self) -> u32 {
+        match self {
+            VectorWidth::V128 => 128,
+            VectorWidth::V256 => 256,
+            VectorWidth::V512 => 512,
+        }
+    }
+
+    /// f32 lanes of one vector.
+    pub fn lanes(self) -> usize {
+        self.bits() as usize / 32
+    }
+}
+
+/// The host's ISA and whether it has fused multiply-add. `pic` for object files
+/// (linked into position-independent executables); the JIT places code anywhere in
+/// the address space and uses absolute calls, no PIC.
+pub(crate) fn isa(pic: bool) -> Result<(OwnedTargetIsa, bool), BackendError> {
+    let mut flags = settings::builder();
+    flags.set("opt_level", "speed").map_err(codegen_err)?;
+    flags.set("use_colocated_libcalls", if pic { "true" } else { "false" }).map_err(codegen_err)?;
+    flags.set("is_pic", if pic { "true" } else { "false" }).map_err(codegen_err)?;
+    let builder = cranelift_native::builder().map_err(codegen_err)?;
+    let isa = builder.finish(settings::Flags::new(flags)).map_err(codegen_err)?;
+    // Without FMA, Cranelift lowers vector fma to a slow libcall; use mul + add.
+    #[cfg(target_arch = "x86_64")]
+    let fma = std::is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    let fma = cfg!(target_arch = "aarch64");
+    Ok((isa, fma))
+}
+
+/// Whether this CPU runs the assembled 256-bit kernels (AVX2 and FMA; assembled for
+/// the System V calling convention of Unix-like systems).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx2_fma() -> bool {
+    cfg!(unix) && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
+/// Whether this CPU runs the assembled 512-bit kernels (AVX-512F as well).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx512f() -> bool {
+    has_avx2_fma() && std::is_x86_feature_detected!("avx512f")
+}
