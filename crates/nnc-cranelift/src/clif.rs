@@ -21,11 +21,11 @@
 //! | one_hot | rows | yes |
 
 use crate::host_math::MathFn;
-use crate::shape::Sz;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Type, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
 use cranelift_module::{FuncId, Module};
+use nnc_ir::Size;
 use std::collections::BTreeMap;
 
 /// Memory flags for the generated code's loads and stores: the planner guarantees every
@@ -184,17 +184,20 @@ impl<'a> Fx<'a> {
     }
 
     /// A batch-dependent size as a run-time value.
-    pub fn sz(&mut self, s: Sz) -> Value {
-        let k = self.iconst(s.k as i64);
-        if s.batch {
-            self.b.ins().imul(k, self.batch)
-        } else {
-            k
+    pub fn sz(&mut self, s: Size) -> Value {
+        if !s.has_batch() {
+            return self.iconst(s.fixed as i64);
         }
+        let k = self.iconst(s.per_batch as i64);
+        let scaled = self.b.ins().imul(k, self.batch);
+        if s.fixed == 0 {
+            return scaled;
+        }
+        self.b.ins().iadd_imm_s(scaled, s.fixed as i64)
     }
 
     /// `x·s` for a run-time `x`, folding the common constant cases.
-    pub fn mul_sz(&mut self, x: Value, s: Sz) -> Value {
+    pub fn mul_sz(&mut self, x: Value, s: Size) -> Value {
         match s.as_fixed() {
             Some(0) => self.iconst(0),
             Some(1) => x,

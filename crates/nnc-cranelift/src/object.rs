@@ -32,9 +32,8 @@ use crate::codegen::{define_step, Imports, Signatures, Sink};
 use crate::error::codegen_err;
 use crate::error::BackendError;
 use crate::host_math::MathFn;
-use crate::plan::{Bytes, StorageKind};
+use crate::plan::StorageKind;
 use crate::program::Program;
-use crate::shape::numel;
 use crate::target::isa;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, StackSlotData, StackSlotKind, Value};
@@ -42,7 +41,7 @@ use cranelift_codegen::Context;
 use cranelift_frontend::FunctionBuilderContext;
 use cranelift_module::{default_libcall_names, DataDescription, DataId, FuncId, Linkage, Module};
 use cranelift_object::{ObjectBuilder, ObjectModule};
-use nnc_ir::{DType, Graph, Tensor, TensorType};
+use nnc_ir::{DType, Graph, Size, Tensor, TensorType};
 use std::collections::BTreeMap;
 
 /// Options for [`compile_object`].
@@ -395,9 +394,7 @@ impl Wrapper<'_> {
                 fx.b.switch_to_block(after);
             });
             for (o, out) in p.outputs.iter().zip(outputs) {
-                let bytes = numel(&o.ty.shape)
-                    .and_then(|e| Bytes::of(e, o.ty.dtype.size_bytes()))
-                    .unwrap_or(Bytes { fixed: 0, per_batch: 0 });
+                let bytes = Size::bytes_of(&o.ty).unwrap_or(Size::ZERO);
                 let fixed = fx.iconst(bytes.fixed as i64);
                 let per = fx.mul_imm(batch, bytes.per_batch as i64);
                 let len = fx.add(fixed, per);

@@ -16,27 +16,7 @@
 //! changes and keeps the arena at its high-water mark, so a run with a batch size it
 //! has seen allocates nothing.
 
-use crate::shape::Sz;
-
-/// Bytes as `fixed + per_batch·N`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Bytes {
-    pub fixed: u64,
-    pub per_batch: u64,
-}
-
-impl Bytes {
-    /// `elems · elem_size` bytes.
-    pub fn of(elems: Sz, elem_size: usize) -> Option<Bytes> {
-        let b = elems.k.checked_mul(elem_size as u64)?;
-        Some(if elems.batch { Bytes { fixed: 0, per_batch: b } } else { Bytes { fixed: b, per_batch: 0 } })
-    }
-
-    pub fn eval(self, batch: usize) -> Option<usize> {
-        let per = usize::try_from(self.per_batch).ok()?.checked_mul(batch)?;
-        usize::try_from(self.fixed).ok()?.checked_add(per)
-    }
-}
+use nnc_ir::Size;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum StorageKind {
@@ -53,7 +33,7 @@ pub(crate) enum StorageKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Storage {
     pub kind: StorageKind,
-    pub bytes: Bytes,
+    pub bytes: Size,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -82,7 +62,7 @@ impl MemoryPlan {
         let mut items: Vec<(usize, usize, usize, usize)> = Vec::new(); // (size, first, last, storage)
         for (i, s) in self.storages.iter().enumerate() {
             if let StorageKind::Arena { first, last } = s.kind {
-                let size = s.bytes.eval(batch).ok_or("a buffer size overflows")?;
+                let size = s.bytes.at(batch).and_then(|b| usize::try_from(b).ok()).ok_or("a buffer size overflows")?;
                 let size = size.checked_next_multiple_of(ARENA_ALIGN).ok_or("a buffer size overflows")?;
                 items.push((size, first, last, i));
             }
@@ -117,7 +97,7 @@ mod tests {
     use super::*;
 
     fn arena(bytes: u64, first: usize, last: usize) -> Storage {
-        Storage { kind: StorageKind::Arena { first, last }, bytes: Bytes { fixed: bytes, per_batch: 0 } }
+        Storage { kind: StorageKind::Arena { first, last }, bytes: Size::fixed(bytes) }
     }
 
     #[test]
@@ -139,10 +119,7 @@ mod tests {
     #[test]
     fn batch_dependent_sizes_scale() {
         let plan = MemoryPlan {
-            storages: vec![Storage {
-                kind: StorageKind::Arena { first: 0, last: 0 },
-                bytes: Bytes { fixed: 0, per_batch: 1024 },
-            }],
+            storages: vec![Storage { kind: StorageKind::Arena { first: 0, last: 0 }, bytes: Size::per_batch(1024) }],
             slot_storage: vec![Some(0)],
         };
         assert_eq!(plan.layout(3).unwrap().total, 3072);

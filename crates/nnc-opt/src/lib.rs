@@ -31,4 +31,4 @@ mod rewrite;
 pub use error::OptError;
 pub use memory_plan::{plan, MemoryPlan, Storage};
 pub use pipeline::{optimize, pass_names, Dump, Level, OptOptions, Optimized};
-pub use report::{step_cost, Linear, Report, StepCost};
+pub use report::{step_cost, Report, StepCost};

@@ -37,9 +37,9 @@
 //!
 //! Leaves (inputs, parameters, state, constants) live outside the arena.
 
-use crate::report::{is_alias, kernels, Linear};
+use crate::report::{bytes_of, is_alias, kernels};
 use crate::OptError;
-use nnc_ir::{Graph, Op, ValueId};
+use nnc_ir::{Graph, Op, Size, ValueId};
 
 /// Alignment of fixed buffers, in bytes.
 pub const FIXED_ALIGN: u64 = 64;
@@ -56,7 +56,7 @@ pub enum Storage {
     /// The bytes of another value (the root of a chain of reshapes and identities).
     Alias { of: ValueId },
     /// An arena buffer of `size` bytes at `offset` (both linear in the batch).
-    Arena { offset: Linear, size: Linear },
+    Arena { offset: Size, size: Size },
     /// Written into the buffer of the parameter or state it updates.
     InPlace { leaf: ValueId },
 }
@@ -70,7 +70,7 @@ pub struct MemoryPlan {
     /// The batch region's size in bytes per example.
     pub per_example_bytes: u64,
     /// What one buffer per computed value would take (the sum of their sizes).
-    pub naive: Linear,
+    pub naive: Size,
     /// `(value, operand)`: the value overwrites its dead operand's buffer.
     pub reused: Vec<(ValueId, ValueId)>,
     /// Declared updates `(leaf, new value)` that cannot be written in place: the
@@ -82,22 +82,22 @@ pub struct MemoryPlan {
 
 impl MemoryPlan {
     /// The arena as a size linear in the batch.
-    pub fn arena(&self) -> Linear {
-        Linear { fixed: self.fixed_bytes, per_example: self.per_example_bytes }
+    pub fn arena(&self) -> Size {
+        Size { fixed: self.fixed_bytes, per_batch: self.per_example_bytes }
     }
 
     pub fn arena_bytes(&self, batch: usize) -> u64 {
-        self.arena().at(batch)
+        self.arena().at(batch).unwrap_or(u64::MAX)
     }
 
     pub fn naive_bytes(&self, batch: usize) -> u64 {
-        self.naive.at(batch)
+        self.naive.at(batch).unwrap_or(u64::MAX)
     }
 
     /// The byte offset of `id`'s arena buffer at a batch size, if it has one.
     pub fn offset(&self, id: ValueId, batch: usize) -> Option<u64> {
         match self.storage.get(id.index())? {
-            Storage::Arena { offset, .. } => Some(offset.at(batch)),
+            Storage::Arena { offset, .. } => offset.at(batch),
             _ => None,
         }
     }
@@ -136,7 +136,7 @@ pub(crate) fn reads_elementwise(g: &Graph, id: ValueId, slot: usize) -> bool {
 
 /// A buffer shared by values whose lifetimes chain through in-place reuse.
 struct Class {
-    size: Linear,
+    size: Size,
     start: usize,
     end: usize,
     offset: u64,
@@ -196,11 +196,11 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, OptError> {
     let mut classes: Vec<Class> = Vec::new();
     let mut class_of: Vec<Option<usize>> = vec![None; n];
     let mut reused = Vec::new();
-    let mut naive = Linear::default();
+    let mut naive = Size::ZERO;
     for (k, members) in groups.iter().enumerate() {
         let mut claimed: Vec<usize> = Vec::new();
         for &m in members {
-            let size = Linear::bytes_of(g.ty(m));
+            let size = bytes_of(g.ty(m));
             naive = naive + size;
             if matches!(storage[m.index()], Storage::InPlace { .. }) {
                 continue;
@@ -233,10 +233,10 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, OptError> {
     }
 
     // Placement, per region, biggest first.
-    let region = |c: &Class| if c.size.per_example > 0 { 1 } else { 0 };
+    let region = |c: &Class| if c.size.per_batch > 0 { 1 } else { 0 };
     let units = |c: &Class| {
-        if c.size.per_example > 0 {
-            c.size.per_example.next_multiple_of(PER_EXAMPLE_ALIGN)
+        if c.size.per_batch > 0 {
+            c.size.per_batch.next_multiple_of(PER_EXAMPLE_ALIGN)
         } else {
             c.size.fixed.next_multiple_of(FIXED_ALIGN)
         }
@@ -269,12 +269,12 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, OptError> {
     for id in g.ids() {
         if let Some(c) = class_of[id.index()] {
             let c = &classes[c];
-            let offset = if c.size.per_example > 0 {
-                Linear { fixed: fixed_bytes, per_example: c.offset }
+            let offset = if c.size.per_batch > 0 {
+                Size { fixed: fixed_bytes, per_batch: c.offset }
             } else {
-                Linear { fixed: c.offset, per_example: 0 }
+                Size::fixed(c.offset)
             };
-            storage[id.index()] = Storage::Arena { offset, size: Linear::bytes_of(g.ty(id)) };
+            storage[id.index()] = Storage::Arena { offset, size: bytes_of(g.ty(id)) };
         } else if root[id.index()] != id && live[id.index()] {
             storage[id.index()] = Storage::Alias { of: root[id.index()] };
         }

@@ -8,55 +8,13 @@
 //! Both count only what the outputs and updates need.
 
 use crate::passes::dce;
-use nnc_ir::{cost, Graph, Op, TensorType, UnaryOp, ValueId};
+use nnc_ir::{cost, Graph, Op, Size, TensorType, UnaryOp, ValueId};
 use std::collections::HashMap;
-use std::fmt;
 
-/// A size `fixed + per_example·N` for batch size `N`. Every size in nnc is of this
-/// form: a shape has at most one batch dimension.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Linear {
-    pub fixed: u64,
-    pub per_example: u64,
-}
-
-impl Linear {
-    /// The bytes of a value of type `ty`.
-    pub fn bytes_of(ty: &TensorType) -> Linear {
-        let bytes = ty.dtype.size_bytes() as u64 * ty.shape.fixed_product().unwrap_or(0) as u64;
-        if ty.shape.has_batch() {
-            Linear { fixed: 0, per_example: bytes }
-        } else {
-            Linear { fixed: bytes, per_example: 0 }
-        }
-    }
-
-    pub fn at(self, batch: usize) -> u64 {
-        self.fixed + self.per_example * batch as u64
-    }
-}
-
-impl std::ops::Add for Linear {
-    type Output = Linear;
-    fn add(self, o: Linear) -> Linear {
-        Linear { fixed: self.fixed + o.fixed, per_example: self.per_example + o.per_example }
-    }
-}
-
-impl std::iter::Sum for Linear {
-    fn sum<I: Iterator<Item = Linear>>(iter: I) -> Linear {
-        iter.fold(Linear::default(), |a, b| a + b)
-    }
-}
-
-impl fmt::Display for Linear {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.fixed, self.per_example) {
-            (c, 0) => write!(f, "{c}"),
-            (0, k) => write!(f, "{k}·N"),
-            (c, k) => write!(f, "{c} + {k}·N"),
-        }
-    }
+/// The bytes of a value of type `ty` (0 for a shape with the batch twice, which no
+/// backend compiles).
+pub(crate) fn bytes_of(ty: &TensorType) -> Size {
+    Size::bytes_of(ty).unwrap_or(Size::ZERO)
 }
 
 /// A value that shares its operand's bytes: no kernel, no buffer.
@@ -104,12 +62,12 @@ pub fn kernels(g: &Graph) -> (Vec<Vec<ValueId>>, Vec<Option<usize>>) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StepCost {
     pub kernels: usize,
-    pub bytes_moved: Linear,
+    pub bytes_moved: Size,
 }
 
 pub fn step_cost(g: &Graph) -> StepCost {
     let (groups, _) = kernels(g);
-    let mut bytes = Linear::default();
+    let mut bytes = Size::ZERO;
     for members in &groups {
         let mut read: Vec<ValueId> = Vec::new();
         for &m in members {
@@ -118,9 +76,9 @@ pub fn step_cost(g: &Graph) -> StepCost {
                     read.push(a);
                 }
             }
-            bytes = bytes + Linear::bytes_of(g.ty(m));
+            bytes = bytes + bytes_of(g.ty(m));
         }
-        bytes = bytes + read.iter().map(|&a| Linear::bytes_of(g.ty(a))).sum();
+        bytes = bytes + read.iter().map(|&a| bytes_of(g.ty(a))).sum();
     }
     StepCost { kernels: groups.len(), bytes_moved: bytes }
 }
@@ -144,24 +102,24 @@ pub struct Report {
     /// Op mnemonics and how many values of each the optimized graph has (leaves excluded).
     pub op_counts: Vec<(&'static str, usize)>,
     /// The memory plan of the optimized graph: the arena, and one buffer per value.
-    pub arena: Linear,
-    pub naive: Linear,
+    pub arena: Size,
+    pub naive: Size,
     /// Floating-point operations per step (as `nnc_ir::cost` counts them).
-    pub flops_before: Linear,
-    pub flops_after: Linear,
+    pub flops_before: Size,
+    pub flops_after: Size,
 }
 
 impl Report {
-    pub(crate) fn new(before: &Graph, after: &Graph, passes: Vec<PassRun>, arena: Linear, naive: Linear) -> Report {
+    pub(crate) fn new(before: &Graph, after: &Graph, passes: Vec<PassRun>, arena: Size, naive: Size) -> Report {
         let op_counts = cost::op_counts(after)
             .into_iter()
             .filter(|(m, _)| !matches!(*m, "input" | "param" | "state" | "const"))
             .collect();
-        // Linear in the batch like every size: the line through N = 1 and N = 2.
+        // Size in the batch like every size: the line through N = 1 and N = 2.
         let flops = |g: &Graph| {
             let (one, two) = (cost::flops(g, 1), cost::flops(g, 2));
-            let per_example = two.saturating_sub(one);
-            Linear { fixed: one.saturating_sub(per_example), per_example }
+            let per_batch = two.saturating_sub(one);
+            Size { fixed: one.saturating_sub(per_batch), per_batch }
         };
         Report {
             before: step_cost(before),
@@ -178,7 +136,7 @@ impl Report {
     /// The report as text, with sizes at batch size `batch`.
     pub fn render(&self, batch: usize) -> String {
         let mut out = String::new();
-        let b = |l: Linear| group(l.at(batch));
+        let b = |l: Size| group(l.at(batch).unwrap_or(u64::MAX));
         out += &format!("kernels per step: {} -> {}\n", self.before.kernels, self.after.kernels);
         out += &format!(
             "bytes moved per step (N={batch}): {} -> {}\n",

@@ -36,7 +36,7 @@ impl Memory<'_> {
     fn read(&self, id: ValueId) -> Vec<u8> {
         match &self.plan.storage[id.index()] {
             Storage::Arena { offset, size } => {
-                let (o, s) = (offset.at(self.batch) as usize, size.at(self.batch) as usize);
+                let (o, s) = (offset.at(self.batch).unwrap() as usize, size.at(self.batch).unwrap() as usize);
                 self.arena[o..o + s].to_vec()
             }
             Storage::InPlace { leaf } => self.leaves[leaf].clone(),
@@ -49,7 +49,7 @@ impl Memory<'_> {
     fn write(&mut self, id: ValueId, data: &[u8]) {
         match &self.plan.storage[id.index()] {
             Storage::Arena { offset, size } => {
-                let (o, s) = (offset.at(self.batch) as usize, size.at(self.batch) as usize);
+                let (o, s) = (offset.at(self.batch).unwrap() as usize, size.at(self.batch).unwrap() as usize);
                 assert_eq!(s, data.len());
                 self.arena[o..o + s].copy_from_slice(data);
             }
@@ -78,8 +78,8 @@ fn simulate(g: &Graph, plan: &MemoryPlan, batch: usize, seed: u64) {
             _ => None,
         };
         if let Storage::Arena { offset, .. } = plan.storage[id.index()] {
-            let align = if offset.per_example > 0 { PER_EXAMPLE_ALIGN } else { FIXED_ALIGN };
-            assert_eq!(offset.at(batch) % align.min(FIXED_ALIGN), 0, "%{} is misaligned", g.name_of(id));
+            let align = if offset.per_batch > 0 { PER_EXAMPLE_ALIGN } else { FIXED_ALIGN };
+            assert_eq!(offset.at(batch).unwrap() % align.min(FIXED_ALIGN), 0, "%{} is misaligned", g.name_of(id));
         }
     }
     let (kernels, _) = nnc_opt::report::kernels(g);

@@ -15,24 +15,24 @@ use crate::kernels::matmul::dots;
 use crate::kernels::{cross_entropy, elementwise, matmul, onehot, reduce, softmax, update};
 use crate::microkernel::MicroKernelProvider;
 use crate::program::{Body, Program};
-use crate::shape::Sz;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, UserFuncName};
 use cranelift_codegen::isa::CallConv;
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{FuncId, Linkage, Module};
+use nnc_ir::Size;
 use std::collections::BTreeMap;
 
 /// A kernel in the step: its index, how many parts (matrices of a batched product),
 /// and per phase the function and its work items.
-type Scheduled = (usize, Sz, Vec<Call>);
+type Scheduled = (usize, Size, Vec<Call>);
 
 /// A phase's function in the step: its work items and how they split, and for a
 /// product that may split by columns, that variant's function and items.
 struct Call {
     id: FuncId,
-    items: Sz,
+    items: Size,
     split: Split,
     by_columns: Option<(FuncId, matmul::Variant)>,
     /// The parts function and the sum function of a product split along K.
@@ -47,7 +47,7 @@ type Emit<'p> = Box<dyn Fn(&mut Fx) + 'p>;
 /// One generated function: name, work items per call, and how to emit its body.
 struct Phase<'p> {
     name: String,
-    items: Sz,
+    items: Size,
     emit: Emit<'p>,
     /// How its items split across threads (`None`: as the kernel's main phase).
     split: Option<Split>,
@@ -68,7 +68,7 @@ struct Phase<'p> {
 #[derive(Clone, Copy)]
 struct Split {
     align: i64,
-    work: Sz,
+    work: Size,
 }
 
 /// Work below which a chunk is not worth handing to another thread, in rough
@@ -81,11 +81,11 @@ const MIN_CHUNK_WORK: u64 = 50_000;
 const COPY_WORK: u64 = 16;
 
 /// The product of sizes, or (for a size with the batch twice) that at batch 32.
-fn work(scale: u64, sizes: &[Sz]) -> Sz {
-    let exact = sizes.iter().try_fold(Sz::fixed(scale), |acc, &s| acc.mul(s));
+fn work(scale: u64, sizes: &[Size]) -> Size {
+    let exact = sizes.iter().try_fold(Size::fixed(scale), |acc, &s| acc.checked_mul(s));
     exact.unwrap_or_else(|| {
-        let typical = |s: &Sz| if s.batch { s.k * 32 } else { s.k };
-        Sz::fixed(sizes.iter().map(typical).fold(scale, u64::saturating_mul))
+        let typical = |s: &Size| s.fixed + s.per_batch * 32;
+        Size::fixed(sizes.iter().map(typical).fold(scale, u64::saturating_mul))
     })
 }
 
@@ -101,9 +101,9 @@ fn split_of(body: &Body) -> Split {
         },
         // Each element costs a call to `exp`.
         Body::Softmax(s) => (1, work(30, &[s.len, s.inner])),
-        Body::CrossEntropy(c) => (1, Sz::fixed(40 * c.classes)),
-        Body::OneHot(h) => (1, Sz::fixed(h.depth)),
-        Body::Update(_) => (1, Sz::fixed(10)),
+        Body::CrossEntropy(c) => (1, Size::fixed(40 * c.classes)),
+        Body::OneHot(h) => (1, Size::fixed(h.depth)),
+        Body::Update(_) => (1, Size::fixed(10)),
     };
     Split { align, work }
 }
@@ -112,12 +112,12 @@ fn phases<'p>(
     program: &'p Program,
     index: usize,
     provider: &'p dyn MicroKernelProvider,
-) -> Result<(Sz, Vec<Phase<'p>>), BackendError> {
+) -> Result<(Size, Vec<Phase<'p>>), BackendError> {
     let k = &program.kernels[index];
     let status = (program.status_slot, index as u32 + 1);
     let fails = k.body.can_fail().then_some(status);
     let name = k.name.clone();
-    let one = |items: Sz, emit: Emit<'p>| Phase {
+    let one = |items: Size, emit: Emit<'p>| Phase {
         name: name.clone(),
         items,
         emit,
@@ -128,19 +128,19 @@ fn phases<'p>(
     };
     Ok(match &k.body {
         Body::Elementwise(e) => {
-            (Sz::ONE, vec![one(elementwise::items(e), Box::new(move |fx| elementwise::emit(fx, e, fails)))])
+            (Size::ONE, vec![one(elementwise::items(e), Box::new(move |fx| elementwise::emit(fx, e, fails)))])
         }
-        Body::Reduce(r) => (Sz::ONE, vec![one(reduce::items(r), Box::new(move |fx| reduce::emit(fx, r, fails)))]),
-        Body::Softmax(s) => (Sz::ONE, vec![one(softmax::items(s), Box::new(move |fx| softmax::emit(fx, s)))]),
-        Body::OneHot(h) => (Sz::ONE, vec![one(onehot::items(h), Box::new(move |fx| onehot::emit(fx, h, status)))]),
-        Body::Update(u) => (Sz::ONE, vec![one(update::items(u), Box::new(move |fx| update::emit(fx, u)))]),
+        Body::Reduce(r) => (Size::ONE, vec![one(reduce::items(r), Box::new(move |fx| reduce::emit(fx, r, fails)))]),
+        Body::Softmax(s) => (Size::ONE, vec![one(softmax::items(s), Box::new(move |fx| softmax::emit(fx, s)))]),
+        Body::OneHot(h) => (Size::ONE, vec![one(onehot::items(h), Box::new(move |fx| onehot::emit(fx, h, status)))]),
+        Body::Update(u) => (Size::ONE, vec![one(update::items(u), Box::new(move |fx| update::emit(fx, u)))]),
         Body::CrossEntropy(ce) => {
             let mut list =
                 vec![one(cross_entropy::row_items(ce), Box::new(move |fx| cross_entropy::emit_rows(fx, ce, status)))];
             if ce.loss.is_some() {
                 list.push(Phase {
                     name: format!("{name}_loss"),
-                    items: Sz::ONE,
+                    items: Size::ONE,
                     emit: Box::new(move |fx| cross_entropy::emit_loss(fx, ce)),
                     split: None,
                     by_columns: None,
@@ -148,7 +148,7 @@ fn phases<'p>(
                     by_dots: None,
                 });
             }
-            (Sz::ONE, list)
+            (Size::ONE, list)
         }
         Body::MatMul(m) => {
             let parts = matmul::parts(m).ok_or_else(|| codegen_err("batched matrix product with an N² count"))?;
@@ -348,7 +348,7 @@ pub(crate) fn define_step(
     sink.function(step_id, &name, &sigs.step, (&mut ctx, &mut fctx), &imports.math, fma, |fx| {
         for (index, parts, calls) in &schedule {
             // `kernel` over `items`, split across the pool's threads.
-            let parallel = |fx: &mut Fx, part, kernel: FuncId, items: Sz, split: Split| {
+            let parallel = |fx: &mut Fx, part, kernel: FuncId, items: Size, split: Split| {
                 let (table, batch) = (fx.table, fx.batch);
                 let n = fx.sz(items);
                 let pool = fx.slot(program.pool_slot);

@@ -20,12 +20,12 @@ use crate::kernels::elementwise::{clif_type, little};
 use crate::kernels::exp::emit_expf;
 use crate::kernels::softmax::{like, map_row};
 use crate::program::CrossEntropy;
-use crate::shape::Sz;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use nnc_ir::DType;
+use nnc_ir::Size;
 
-pub(crate) fn row_items(ce: &CrossEntropy) -> Sz {
+pub(crate) fn row_items(ce: &CrossEntropy) -> Size {
     ce.rows
 }
 

@@ -10,13 +10,13 @@
 use crate::clif::Fx;
 use crate::host_math::MathFn;
 use crate::program::{Elementwise, EwFunc};
-use crate::shape::Sz;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, Value};
+use nnc_ir::Size;
 use nnc_ir::{BinaryOp, DType, UnaryOp};
 
 /// Work items: the outermost dimension of the nest.
-pub(crate) fn items(e: &Elementwise) -> Sz {
+pub(crate) fn items(e: &Elementwise) -> Size {
     e.nest.dims[0]
 }
 
@@ -99,10 +99,10 @@ pub(crate) fn emit(fx: &mut Fx, e: &Elementwise, status: Option<(usize, u32)>) {
         std::iter::once((e.out.slot, e.out.dtype)).chain(e.args.iter().map(|a| (a.slot, a.dtype))).collect();
     let bases: Vec<Value> = arrays.iter().map(|&(slot, _)| fx.slot(slot)).collect();
     // Byte strides per array and dimension.
-    let strides: Vec<Vec<Sz>> = arrays
+    let strides: Vec<Vec<Size>> = arrays
         .iter()
         .zip(&e.nest.strides)
-        .map(|(&(_, d), s)| s.iter().map(|x| x.scale(d.size_bytes() as u64).unwrap_or(Sz::ZERO)).collect())
+        .map(|(&(_, d), s)| s.iter().map(|x| x.scale(d.size_bytes() as u64).unwrap_or(Size::ZERO)).collect())
         .collect();
     let ctx = Ctx { e, strides: &strides, vector: vectorizable(e), status };
     ctx.level(fx, 0, bases);
@@ -110,7 +110,7 @@ pub(crate) fn emit(fx: &mut Fx, e: &Elementwise, status: Option<(usize, u32)>) {
 
 struct Ctx<'a> {
     e: &'a Elementwise,
-    strides: &'a [Vec<Sz>],
+    strides: &'a [Vec<Size>],
     vector: bool,
     status: Option<(usize, u32)>,
 }

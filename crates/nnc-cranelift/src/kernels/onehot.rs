@@ -8,12 +8,12 @@
 use crate::clif::Fx;
 use crate::kernels::elementwise::clif_type;
 use crate::program::OneHot;
-use crate::shape::Sz;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder};
 use nnc_ir::DType;
+use nnc_ir::Size;
 
-pub(crate) fn items(h: &OneHot) -> Sz {
+pub(crate) fn items(h: &OneHot) -> Size {
     h.rows
 }
 

@@ -15,14 +15,14 @@
 use crate::clif::Fx;
 use crate::kernels::elementwise::clif_type;
 use crate::program::Reduce;
-use crate::shape::Sz;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
+use nnc_ir::Size;
 use nnc_ir::{DType, ReduceOp};
 
 /// Whether rows of the outermost dimension can be done independently.
 fn outer_kept(r: &Reduce) -> bool {
-    r.nest.strides[0][0].k != 0
+    r.nest.strides[0][0] != Size::ZERO
 }
 
 /// Output columns per work item when the items are column groups (a cache line).
@@ -38,13 +38,13 @@ pub(crate) fn column_groups(r: &Reduce) -> Option<u64> {
     (!outer_kept(r) && contiguous && c >= 2 * COLUMNS_PER_ITEM).then(|| c.div_ceil(COLUMNS_PER_ITEM))
 }
 
-pub(crate) fn items(r: &Reduce) -> Sz {
+pub(crate) fn items(r: &Reduce) -> Size {
     if outer_kept(r) {
         r.nest.dims[0]
     } else if let Some(groups) = column_groups(r) {
-        Sz::fixed(groups)
+        Size::fixed(groups)
     } else {
-        Sz::ONE
+        Size::ONE
     }
 }
 
@@ -100,8 +100,8 @@ pub(crate) fn emit(fx: &mut Fx, r: &Reduce, status: Option<(usize, u32)>) {
         fx.store(init, addr, 0);
     });
 
-    let strides: Vec<Vec<Sz>> =
-        r.nest.strides.iter().map(|s| s.iter().map(|x| x.scale(es).unwrap_or(Sz::ZERO)).collect()).collect();
+    let strides: Vec<Vec<Size>> =
+        r.nest.strides.iter().map(|s| s.iter().map(|x| x.scale(es).unwrap_or(Size::ZERO)).collect()).collect();
     let ctx = Ctx { r, strides: &strides, ty, float, columns: groups.map(|_| (o_lo, o_hi)) };
     let (lo, hi) = if kept {
         (fx.begin, fx.end)
@@ -147,7 +147,7 @@ pub(crate) fn emit(fx: &mut Fx, r: &Reduce, status: Option<(usize, u32)>) {
 struct Ctx<'a> {
     r: &'a Reduce,
     /// Byte strides: `[0]` output, `[1]` input.
-    strides: &'a [Vec<Sz>],
+    strides: &'a [Vec<Size>],
     ty: cranelift_codegen::ir::Type,
     float: bool,
     /// The innermost range, when the items are column groups (`column_groups`).
@@ -179,7 +179,7 @@ impl Ctx<'_> {
         let (os, is) = (self.strides[0][d], self.strides[1][d]);
         let op = self.r.op;
         let vector = self.float && is.is_fixed(4);
-        if os.k == 0 {
+        if os == Size::ZERO {
             // Reduced row: fold in registers, then into the one output element.
             let init = identity(fx, op, self.r.out.dtype);
             let acc = fx.var(self.ty, init);

@@ -12,8 +12,8 @@ use crate::clif::Fx;
 use crate::host_math::MathFn;
 use crate::kernels::exp::emit_expf;
 use crate::program::Softmax;
-use crate::shape::Sz;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+use nnc_ir::Size;
 
 /// `s` as a value of type `ty`: itself for f32, splatted for f32x4.
 pub(crate) fn like(fx: &mut Fx, ty: Type, s: Value) -> Value {
@@ -79,7 +79,7 @@ pub(crate) fn map_row(fx: &mut Fx, xs: Value, os: Value, len: Value, f: impl Fn(
     });
 }
 
-pub(crate) fn items(s: &Softmax) -> Sz {
+pub(crate) fn items(s: &Softmax) -> Size {
     s.outer
 }
 

@@ -10,11 +10,11 @@
 
 use crate::clif::Fx;
 use crate::program::Update;
-use crate::shape::Sz;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+use nnc_ir::Size;
 use nnc_ir::UpdateRule;
 
-pub(crate) fn items(u: &Update) -> Sz {
+pub(crate) fn items(u: &Update) -> Size {
     u.len
 }
 

@@ -13,9 +13,10 @@
 use crate::error::{BackendError, Unsupported};
 use crate::kernels::elementwise;
 use crate::microkernel::{GemmShape, MicroKernelProvider};
-use crate::plan::{Bytes, MemoryPlan, Storage, StorageKind};
+use crate::plan::{MemoryPlan, Storage, StorageKind};
 use crate::program::*;
-use crate::shape::{broadcast_strides, dims, numel, strides, Nest, Sz};
+use crate::shape::{broadcast_strides, dims, strides, Nest};
+use nnc_ir::Size;
 use nnc_ir::{CeOut, DType, FusedOp, GradOut, Graph, Op, ReduceOp, Shape, UnaryOp, UpdateOut, Value, ValueId};
 
 const TWO_BATCH: &str = "sizes with more than one batch dimension (N²) are not supported";
@@ -160,14 +161,14 @@ impl<'g> Lowering<'g> {
         self.unsupported.push(Unsupported { value: v.name.clone(), op: v.op.mnemonic(), reason: reason.into() });
     }
 
-    fn new_storage(&mut self, kind: StorageKind, bytes: Bytes, creator: Option<ValueId>) -> usize {
+    fn new_storage(&mut self, kind: StorageKind, bytes: Size, creator: Option<ValueId>) -> usize {
         self.storages.push(Storage { kind, bytes });
         self.creator.push(creator);
         self.storages.len() - 1
     }
 
     /// A new table slot backed by a new arena storage.
-    fn scratch_slot(&mut self, bytes: Bytes) -> usize {
+    fn scratch_slot(&mut self, bytes: Size) -> usize {
         let s = self.new_storage(StorageKind::Arena { first: usize::MAX, last: 0 }, bytes, None);
         self.slot_storage.push(Some(s));
         self.slot_storage.len() - 1
@@ -185,7 +186,7 @@ impl<'g> Lowering<'g> {
             if !leaf && !self.needed[id.index()] {
                 continue;
             }
-            let Some(bytes) = numel(&v.ty.shape).and_then(|e| Bytes::of(e, v.ty.dtype.size_bytes())) else {
+            let Some(bytes) = Size::bytes_of(&v.ty) else {
                 self.refuse(id, TWO_BATCH);
                 continue;
             };
@@ -279,7 +280,7 @@ impl<'g> Lowering<'g> {
                     }
                 }
                 // The arena storage is gone; an empty interval keeps it out of the layout.
-                self.storages[s].bytes = Bytes { fixed: 0, per_batch: 0 };
+                self.storages[s].bytes = Size::ZERO;
             } else {
                 self.copies.push((l, leaf, new.index()));
             }
@@ -317,7 +318,7 @@ impl<'g> Lowering<'g> {
                         *slot = Some(s);
                     }
                 }
-                self.storages[own].bytes = Bytes { fixed: 0, per_batch: 0 };
+                self.storages[own].bytes = Size::ZERO;
             }
         }
     }
@@ -374,7 +375,7 @@ impl<'g> Lowering<'g> {
                 let sx = strides(&dims(&g.ty(x).shape)).ok_or(TWO_BATCH)?;
                 let od = dims(&v.ty.shape);
                 let so = strides(&od).ok_or(TWO_BATCH)?;
-                let read: Vec<Sz> = perm.iter().map(|&p| sx[p]).collect();
+                let read: Vec<Size> = perm.iter().map(|&p| sx[p]).collect();
                 let nest = Nest::collapse(&od, &[so, read]);
                 return Ok(Body::Elementwise(Elementwise { func: EwFunc::Copy, out, args: vec![arr(x)], nest }));
             }
@@ -386,7 +387,7 @@ impl<'g> Lowering<'g> {
             }
             Op::Softmax { axis } | Op::LogSoftmax { axis } => {
                 let d = dims(&v.ty.shape);
-                let prod = |s: &[Sz]| s.iter().try_fold(Sz::ONE, |acc, &x| acc.mul(x)).ok_or(TWO_BATCH);
+                let prod = |s: &[Size]| s.iter().try_fold(Size::ONE, |acc, &x| acc.checked_mul(x)).ok_or(TWO_BATCH);
                 return Ok(Body::Softmax(Softmax {
                     log: matches!(v.op, Op::LogSoftmax { .. }),
                     x: arr(v.args[0]),
@@ -405,7 +406,7 @@ impl<'g> Lowering<'g> {
                 let mut j = 0;
                 for i in 0..dx.len() {
                     if axes.contains(&i) {
-                        out_map.push(Sz::ZERO);
+                        out_map.push(Size::ZERO);
                         if *keep_dims {
                             j += 1;
                         }
@@ -414,13 +415,13 @@ impl<'g> Lowering<'g> {
                         j += 1;
                     }
                 }
-                let count = axes.iter().try_fold(Sz::ONE, |acc, &a| acc.mul(dx[a])).ok_or(TWO_BATCH)?;
+                let count = axes.iter().try_fold(Size::ONE, |acc, &a| acc.checked_mul(dx[a])).ok_or(TWO_BATCH)?;
                 return Ok(Body::Reduce(Reduce {
                     op: *op,
                     input: arr(x),
                     out,
                     nest: Nest::collapse(&dx, &[out_map, sx]),
-                    out_numel: numel(&v.ty.shape).ok_or(TWO_BATCH)?,
+                    out_numel: Size::numel(&v.ty.shape).ok_or(TWO_BATCH)?,
                     count,
                 }));
             }
@@ -434,7 +435,7 @@ impl<'g> Lowering<'g> {
                 return Ok(Body::OneHot(OneHot {
                     idx: arr(x),
                     out,
-                    rows: numel(&g.ty(x).shape).ok_or(TWO_BATCH)?,
+                    rows: Size::numel(&g.ty(x).shape).ok_or(TWO_BATCH)?,
                     depth: *depth as u64,
                 }));
             }
@@ -485,15 +486,15 @@ impl<'g> Lowering<'g> {
             match sibling {
                 Some(s) => Ok(s.index()),
                 None => {
-                    let elems = numel(&ty.shape).ok_or(TWO_BATCH)?;
-                    Ok(l.scratch_slot(Bytes::of(elems, 4).ok_or(TWO_BATCH)?))
+                    let elems = Size::numel(&ty.shape).ok_or(TWO_BATCH)?;
+                    Ok(l.scratch_slot(elems.scale(4).ok_or(TWO_BATCH)?))
                 }
             }
         };
         let col_sum = |c: usize, s: ValueId, ty: &nnc_ir::TensorType| -> Result<(ValueId, Body), String> {
             let d = dims(&ty.shape);
             let (m, n) = (d[0], d[1]);
-            let nest = Nest::collapse(&d, &[vec![Sz::ZERO, Sz::ONE], vec![n, Sz::ONE]]);
+            let nest = Nest::collapse(&d, &[vec![Size::ZERO, Size::ONE], vec![n, Size::ONE]]);
             let out = Arr { slot: s.index(), dtype: DType::F32 };
             let input = Arr { slot: c, dtype: DType::F32 };
             Ok((s, Body::Reduce(Reduce { op: ReduceOp::Sum, input, out, nest, out_numel: n, count: m })))
@@ -528,7 +529,7 @@ impl<'g> Lowering<'g> {
                 let classes = d[1].as_fixed().ok_or("the class count must be static")?;
                 let grad_value = result(FusedOp::SoftmaxCrossEntropy { out: CeOut::Grad });
                 let grad = buffer(self, grad_value, &ty)?;
-                let row_ll = self.scratch_slot(Bytes::of(d[0], 4).ok_or(TWO_BATCH)?);
+                let row_ll = self.scratch_slot(d[0].scale(4).ok_or(TWO_BATCH)?);
                 let labels = Arr { slot: args[1].index(), dtype: g.ty(args[1]).dtype };
                 if let Some(StorageKind::Input(i)) = self.storage(args[1]).map(|s| self.storages[s].kind) {
                     self.label_checks.push((i, classes, id));
@@ -571,7 +572,7 @@ impl<'g> Lowering<'g> {
                     p_out: out(UpdateOut::Param),
                     m_out: out(UpdateOut::M),
                     v_out: out(UpdateOut::V),
-                    len: numel(&ty.shape).ok_or(TWO_BATCH)?,
+                    len: Size::numel(&ty.shape).ok_or(TWO_BATCH)?,
                 };
                 let FusedOp::DenseUpdate { trans_a, trans_b, .. } = *f else {
                     return Ok(vec![(id, Body::Update(update))]);
@@ -613,12 +614,12 @@ impl<'g> Lowering<'g> {
         let od = dims(out);
         let so = strides(&od).ok_or(TWO_BATCH)?;
         let lr = od.len() - 2;
-        let lead_strides = |d: &[Sz], s: &[Sz], shape: &Shape| -> Vec<Sz> {
+        let lead_strides = |d: &[Size], s: &[Size], shape: &Shape| -> Vec<Size> {
             let own = d.len() - 2;
             (0..lr)
                 .map(|i| match (i + own).checked_sub(lr) {
                     Some(p) if shape.dims()[p] != nnc_ir::Dim::Fixed(1) => s[p],
-                    _ => Sz::ZERO,
+                    _ => Size::ZERO,
                 })
                 .collect()
         };
@@ -633,9 +634,9 @@ impl<'g> Lowering<'g> {
         let mut m = m;
         // A stack of matrices times one matrix, laid out row after row: one taller product.
         if let [l] = lead.as_slice() {
-            let rows_follow = m.mul(a_row) == Some(l.a) && m.mul(n) == Some(l.c);
+            let rows_follow = m.checked_mul(a_row) == Some(l.a) && m.checked_mul(n) == Some(l.c);
             if l.b.is_fixed(0) && rows_follow {
-                if let Some(tall) = l.dim.mul(m) {
+                if let Some(tall) = l.dim.checked_mul(m) {
                     m = tall;
                     lead.clear();
                 }
@@ -659,10 +660,10 @@ impl<'g> Lowering<'g> {
             (true, _, _) => PackB::Edge,
         };
         // Packed B: K rows of every panel (N rounded up to whole panels), or of one.
-        let packed_bytes = match (pack_b, n.as_fixed(), k.batch) {
-            (PackB::Edge, _, _) => Bytes::of(k.scale(nr * 4).ok_or(TWO_BATCH)?, 1),
-            (_, Some(nf), _) => Bytes::of(k.scale(nf.div_ceil(nr) * nr * 4).ok_or(TWO_BATCH)?, 1),
-            (_, None, false) => Some(Bytes { fixed: k.k * nr * 4, per_batch: k.k * n.k * 4 }),
+        let packed_bytes = match (pack_b, n.as_fixed(), k.has_batch()) {
+            (PackB::Edge, _, _) => k.scale(nr * 4),
+            (_, Some(nf), _) => k.scale(nf.div_ceil(nr) * nr * 4),
+            (_, None, false) => Some(Size { fixed: k.fixed * nr * 4, per_batch: k.fixed * n.per_batch * 4 }),
             (_, None, true) => None,
         }
         .ok_or(TWO_BATCH)?;
@@ -684,8 +685,8 @@ impl<'g> Lowering<'g> {
         } else {
             let mr = tile.mr as u64;
             let bytes = match m.as_fixed() {
-                Some(mf) => Bytes::of(Sz::fixed((mf + mr) * kc * 4), 1),
-                None => Some(Bytes { fixed: mr * kc * 4, per_batch: m.k * kc * 4 }),
+                Some(mf) => Some(Size::fixed((mf + mr) * kc * 4)),
+                None => Some(Size { fixed: mr * kc * 4, per_batch: m.per_batch * kc * 4 }),
             }
             .ok_or(TWO_BATCH)?;
             Some(self.scratch_slot(bytes))
@@ -695,7 +696,7 @@ impl<'g> Lowering<'g> {
         let dots = crate::kernels::matmul::dots::applies(m, k, n, a_k, b_k, b_col, lead.is_empty());
         let depth = match crate::kernels::matmul::depth_parts(m, k, n, a_row, lead.is_empty()).filter(|_| !dots) {
             Some((parts, max_rows)) => {
-                let bytes = Bytes::of(Sz::fixed(parts * max_rows * n.k * 4), 1).ok_or(TWO_BATCH)?;
+                let bytes = Size::fixed(parts * max_rows * n.fixed * 4);
                 Some(DepthSplit { slot: self.scratch_slot(bytes), parts, max_rows })
             }
             None => None,
@@ -728,16 +729,16 @@ impl<'g> Lowering<'g> {
         let g = self.g;
         let n = self.n;
         let copy_targets: Vec<usize> = self.copies.iter().map(|c| c.0).collect();
-        let copy = |out: Arr, src: Arr, elems: Sz| {
-            let nest = Nest::collapse(&[elems], &[vec![Sz::ONE], vec![Sz::ONE]]);
+        let copy = |out: Arr, src: Arr, elems: Size| {
+            let nest = Nest::collapse(&[elems], &[vec![Size::ONE], vec![Size::ONE]]);
             Body::Elementwise(Elementwise { func: EwFunc::Copy, out, args: vec![src], nest })
         };
         for &o in g.outputs() {
             let ty = g.ty(o).clone();
             let mut slot = o.index();
             if self.storage(o).is_some_and(|s| copy_targets.contains(&s)) {
-                let elems = numel(&ty.shape).unwrap_or(Sz::ZERO);
-                let bytes = Bytes::of(elems, ty.dtype.size_bytes()).unwrap_or(Bytes { fixed: 0, per_batch: 0 });
+                let elems = Size::numel(&ty.shape).unwrap_or(Size::ZERO);
+                let bytes = elems.scale(ty.dtype.size_bytes() as u64).unwrap_or(Size::ZERO);
                 let snap = self.scratch_slot(bytes);
                 let body = copy(Arr { slot: snap, dtype: ty.dtype }, Arr { slot, dtype: ty.dtype }, elems);
                 self.kernels.push((Kernel { name: format!("snapshot{}", o.index()), value: o, body }, n));
@@ -749,10 +750,10 @@ impl<'g> Lowering<'g> {
         let mut finals = Vec::new();
         for &(_, leaf, src) in &copies {
             let ty = g.ty(leaf).clone();
-            let elems = numel(&ty.shape).unwrap_or(Sz::ZERO);
+            let elems = Size::numel(&ty.shape).unwrap_or(Size::ZERO);
             let mut from = src;
             if self.slot_storage[src].is_some_and(|s| copy_targets.contains(&s)) {
-                let bytes = Bytes::of(elems, ty.dtype.size_bytes()).unwrap_or(Bytes { fixed: 0, per_batch: 0 });
+                let bytes = elems.scale(ty.dtype.size_bytes() as u64).unwrap_or(Size::ZERO);
                 let stage = self.scratch_slot(bytes);
                 let body = copy(Arr { slot: stage, dtype: ty.dtype }, Arr { slot: src, dtype: ty.dtype }, elems);
                 self.kernels.push((Kernel { name: format!("stage{}", leaf.index()), value: leaf, body }, n + 1));

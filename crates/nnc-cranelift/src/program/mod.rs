@@ -3,11 +3,12 @@
 //! `lower/` builds it from a graph, the kernel files turn each kernel into Cranelift
 //! functions, and `codegen/` strings them together into the step function. Every
 //! kernel description is static except for the batch size, which stays a run-time
-//! argument (`Sz`).
+//! argument (`Size`).
 
 use crate::microkernel::TileShape;
 use crate::plan::MemoryPlan;
-use crate::shape::{Nest, Sz};
+use crate::shape::Nest;
+use nnc_ir::Size;
 use nnc_ir::{BinaryOp, DType, ReduceOp, Tensor, TensorType, UnaryOp, UpdateRule, ValueId};
 
 /// An array argument of a kernel: its slot in the buffer table and element type.
@@ -48,9 +49,9 @@ pub(crate) struct Reduce {
     pub input: Arr,
     pub out: Arr,
     pub nest: Nest,
-    pub out_numel: Sz,
+    pub out_numel: Size,
     /// Elements per output element (the divisor of a mean).
-    pub count: Sz,
+    pub count: Size,
 }
 
 /// Softmax or log-softmax along an axis of length `len`, viewed as `[outer, len, inner]`.
@@ -59,9 +60,9 @@ pub(crate) struct Softmax {
     pub log: bool,
     pub x: Arr,
     pub out: Arr,
-    pub outer: Sz,
-    pub len: Sz,
-    pub inner: Sz,
+    pub outer: Size,
+    pub len: Size,
+    pub inner: Size,
 }
 
 /// Integer class indices `[rows]` to f32 rows `[rows, depth]`.
@@ -69,7 +70,7 @@ pub(crate) struct Softmax {
 pub(crate) struct OneHot {
     pub idx: Arr,
     pub out: Arr,
-    pub rows: Sz,
+    pub rows: Size,
     pub depth: u64,
 }
 
@@ -77,10 +78,10 @@ pub(crate) struct OneHot {
 /// along it in elements (0 where the operand is broadcast).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Lead {
-    pub dim: Sz,
-    pub a: Sz,
-    pub b: Sz,
-    pub c: Sz,
+    pub dim: Size,
+    pub a: Size,
+    pub b: Size,
+    pub c: Size,
 }
 
 /// `C[M,N] = A[M,K]·B[K,N]` for every leading index, where `A(r,k)` is at
@@ -93,13 +94,13 @@ pub(crate) struct MatMul {
     pub b: usize,
     pub c: usize,
     pub packed: usize,
-    pub m: Sz,
-    pub k: Sz,
-    pub n: Sz,
-    pub a_row: Sz,
-    pub a_k: Sz,
-    pub b_k: Sz,
-    pub b_col: Sz,
+    pub m: Size,
+    pub k: Size,
+    pub n: Size,
+    pub a_row: Size,
+    pub a_k: Size,
+    pub b_k: Size,
+    pub b_col: Size,
     pub lead: Vec<Lead>,
     pub tile: TileShape,
     pub pack_b: PackB,
@@ -161,7 +162,7 @@ pub(crate) struct Update {
     pub p_out: Option<usize>,
     pub m_out: Option<usize>,
     pub v_out: Option<usize>,
-    pub len: Sz,
+    pub len: Size,
 }
 
 /// Softmax cross-entropy of logits `[rows, classes]` against integer labels: the
@@ -174,7 +175,7 @@ pub(crate) struct CrossEntropy {
     pub grad: usize,
     pub row_ll: usize,
     pub loss: Option<usize>,
-    pub rows: Sz,
+    pub rows: Size,
     pub classes: u64,
 }
 

@@ -215,7 +215,7 @@ impl Compiled {
                         StorageKind::Input(i) => bound.inputs[i].size_bytes(),
                         StorageKind::Leaf(i) => self.leaves[i].bytes().len(),
                         StorageKind::Const(i) => self.consts[i].bytes().len(),
-                        StorageKind::Arena { .. } => st.bytes.eval(batch).unwrap_or(0),
+                        StorageKind::Arena { .. } => st.bytes.at(batch).map_or(0, |b| b as usize),
                     },
                 };
                 let len = self.shrunk.iter().find(|s| s.0 == slot).map_or(len, |s| s.1.min(len));

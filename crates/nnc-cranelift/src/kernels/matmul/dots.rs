@@ -29,9 +29,9 @@ use crate::clif::{Fx, PTR};
 use crate::kernels::matmul::Variant;
 use crate::microkernel::MicroKernelProvider;
 use crate::program::MatMul;
-use crate::shape::Sz;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
+use nnc_ir::Size;
 
 /// The most rows of A the dot products take: per row they cost about what the tiles
 /// do (assembled, two rows at a time), but save the pack, until enough rows amortize
@@ -53,7 +53,7 @@ const K_STEP: i64 = 8;
 /// `MAX_ROWS` rows (see the module docs): A and B contiguous along K, B's stored rows
 /// a static stride apart, a static K of one vector step or more, a static N, B of at
 /// least `MIN_B_BYTES`, no leading dimensions, and an M that can be at most `MAX_ROWS`.
-pub(crate) fn applies(m: Sz, k: Sz, n: Sz, a_k: Sz, b_k: Sz, b_col: Sz, no_lead: bool) -> bool {
+pub(crate) fn applies(m: Size, k: Size, n: Size, a_k: Size, b_k: Size, b_col: Size, no_lead: bool) -> bool {
     let (Some(kf), Some(nf)) = (k.as_fixed(), n.as_fixed()) else { return false };
     no_lead
         && a_k.is_fixed(1)
@@ -70,8 +70,14 @@ pub(crate) fn variant(mm: &MatMul) -> Option<Variant> {
         return None;
     }
     let (k, n) = (mm.k.as_fixed()?, mm.n.as_fixed()?);
-    let work = Sz::fixed(2 * MAX_ROWS * k * COLS);
-    Some(Variant { items: Sz::fixed(n.div_ceil(COLS)), rows: mm.m, max_rows: MAX_ROWS as i64, deeper_than: None, work })
+    let work = Size::fixed(2 * MAX_ROWS * k * COLS);
+    Some(Variant {
+        items: Size::fixed(n.div_ceil(COLS)),
+        rows: mm.m,
+        max_rows: MAX_ROWS as i64,
+        deeper_than: None,
+        work,
+    })
 }
 
 /// Computes the column groups `[fx.begin, fx.end)` of C for all its rows.

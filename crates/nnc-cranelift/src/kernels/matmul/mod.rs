@@ -27,14 +27,14 @@ pub(crate) mod dots;
 use crate::clif::{Fx, PTR};
 use crate::microkernel::{ARows, MicroKernelProvider, Step, TileArgs, TileEpilogue, TileFinish};
 use crate::program::{Epilogue, MatMul, PackB};
-use crate::shape::Sz;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
+use nnc_ir::Size;
 use nnc_ir::{UnaryOp, UpdateRule};
 
 /// Number of `part` values: the product of the leading dimensions.
-pub(crate) fn parts(mm: &MatMul) -> Option<Sz> {
-    mm.lead.iter().try_fold(Sz::ONE, |acc, l| acc.mul(l.dim))
+pub(crate) fn parts(mm: &MatMul) -> Option<Size> {
+    mm.lead.iter().try_fold(Size::ONE, |acc, l| acc.checked_mul(l.dim))
 }
 
 /// Byte offsets of A, B and C for leading index `fx.part`.
@@ -55,12 +55,12 @@ fn lead_offsets(fx: &mut Fx, mm: &MatMul) -> (Value, Value, Value) {
 }
 
 /// An element stride in bytes.
-fn bytes_of(s: Sz) -> Sz {
-    Sz { k: s.k * 4, batch: s.batch }
+fn bytes_of(s: Size) -> Size {
+    Size { fixed: s.fixed * 4, per_batch: s.per_batch * 4 }
 }
 
 /// A byte stride as a static immediate when it is static.
-fn step_of(fx: &mut Fx, s: Sz) -> Step {
+fn step_of(fx: &mut Fx, s: Size) -> Step {
     match s.as_fixed() {
         Some(k) => Step::Static(k as i64 * 4),
         None => Step::Dynamic(fx.sz(bytes_of(s))),
@@ -91,10 +91,10 @@ fn pick(
 
 /// Work items of the pack phase: B's panels when every panel of a static N is
 /// packed (threads pack disjoint panels), else one item that packs everything.
-pub(crate) fn pack_items(mm: &MatMul) -> Sz {
+pub(crate) fn pack_items(mm: &MatMul) -> Size {
     match mm.n.as_fixed() {
-        Some(n) if mm.pack_b != PackB::Edge => Sz::fixed(n.div_ceil(mm.tile.nr() as u64).max(1)),
-        _ => Sz::ONE,
+        Some(n) if mm.pack_b != PackB::Edge => Size::fixed(n.div_ceil(mm.tile.nr() as u64).max(1)),
+        _ => Size::ONE,
     }
 }
 
@@ -217,14 +217,14 @@ const A_BLOCK_BYTES: i64 = 128 << 10;
 #[derive(Clone, Copy)]
 pub(crate) struct Variant {
     /// Its work items: B's column panels, or ranges of K.
-    pub items: Sz,
+    pub items: Size,
     /// M, and the most rows for which the step takes the variant.
-    pub rows: Sz,
+    pub rows: Size,
     pub max_rows: i64,
     /// Taken only if this (K) is also more than M (see [`by_columns`]).
-    pub deeper_than: Option<Sz>,
+    pub deeper_than: Option<Size>,
     /// Work per item (floating-point operations).
-    pub work: Sz,
+    pub work: Size,
 }
 
 /// The variant of `mm` whose work items are B's column panels (`nr` columns of C each;
@@ -257,10 +257,10 @@ pub(crate) fn by_columns(mm: &MatMul, provider: &dyn MicroKernelProvider) -> Opt
         && mm.m.as_fixed().is_none_or(|m| m <= n)
         && mm.a_row.as_fixed().is_some()
         && (mm.epilogue.is_none() || fusable_epilogue(mm, provider, true).is_some());
-    let work = mm.m.mul(mm.k)?.scale(2 * nr)?;
+    let work = mm.m.checked_mul(mm.k)?.scale(2 * nr)?;
     let update = matches!(mm.epilogue.as_deref(), Some(Epilogue::Update(_)));
     let deeper_than = update.then_some(mm.k);
-    eligible.then_some(Variant { items: Sz::fixed(panels), rows: mm.m, max_rows: n as i64, deeper_than, work })
+    eligible.then_some(Variant { items: Size::fixed(panels), rows: mm.m, max_rows: n as i64, deeper_than, work })
 }
 
 /// K parts of a product split along K: at most this many, each at least
@@ -294,8 +294,8 @@ const DEPTH_MIN_B_BYTES: u64 = 128 << 10;
 pub(crate) fn by_depth(mm: &MatMul) -> Option<Variant> {
     let d = mm.depth?;
     let (k, n) = (mm.k.as_fixed()?, mm.n.as_fixed()?);
-    let work = Sz::fixed(2 * d.max_rows * k.div_ceil(d.parts) * n);
-    Some(Variant { items: Sz::fixed(d.parts), rows: mm.m, max_rows: d.max_rows as i64, deeper_than: None, work })
+    let work = Size::fixed(2 * d.max_rows * k.div_ceil(d.parts) * n);
+    Some(Variant { items: Size::fixed(d.parts), rows: mm.m, max_rows: d.max_rows as i64, deeper_than: None, work })
 }
 
 /// `(parts, max rows)` when a product of these sizes is split along K (see
@@ -303,7 +303,7 @@ pub(crate) fn by_depth(mm: &MatMul) -> Option<Variant> {
 /// `DEPTH_MIN_B_BYTES`, an M that can be at most `DEPTH_MAX_ROWS`, A rows a static stride
 /// apart (read in place: packed A is one scratch buffer the threads would share), and
 /// no leading dimensions.
-pub(crate) fn depth_parts(m: Sz, k: Sz, n: Sz, a_row: Sz, no_lead: bool) -> Option<(u64, u64)> {
+pub(crate) fn depth_parts(m: Size, k: Size, n: Size, a_row: Size, no_lead: bool) -> Option<(u64, u64)> {
     let (k, n) = (k.as_fixed()?, n.as_fixed()?);
     let parts = (k / MIN_DEPTH_PART).min(DEPTH_PARTS);
     let eligible = no_lead
