@@ -384,7 +384,7 @@ fn run(command: Command) -> Result<()> {
                     _ => write_stdout(&format!(
                         "{}\n{}",
                         optimized.report.render(100),
-                        optimized.plan.describe(&optimized.graph)
+                        optimized.plan.describe(&optimized.graph, 100)
                     )),
                 };
             }

@@ -29,7 +29,6 @@ mod lower;
 mod microkernel;
 mod object;
 mod peak;
-mod plan;
 mod program;
 mod runtime;
 mod shape;
@@ -159,10 +158,16 @@ fn provider(opts: &CompileOptions) -> Result<Box<dyn MicroKernelProvider>, Backe
     Ok(cranelift())
 }
 
+/// The program of `graph`: verified, planned (`nnc_opt::plan`) and lowered.
+fn lower(graph: &Graph, provider: &dyn MicroKernelProvider) -> Result<program::Program, BackendError> {
+    nnc_ir::verify(graph).map_err(|e| BackendError::InvalidGraph(e.to_string()))?;
+    lower::lower(graph, nnc_opt::plan::plan(graph), provider)
+}
+
 /// Compiles the graph to native code.
 pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled, BackendError> {
     let provider = provider(opts)?;
-    let program = lower::lower(graph, provider.as_ref())?;
+    let program = lower(graph, provider.as_ref())?;
     let (code, _) = runtime::jit::generate(&program, provider.as_ref(), true, false, opts.checked)?;
     let code = code.ok_or_else(|| BackendError::Codegen("internal: no code".into()))?;
     let threads = match opts.threads {
@@ -176,7 +181,7 @@ pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled, Backend
 /// optimizations): the kernels, then `step`.
 pub fn emit_clif(graph: &Graph, opts: &CompileOptions) -> Result<String, BackendError> {
     let provider = provider(opts)?;
-    let program = lower::lower(graph, provider.as_ref())?;
+    let program = lower(graph, provider.as_ref())?;
     let (_, text) = runtime::jit::generate(&program, provider.as_ref(), false, true, opts.checked)?;
     Ok(text)
 }

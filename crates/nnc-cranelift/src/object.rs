@@ -32,8 +32,7 @@ use crate::codegen::{define_step, Imports, Signatures, Sink};
 use crate::error::codegen_err;
 use crate::error::BackendError;
 use crate::host_math::MathFn;
-use crate::plan::StorageKind;
-use crate::program::Program;
+use crate::program::{Program, Slot};
 use crate::target::isa;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, StackSlotData, StackSlotKind, Value};
@@ -96,7 +95,7 @@ pub fn compile_object(entries: &[(&str, &Graph)], opts: &ObjectOptions) -> Resul
         if !is_ident(name) {
             return bad(format!("the entry name {name:?} is not a C identifier"));
         }
-        programs.push((name, crate::lower::lower(graph, provider.as_ref())?));
+        programs.push((name, crate::lower(graph, provider.as_ref())?));
     }
 
     // The shared state block: every leaf once, by name.
@@ -373,13 +372,13 @@ impl Wrapper<'_> {
             let status_addr = fx.b.ins().stack_addr(PTR, status, 0);
             let zero32 = fx.b.ins().iconst(types::I32, 0);
             fx.store(zero32, status_addr, 0);
-            for (slot, storage) in p.plan.slot_storage.iter().enumerate() {
-                let addr = match storage.map(|s| (s, p.plan.storages[s].kind)) {
+            for (slot, storage) in p.slots.iter().enumerate() {
+                let addr = match *storage {
                     None => fx.iconst(0),
-                    Some((_, StorageKind::Input(i))) => inputs[i],
-                    Some((_, StorageKind::Leaf(i))) => fx.b.ins().iadd_imm_s(state, leaf_offset(i) as i64),
-                    Some((_, StorageKind::Const(i))) => fx.data_addr(self.consts[i]),
-                    Some((s, StorageKind::Arena { .. })) => fx.b.ins().iadd_imm_s(arena, layout.offsets[s] as i64),
+                    Some(Slot::Input(i)) => inputs[i],
+                    Some(Slot::Leaf(i)) => fx.b.ins().iadd_imm_s(state, leaf_offset(i) as i64),
+                    Some(Slot::Const(i)) => fx.data_addr(self.consts[i]),
+                    Some(Slot::Arena(b)) => fx.b.ins().iadd_imm_s(arena, layout.offsets[b.0] as i64),
                 };
                 fx.store(addr, table_addr, (slot * 8) as i32);
             }

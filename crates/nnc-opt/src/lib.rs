@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! Graph ──► simplify, const_fold, cse, dce ──► fold_transpose ──► fuse_softmax_ce, fuse_update,
-//!           fuse_dense, fuse_relu_grad, fuse_bias_grad ──► cse, dce ──► memory_plan
+//!           fuse_dense, fuse_relu_grad, fuse_bias_grad ──► cse, dce ──► plan
 //! ```
 //!
 //! - Each pass is one file in `passes/` and one function, `run(&Graph) -> Result<Graph>`;
@@ -13,22 +13,22 @@
 //!   and updates before and after each one (see the tests). Fused ops
 //!   (`nnc_ir::FusedOp`) are defined by their primitive expansion, so this holds for
 //!   the fusions too.
-//! - [`memory_plan`] assigns every intermediate an offset in one arena whose size is
-//!   linear in the batch; [`report`] estimates kernels and bytes moved per step.
+//! - [`plan`] decides the kernels a step runs and where every value lives (the one
+//!   plan every backend executes); [`report`] counts its kernels and bytes moved.
 //!
 //! For the CLI: [`optimize`] with [`OptOptions::from_flags`] (`-O0`, `--passes`,
 //! `--dump-after`); print [`Optimized::graph`] for `--emit ir-opt`, each of
 //! [`Optimized::dumps`] for `--dump-after`, and [`Report::render`] for the summary.
 
 mod error;
-pub mod memory_plan;
 pub mod passes;
 mod pattern;
 pub mod pipeline;
+pub mod plan;
 pub mod report;
 mod rewrite;
 
 pub use error::OptError;
-pub use memory_plan::{plan, MemoryPlan, Storage};
 pub use pipeline::{optimize, pass_names, Dump, Level, OptOptions, Optimized};
+pub use plan::{plan, StepPlan, Storage};
 pub use report::{step_cost, Report, StepCost};

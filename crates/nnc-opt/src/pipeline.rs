@@ -8,8 +8,8 @@
 //! mask; and bias gradients, which need the fused gradient kernels to exist. `-O0`
 //! runs nothing. `--passes` runs exactly the passes given, in order.
 
-use crate::memory_plan::{self, MemoryPlan};
 use crate::passes::{self, Pass};
+use crate::plan::{self, StepPlan};
 use crate::report::{PassRun, Report};
 use crate::OptError;
 use nnc_ir::Graph;
@@ -88,7 +88,8 @@ pub struct Optimized {
     pub graph: Graph,
     pub dumps: Vec<Dump>,
     pub report: Report,
-    pub plan: MemoryPlan,
+    /// The plan of the optimized graph (kernels and storage; a backend adds scratch).
+    pub plan: StepPlan,
 }
 
 /// The names of every pass, for help texts and errors.
@@ -126,7 +127,7 @@ pub fn optimize(graph: &Graph, opts: &OptOptions) -> Result<Optimized, OptError>
             dumps.push(Dump { pass: pass.name, run, text: nnc_ir::print(&g) });
         }
     }
-    let plan = memory_plan::plan(&g)?;
-    let report = Report::new(graph, &g, runs, plan.arena(), plan.naive);
+    let plan = plan::plan(&g);
+    let report = Report::new(graph, &g, &plan, runs);
     Ok(Optimized { graph: g, dumps, report, plan })
 }

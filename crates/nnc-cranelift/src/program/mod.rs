@@ -6,7 +6,6 @@
 //! argument (`Size`).
 
 use crate::microkernel::TileShape;
-use crate::plan::MemoryPlan;
 use crate::shape::Nest;
 use nnc_ir::Size;
 use nnc_ir::{BinaryOp, DType, ReduceOp, Tensor, TensorType, UnaryOp, UpdateRule, ValueId};
@@ -294,11 +293,28 @@ pub(crate) struct OutputSpec {
     pub ty: TensorType,
 }
 
+/// The storage behind a slot of the buffer table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// The caller's tensor for input number `i` (in `Program::inputs` order).
+    Input(usize),
+    /// Owned parameter or state buffer number `i` (in `Program::leaves` order).
+    Leaf(usize),
+    /// Owned constant number `i` (in `Program::consts` order).
+    Const(usize),
+    /// A buffer of the arena (placed for each batch size by the plan's layout).
+    Arena(nnc_opt::plan::BufferId),
+}
+
 /// The whole lowered step.
 #[derive(Clone, Debug)]
 pub(crate) struct Program {
+    /// One per kernel of the plan, in its order.
     pub kernels: Vec<Kernel>,
-    pub plan: MemoryPlan,
+    /// The step plan the kernels execute, with their scratch buffers.
+    pub plan: nnc_opt::StepPlan,
+    /// The storage behind each table slot (`None`: a value the step never touches).
+    pub slots: Vec<Option<Slot>>,
     /// Every value's name and op mnemonic, for messages.
     pub names: Vec<(String, &'static str)>,
     pub inputs: Vec<InputSpec>,

@@ -12,14 +12,15 @@ pub(crate) mod jit;
 pub(crate) mod pool;
 
 use crate::error::BackendError;
-use crate::plan::{ArenaLayout, StorageKind};
 use crate::program::Program;
+use crate::program::Slot;
 use crate::target::VectorWidth;
 use buffers::{contiguous_ptr, read_tensor, write_tensor, AlignedBuf};
 use feeds::bind;
 use jit::JitCode;
 use ndarray::{ArrayViewD, Dimension, IxDyn};
 use nnc_ir::{DType, Tensor, TensorView};
+use nnc_opt::plan::ArenaLayout;
 use pool::Pool;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -195,28 +196,26 @@ impl Compiled {
 
         let arena = self.arena.as_mut_ptr();
         let plan = &self.program.plan;
-        for (slot, storage) in plan.slot_storage.iter().enumerate() {
-            self.table[slot] = match storage.map(|s| (s, plan.storages[s].kind)) {
+        for (slot, storage) in self.program.slots.iter().enumerate() {
+            self.table[slot] = match *storage {
                 None => std::ptr::null_mut(),
-                Some((_, StorageKind::Input(i))) => input_ptrs[i],
-                Some((_, StorageKind::Leaf(i))) => self.leaves[i].as_mut_ptr(),
-                Some((_, StorageKind::Const(i))) => self.consts[i].as_mut_ptr(),
-                // SAFETY: `layout` places every arena storage inside `layout.total`
+                Some(Slot::Input(i)) => input_ptrs[i],
+                Some(Slot::Leaf(i)) => self.leaves[i].as_mut_ptr(),
+                Some(Slot::Const(i)) => self.consts[i].as_mut_ptr(),
+                // SAFETY: `layout` places every arena buffer inside `layout.total`
                 // bytes, and `ensure` made the arena at least that long.
-                Some((s, StorageKind::Arena { .. })) => unsafe { arena.add(layout.offsets[s]) },
+                Some(Slot::Arena(b)) => unsafe { arena.add(layout.offsets[b.0]) },
             };
         }
         if self.checked {
             let n = self.program.n_slots;
-            for (slot, storage) in plan.slot_storage.iter().enumerate() {
-                let len = match storage.map(|s| (s, plan.storages[s])) {
+            for (slot, storage) in self.program.slots.iter().enumerate() {
+                let len = match *storage {
                     None => 0,
-                    Some((_, st)) => match st.kind {
-                        StorageKind::Input(i) => bound.inputs[i].size_bytes(),
-                        StorageKind::Leaf(i) => self.leaves[i].bytes().len(),
-                        StorageKind::Const(i) => self.consts[i].bytes().len(),
-                        StorageKind::Arena { .. } => st.bytes.at(batch).map_or(0, |b| b as usize),
-                    },
+                    Some(Slot::Input(i)) => bound.inputs[i].size_bytes(),
+                    Some(Slot::Leaf(i)) => self.leaves[i].bytes().len(),
+                    Some(Slot::Const(i)) => self.consts[i].bytes().len(),
+                    Some(Slot::Arena(b)) => plan.buffers[b.0].size.at(batch).map_or(0, |b| b as usize),
                 };
                 let len = self.shrunk.iter().find(|s| s.0 == slot).map_or(len, |s| s.1.min(len));
                 self.table[n + slot] = len as *mut u8;

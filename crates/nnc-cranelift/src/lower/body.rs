@@ -1,0 +1,228 @@
+//! Kernel bodies of single values and of fused kernels.
+
+use super::{Lowering, TWO_BATCH};
+use crate::kernels::elementwise;
+use crate::microkernel::MicroKernelProvider;
+use crate::program::*;
+use crate::shape::{broadcast_strides, dims, strides, Nest};
+use nnc_ir::{CeOut, DType, FusedOp, GradOut, Graph, Op, ReduceOp, Size, TensorType, UpdateOut, ValueId};
+
+impl Lowering<'_> {
+    pub(super) fn lower_value(&mut self, id: ValueId, provider: &dyn MicroKernelProvider) -> Result<Body, String> {
+        let g = self.g;
+        let v = g.value(id);
+        let arr = |a: ValueId| Arr { slot: a.index(), dtype: g.ty(a).dtype };
+        let out = arr(id);
+        let func = match &v.op {
+            Op::Unary(u) => EwFunc::Unary(*u),
+            Op::Binary(b) => EwFunc::Binary(*b),
+            Op::Where => EwFunc::Where,
+            Op::Cast { .. } => EwFunc::Cast,
+            Op::Broadcast { .. } => EwFunc::Copy,
+            Op::Transpose { perm } => {
+                let x = v.args[0];
+                let sx = strides(&dims(&g.ty(x).shape)).ok_or(TWO_BATCH)?;
+                let od = dims(&v.ty.shape);
+                let so = strides(&od).ok_or(TWO_BATCH)?;
+                let read: Vec<Size> = perm.iter().map(|&p| sx[p]).collect();
+                let nest = Nest::collapse(&od, &[so, read]);
+                return Ok(Body::Elementwise(Elementwise { func: EwFunc::Copy, out, args: vec![arr(x)], nest }));
+            }
+            Op::MatMul { trans_a, trans_b } => {
+                let operands = (v.args[0], v.args[1]);
+                return self
+                    .lower_matmul(operands, (id.index(), &v.ty.shape), (*trans_a, *trans_b), provider)
+                    .map(Body::MatMul);
+            }
+            Op::Softmax { axis } | Op::LogSoftmax { axis } => {
+                let d = dims(&v.ty.shape);
+                let prod = |s: &[Size]| s.iter().try_fold(Size::ONE, |acc, &x| acc.checked_mul(x)).ok_or(TWO_BATCH);
+                return Ok(Body::Softmax(Softmax {
+                    log: matches!(v.op, Op::LogSoftmax { .. }),
+                    x: arr(v.args[0]),
+                    out,
+                    outer: prod(&d[..*axis])?,
+                    len: d[*axis],
+                    inner: prod(&d[*axis + 1..])?,
+                }));
+            }
+            Op::Reduce { op, axes, keep_dims } => {
+                let x = v.args[0];
+                let dx = dims(&g.ty(x).shape);
+                let sx = strides(&dx).ok_or(TWO_BATCH)?;
+                let so = strides(&dims(&v.ty.shape)).ok_or(TWO_BATCH)?;
+                let mut out_map = Vec::with_capacity(dx.len());
+                let mut j = 0;
+                for i in 0..dx.len() {
+                    if axes.contains(&i) {
+                        out_map.push(Size::ZERO);
+                        if *keep_dims {
+                            j += 1;
+                        }
+                    } else {
+                        out_map.push(so[j]);
+                        j += 1;
+                    }
+                }
+                let count = axes.iter().try_fold(Size::ONE, |acc, &a| acc.checked_mul(dx[a])).ok_or(TWO_BATCH)?;
+                return Ok(Body::Reduce(Reduce {
+                    op: *op,
+                    input: arr(x),
+                    out,
+                    nest: Nest::collapse(&dx, &[out_map, sx]),
+                    out_numel: Size::numel(&v.ty.shape).ok_or(TWO_BATCH)?,
+                    count,
+                }));
+            }
+            Op::OneHot { depth } => {
+                let x = v.args[0];
+                if let Some(i) = self.input_index(x) {
+                    self.label_checks.push((i, *depth as u64, id));
+                }
+                return Ok(Body::OneHot(OneHot {
+                    idx: arr(x),
+                    out,
+                    rows: Size::numel(&g.ty(x).shape).ok_or(TWO_BATCH)?,
+                    depth: *depth as u64,
+                }));
+            }
+            // Leaves and aliases have no kernel; fused ops go through `lower_fused`.
+            Op::Input | Op::Param { .. } | Op::State { .. } | Op::Const(_) | Op::Reshape { .. } | Op::Fused(_) => {
+                return Err("internal: this value has no kernel of its own".into());
+            }
+        };
+        // Elementwise with numpy broadcasting by strides.
+        let od = dims(&v.ty.shape);
+        let mut all = vec![strides(&od).ok_or(TWO_BATCH)?];
+        for &a in &v.args {
+            all.push(broadcast_strides(&g.ty(a).shape, od.len()).ok_or(TWO_BATCH)?);
+        }
+        let args: Vec<Arr> = v.args.iter().map(|&a| arr(a)).collect();
+        let dtypes: Vec<DType> = args.iter().map(|a| a.dtype).collect();
+        if !elementwise::supported(func, &dtypes, out.dtype) {
+            return Err(format!("no kernel for these operand types ({dtypes:?} → {})", out.dtype));
+        }
+        Ok(Body::Elementwise(Elementwise { func, out, args, nest: Nest::collapse(&od, &all) }))
+    }
+
+    /// The kernel of a fused op's sibling group, led by `id`, computing `results` (its
+    /// column sums are kernels of their own, see [`column_sum`]).
+    pub(super) fn lower_fused(
+        &mut self,
+        id: ValueId,
+        f: &FusedOp,
+        results: &[ValueId],
+        provider: &dyn MicroKernelProvider,
+    ) -> Result<Body, String> {
+        let g = self.g;
+        let v = g.value(id);
+        let args = v.args.clone();
+        let result =
+            |want: FusedOp| results.iter().copied().find(|&s| matches!(&g.value(s).op, Op::Fused(f) if *f == want));
+        // A buffer of `ty` for a result: the sibling's own, or scratch when nothing
+        // needs that result but the kernel still produces it.
+        let buffer = |l: &mut Self, sibling: Option<ValueId>, ty: &nnc_ir::TensorType| -> Result<usize, String> {
+            match sibling {
+                Some(s) => Ok(s.index()),
+                None => {
+                    let elems = Size::numel(&ty.shape).ok_or(TWO_BATCH)?;
+                    Ok(l.scratch_slot(elems.scale(4).ok_or(TWO_BATCH)?))
+                }
+            }
+        };
+        let two_d = |ty: &nnc_ir::TensorType| ty.rank() == 2;
+
+        match *f {
+            FusedOp::Dense { trans_a, trans_b, alpha, bias, act } => {
+                let mut mm =
+                    self.lower_matmul((args[0], args[1]), (id.index(), &v.ty.shape), (trans_a, trans_b), provider)?;
+                mm.epilogue = Some(Box::new(Epilogue::Dense { alpha, bias: bias.then(|| args[2].index()), act }));
+                Ok(Body::MatMul(mm))
+            }
+            FusedOp::DenseReluGrad { trans_a, trans_b, .. } => {
+                let ty = g.ty(args[2]).clone();
+                if !two_d(&ty) {
+                    return Err("the gradient must be 2-D".into());
+                }
+                let grad = result(FusedOp::DenseReluGrad { trans_a, trans_b, out: GradOut::Grad });
+                let c = buffer(self, grad, &ty)?;
+                let mut mm = self.lower_matmul((args[0], args[1]), (c, &ty.shape), (trans_a, trans_b), provider)?;
+                mm.epilogue = Some(Box::new(Epilogue::ReluMask { h: args[2].index() }));
+                self.gradients.push((id, c, ty));
+                Ok(Body::MatMul(mm))
+            }
+            FusedOp::SoftmaxCrossEntropy { .. } => {
+                let ty = g.ty(args[0]).clone();
+                let d = dims(&ty.shape);
+                let classes = d[1].as_fixed().ok_or("the class count must be static")?;
+                let grad_value = result(FusedOp::SoftmaxCrossEntropy { out: CeOut::Grad });
+                let grad = buffer(self, grad_value, &ty)?;
+                let row_ll = self.scratch_slot(d[0].scale(4).ok_or(TWO_BATCH)?);
+                let labels = Arr { slot: args[1].index(), dtype: g.ty(args[1]).dtype };
+                if let Some(i) = self.input_index(args[1]) {
+                    self.label_checks.push((i, classes, id));
+                }
+                let loss = result(FusedOp::SoftmaxCrossEntropy { out: CeOut::Loss }).map(|s| s.index());
+                let ce = CrossEntropy { logits: args[0].index(), labels, grad, row_ll, loss, rows: d[0], classes };
+                self.gradients.push((id, grad, ty));
+                Ok(Body::CrossEntropy(ce))
+            }
+            FusedOp::Update { rule, .. } | FusedOp::DenseUpdate { rule, .. } => {
+                let dense = matches!(f, FusedOp::DenseUpdate { .. });
+                let first = if dense { 2 } else { 0 }; // operand index of `p`
+                let p = args[first];
+                let ty = g.ty(p).clone();
+                let states: Vec<usize> = args[first + 1..first + 1 + rule.states()].iter().map(|a| a.index()).collect();
+                let after_states = first + 1 + rule.states();
+                let (g_slot, scalars) = if dense {
+                    (None, &args[after_states..])
+                } else {
+                    (Some(args[after_states].index()), &args[after_states + 1..])
+                };
+                let out = |o: UpdateOut| {
+                    let op = match f {
+                        FusedOp::DenseUpdate { trans_a, trans_b, .. } => {
+                            FusedOp::DenseUpdate { trans_a: *trans_a, trans_b: *trans_b, rule, out: o }
+                        }
+                        _ => FusedOp::Update { rule, out: o },
+                    };
+                    result(op).map(|s| s.index())
+                };
+                let mut update = Update {
+                    rule,
+                    p: p.index(),
+                    states,
+                    g: g_slot.unwrap_or(usize::MAX),
+                    scalars: scalars.iter().map(|a| a.index()).collect(),
+                    p_out: out(UpdateOut::Param),
+                    m_out: out(UpdateOut::M),
+                    v_out: out(UpdateOut::V),
+                    len: Size::numel(&ty.shape).ok_or(TWO_BATCH)?,
+                };
+                let FusedOp::DenseUpdate { trans_a, trans_b, .. } = *f else {
+                    return Ok(Body::Update(update));
+                };
+                if !two_d(&ty) {
+                    return Err("the parameter must be 2-D".into());
+                }
+                // The gradient is scratch: written by the product, read by the epilogue.
+                let c = buffer(self, None, &ty)?;
+                update.g = c;
+                let mut mm = self.lower_matmul((args[0], args[1]), (c, &ty.shape), (trans_a, trans_b), provider)?;
+                mm.epilogue = Some(Box::new(Epilogue::Update(update)));
+                Ok(Body::MatMul(mm))
+            }
+        }
+    }
+}
+
+/// The column sums of a fused kernel's `[m, n]` gradient of type `ty` at `grad` into
+/// `value` (a bias gradient): a reduction over the rows.
+pub(super) fn column_sum(g: &Graph, grad: usize, ty: &TensorType, value: ValueId) -> Result<Body, String> {
+    let d = dims(&ty.shape);
+    let [m, n] = d[..] else { return Err("the gradient must be 2-D".into()) };
+    let nest = Nest::collapse(&d, &[vec![Size::ZERO, Size::ONE], vec![n, Size::ONE]]);
+    let out = Arr { slot: value.index(), dtype: g.ty(value).dtype };
+    let input = Arr { slot: grad, dtype: DType::F32 };
+    Ok(Body::Reduce(Reduce { op: ReduceOp::Sum, input, out, nest, out_numel: n, count: m }))
+}
