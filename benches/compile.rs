@@ -1,5 +1,5 @@
 //! Time to turn the seed model into a runnable training step: differentiate
-//! (`nnc_autodiff::training_graph`), optimize the step (`nnc_train::optimize`: nnc-opt's
+//! (`nnc_pipeline::differentiate`), optimize the step (`nnc_pipeline::optimize`: nnc-opt's
 //! `-O1`, as the JIT trainer runs it), then the JIT trainer's whole construction from the
 //! step (`JitBackend::from_train_graph`: optimize and compile the step and the inference
 //! pass), and all of it as `nnc train` pays before its first step (`JitBackend::new`).
@@ -13,7 +13,7 @@ mod common;
 
 use common::Samples;
 use criterion::{Criterion, SamplingMode};
-use nnc_autodiff::{training_graph, Optimizer};
+use nnc_autodiff::Optimizer;
 use nnc_train::JitBackend;
 
 const SAMPLES: usize = 10;
@@ -35,12 +35,15 @@ fn main() {
     };
 
     let mut s = Samples::default();
-    group.bench_function("differentiate", |b| s.iter(b, || training_graph(&model, &opts).expect("differentiates")));
-    record("differentiate", "`nnc_autodiff::training_graph`", &s);
+    group.bench_function("differentiate", |b| {
+        s.iter(b, || nnc_pipeline::differentiate(&model, &opts).expect("differentiates"))
+    });
+    record("differentiate", "`nnc_pipeline::differentiate`", &s);
 
     let mut s = Samples::default();
-    group.bench_function("optimize", |b| s.iter(b, || nnc_train::optimize(&tg.graph).expect("optimizes")));
-    record("optimize", "`nnc_train::optimize` of the step (nnc-opt -O1)", &s);
+    let o1 = nnc_opt::OptOptions::default();
+    group.bench_function("optimize", |b| s.iter(b, || nnc_pipeline::optimize(&tg.graph, &o1).expect("optimizes")));
+    record("optimize", "`nnc_pipeline::optimize` of the step (nnc-opt -O1)", &s);
 
     let mut s = Samples::default();
     group.bench_function("jit_backend_from_train_graph", |b| {

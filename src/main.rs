@@ -250,26 +250,32 @@ enum OptimizerArg {
     Adam,
 }
 
+/// What `nnc compile` prints. Each stage of the pipeline (`nnc_pipeline::Stage`) is
+/// also a name: `import`, `differentiate`, `optimize`, `codegen`.
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum Emit {
     /// Inputs, outputs, parameters, op counts and FLOPs.
     Summary,
-    /// The IR text form (parameter values omitted).
+    /// The IR text form (parameter values omitted): the imported model (stage `import`), or with --train its training step.
+    #[value(alias = "import")]
     Ir,
     /// The IR text form with every parameter value.
     IrData,
-    /// The training step's IR (implies --train).
+    /// The training step's IR (stage `differentiate`; implies --train).
+    #[value(alias = "differentiate")]
     TrainIr,
-    /// The Cranelift IR the JIT generates (of the training step with --train).
-    Clif,
-    /// The machine code the JIT generates, disassembled (x86-64; of the training step with --train).
-    Asm,
-    /// The IR after the graph optimizer (fusion, clean-up).
+    /// The IR after the graph optimizer (stage `optimize`: fusion, clean-up).
+    #[value(alias = "optimize")]
     IrOpt,
-    /// The optimizer's report: kernels, bytes moved and the memory plan, before and after.
+    /// The optimizer's report: kernels, bytes moved and the step plan, before and after.
     OptReport,
     /// The graph in Graphviz DOT after the optimizer (fused ops filled orange; updates dashed).
     Dot,
+    /// The Cranelift IR the JIT generates (stage `codegen`; of the training step with --train).
+    #[value(alias = "codegen")]
+    Clif,
+    /// The machine code the JIT generates, disassembled (x86-64; of the training step with --train).
+    Asm,
 }
 
 /// The summary's last line: which matrix-product kernels a compile would use here.
@@ -359,57 +365,45 @@ fn run(command: Command) -> Result<()> {
                     kernels,
                 });
             }
-            // These show the graph after optimization (`-O0`: as imported/differentiated).
-            if matches!(emit, Emit::IrOpt | Emit::OptReport | Emit::Dot | Emit::Clif | Emit::Asm) {
-                let graph = if train {
-                    nnc_autodiff::training_graph(&graph, &step.options())
-                        .with_context(|| format!("cannot form the training step of {}", model.display()))?
-                        .graph
-                } else {
-                    graph
-                };
-                let optimized = nnc_opt::optimize(&graph, &opt.options())?;
+            // The stages up to the one `--emit` shows: the training step with --train
+            // (`--emit train-ir` implies it), then the optimizer (`-O0`: no passes),
+            // the backend's lowering and its code.
+            let tg = match train || emit == Emit::TrainIr {
+                true => Some(
+                    nnc_pipeline::differentiate(&graph, &step.options())
+                        .with_context(|| format!("cannot form the training step of {}", model.display()))?,
+                ),
+                false => None,
+            };
+            let graph = tg.as_ref().map_or(&graph, |tg| &tg.graph);
+            let optimized = || -> Result<nnc_opt::Optimized> {
+                let optimized = nnc_pipeline::optimize(graph, &opt.options())?;
                 for dump in &optimized.dumps {
                     write_stdout(&format!("; after {} (run {})\n{}", dump.pass, dump.run, dump.text))?;
                 }
-                return match emit {
-                    Emit::IrOpt => write_stdout(&nnc_ir::print(&optimized.graph)),
-                    Emit::Dot => write_stdout(&nnc_ir::to_dot(&optimized.graph)),
-                    Emit::Clif => write_stdout(&nnc_cranelift::emit_clif(&optimized.graph, &backend)?),
-                    Emit::Asm => {
-                        let options = nnc_cranelift::CompileOptions { threads: 1, ..backend };
-                        let compiled = nnc_cranelift::compile(&optimized.graph, &options)?;
-                        write_stdout(&nnc_cranelift::disassemble(&compiled)?)
-                    }
-                    _ => write_stdout(&format!(
-                        "{}\n{}",
-                        optimized.report.render(100),
-                        optimized.plan.describe(&optimized.graph, 100)
-                    )),
-                };
-            }
-            if train || emit == Emit::TrainIr {
-                let tg = nnc_autodiff::training_graph(&graph, &step.options())
-                    .with_context(|| format!("cannot form the training step of {}", model.display()))?;
-                match emit {
-                    Emit::Summary => {
-                        let text = summary::train_summary(&tg, &step.options(), step.lr);
-                        write_stdout(&(text + &kernels_line(&backend)?))?
-                    }
-                    Emit::Ir | Emit::TrainIr => write_stdout(&nnc_ir::print(&tg.graph))?,
-                    Emit::IrData => write_stdout(&nnc_ir::print_with_data(&tg.graph))?,
-                    Emit::IrOpt | Emit::OptReport | Emit::Dot | Emit::Clif | Emit::Asm => {} // handled above
+                Ok(optimized)
+            };
+            let text = match emit {
+                Emit::Summary => match &tg {
+                    Some(tg) => summary::train_summary(tg, &step.options(), step.lr) + &kernels_line(&backend)?,
+                    None => summary::summary(graph) + &kernels_line(&backend)?,
+                },
+                Emit::Ir | Emit::TrainIr => nnc_ir::print(graph),
+                Emit::IrData => nnc_ir::print_with_data(graph),
+                Emit::IrOpt => nnc_ir::print(&optimized()?.graph),
+                Emit::Dot => nnc_ir::to_dot(&optimized()?.graph),
+                Emit::OptReport => {
+                    let o = optimized()?;
+                    format!("{}\n{}", o.report.render(100), o.plan.describe(&o.graph, 100))
                 }
-                return Ok(());
-            }
-            match emit {
-                Emit::Summary => write_stdout(&(summary::summary(&graph) + &kernels_line(&backend)?))?,
-                // TrainIr never gets here: it implies --train.
-                Emit::Ir | Emit::TrainIr => write_stdout(&nnc_ir::print(&graph))?,
-                Emit::IrData => write_stdout(&nnc_ir::print_with_data(&graph))?,
-                Emit::IrOpt | Emit::OptReport | Emit::Dot | Emit::Clif | Emit::Asm => {} // handled above
-            }
-            Ok(())
+                Emit::Clif => nnc_pipeline::lower(&optimized()?, &backend)?.clif()?,
+                Emit::Asm => {
+                    let options = nnc_cranelift::CompileOptions { threads: 1, ..backend };
+                    let compiled = nnc_pipeline::codegen(nnc_pipeline::lower(&optimized()?, &options)?)?;
+                    nnc_cranelift::disassemble(&compiled)?
+                }
+            };
+            write_stdout(&text)
         }
         Command::Train {
             model,
@@ -486,7 +480,8 @@ fn run(command: Command) -> Result<()> {
             let outputs = match backend {
                 Backend::Interp => nnc_interp::run(&graph, &feeds)?,
                 Backend::Jit => {
-                    nnc_cranelift::compile(&nnc_train::optimize(&graph)?, &Default::default())?.run(&feeds)?
+                    let opts = (nnc_opt::OptOptions::default(), nnc_cranelift::CompileOptions::default());
+                    nnc_pipeline::compile(&graph, &opts.0, &opts.1)?.run(&feeds)?
                 }
             };
             match output {
@@ -523,7 +518,7 @@ fn write_stdout(text: &str) -> Result<()> {
 
 fn import(path: &Path) -> Result<nnc_ir::Graph> {
     let opts = nnc_onnx::ImportOptions { max_memory: limits::budget(), ..Default::default() };
-    nnc_onnx::import_file_with(path, &opts).with_context(|| format!("cannot import {}", path.display()))
+    nnc_pipeline::import(path, &opts).with_context(|| format!("cannot import {}", path.display()))
 }
 
 /// `PATH` feeds the first graph input; `NAME=PATH` feeds the input called NAME.

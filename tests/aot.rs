@@ -148,8 +148,7 @@ fn c_program_trains_and_infers_like_the_jit() {
         // The same steps on the JIT.
         let model = nnc_onnx::import_file(Path::new(&repo("models/mlp.onnx"))).unwrap();
         let step = training_graph(&model, &TrainOptions::default()).unwrap().graph;
-        let step = nnc_train::optimize(&step).unwrap();
-        let mut jit = nnc_cranelift::compile(&step, &Default::default()).unwrap();
+        let mut jit = nnc_pipeline::compile(&step, &Default::default(), &Default::default()).unwrap();
         let mut losses = Vec::new();
         for s in 0..STEPS {
             let xs = Tensor::from_f32(&[BATCH, 784], x[s * BATCH * 784..(s + 1) * BATCH * 784].to_vec()).unwrap();
@@ -163,7 +162,7 @@ fn c_program_trains_and_infers_like_the_jit() {
         }
         assert_eq!(read_f32("losses.bin"), losses, "losses differ from the JIT's");
 
-        let mut infer = nnc_cranelift::compile(&nnc_train::optimize(&model).unwrap(), &Default::default()).unwrap();
+        let mut infer = nnc_pipeline::compile(&model, &Default::default(), &Default::default()).unwrap();
         for name in infer.param_names() {
             infer.set_param(&name, &jit.param(&name).unwrap()).unwrap();
         }

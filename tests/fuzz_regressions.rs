@@ -59,13 +59,10 @@ fn onnx_import() {
 fn onnx_compile() {
     for path in inputs("onnx_compile") {
         let data = std::fs::read(&path).unwrap();
-        let result = nnc::onnx::import_bytes(&data, None)
-            .map_err(|e| e.to_string())
-            .and_then(|g| nnc_train::optimize(&g).map_err(|e| e.to_string()))
-            .and_then(|g| {
-                let opts = nnc_cranelift::CompileOptions { threads: 1, ..Default::default() };
-                nnc_cranelift::compile(&g, &opts).map(|_| ()).map_err(|e| e.to_string())
-            });
+        let result = nnc::onnx::import_bytes(&data, None).map_err(|e| e.to_string()).and_then(|g| {
+            let opts = nnc_cranelift::CompileOptions { threads: 1, ..Default::default() };
+            nnc_pipeline::compile(&g, &Default::default(), &opts).map(|_| ()).map_err(|e| e.to_string())
+        });
         check(&path, result);
     }
 }

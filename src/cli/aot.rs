@@ -58,29 +58,22 @@ pub fn run(req: AotRequest) -> Result<()> {
     if req.max_batch == 0 {
         bail!("--max-batch must be at least 1");
     }
-    let optimize = |g: &Graph| -> Result<Graph> { Ok(nnc_opt::optimize(g, &req.opt)?.graph) };
-    let infer = optimize(&req.model)?;
     let step = match &req.train {
-        Some(options) => {
-            let tg = nnc_autodiff::training_graph(&req.model, options)
-                .with_context(|| format!("cannot form the training step of {}", req.model_path.display()))?;
-            Some(optimize(&tg.graph)?)
-        }
+        Some(options) => Some(
+            nnc_pipeline::differentiate(&req.model, options)
+                .with_context(|| format!("cannot form the training step of {}", req.model_path.display()))?,
+        ),
         None => None,
     };
     let mut entries: Vec<(&str, &Graph)> = Vec::new();
     if let Some(s) = &step {
-        entries.push(("train_step", s));
+        entries.push(("train_step", &s.graph));
     }
-    entries.push(("infer", &infer));
+    entries.push(("infer", &req.model));
     let prefix = req.prefix.clone().unwrap_or_else(|| default_prefix(&req.model_path));
-    let opts = nnc_cranelift::ObjectOptions {
-        prefix,
-        embed_weights: req.embed_weights,
-        max_batch: req.max_batch,
-        kernels: req.kernels,
-    };
-    let code = nnc_cranelift::compile_object(&entries, &opts)
+    let object = nnc_cranelift::ObjectOptions { prefix, embed_weights: req.embed_weights, max_batch: req.max_batch };
+    let backend = nnc_cranelift::CompileOptions { kernels: req.kernels, checked: false, ..Default::default() };
+    let code = nnc_pipeline::compile_object(&entries, &req.opt, &backend, &object)
         .with_context(|| format!("cannot compile {} ahead of time", req.model_path.display()))?;
     nnc::write_atomically(&req.output, |f| std::io::Write::write_all(f, &code.object))?;
     if let Some(h) = &req.header {

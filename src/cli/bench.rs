@@ -152,7 +152,7 @@ pub fn run_bench(req: BenchRequest) -> Result<()> {
     let BenchRequest { model, options, batch, steps, threads, kernels, json } = req;
     anyhow::ensure!(batch > 0 && steps > 0, "--batch and --steps must be at least 1");
     let threads = resolve_threads(threads)?;
-    let tg = nnc_autodiff::training_graph(&model, &options).context("cannot form the training step")?;
+    let tg = nnc_pipeline::differentiate(&model, &options).context("cannot form the training step")?;
     let flops = cost::flops(&tg.graph, batch);
     let started = Instant::now();
     let compile = CompileOptions { threads, kernels, ..CompileOptions::default() };

@@ -43,7 +43,7 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
     let graph = if args.training {
         // The learning rate is an input of the exported step, so none is needed here.
         let step = StepArgs { loss: args.loss, optimizer: args.optimizer, lr: 0.0, weight_decay: args.weight_decay };
-        let tg = nnc_autodiff::training_graph(&model, &step.options())
+        let tg = nnc_pipeline::differentiate(&model, &step.options())
             .with_context(|| format!("cannot form the training step of {}", args.model.display()))?;
         for note in &tg.notes {
             eprintln!("note: {note}");
@@ -52,7 +52,7 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
     } else {
         model
     };
-    let optimized = nnc_opt::optimize(&graph, &args.opt.options())
+    let optimized = nnc_pipeline::optimize(&graph, &args.opt.options())
         .with_context(|| format!("cannot optimize {}", args.model.display()))?;
     for dump in &optimized.dumps {
         crate::write_stdout(&format!("; after {} (run {})\n{}", dump.pass, dump.run, dump.text))?;

@@ -150,7 +150,7 @@ fn make_backend(
     compile: &CompileOptions,
     batch: usize,
 ) -> Result<Box<dyn StepBackend>> {
-    let tg = nnc_autodiff::training_graph(model, options).context("cannot form the training step")?;
+    let tg = nnc_pipeline::differentiate(model, options).context("cannot form the training step")?;
     for note in &tg.notes {
         eprintln!("note: {note}");
     }

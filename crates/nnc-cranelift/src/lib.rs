@@ -3,22 +3,26 @@
 //! allocation per step.
 //!
 //! ```text
-//! Graph ─► lower (storage plan, one kernel per value) ─► codegen (CLIF per kernel + step)
-//!       ─► Cranelift JIT ─► Compiled::run(feeds) ─► outputs, parameters updated in place
+//! Graph + step plan ─► lower (one kernel description per planned kernel) ─► codegen (CLIF
+//!   per kernel + step) ─► Cranelift JIT ─► Compiled::run(feeds) ─► outputs, parameters
+//!   updated in place
 //! ```
 //!
-//! - [`compile`] returns a [`Compiled`] that owns the parameter and state buffers
-//!   (initialized from their `init`), runs steps with [`Compiled::run`], and exposes
-//!   [`Compiled::param`] / [`Compiled::set_param`].
-//! - [`emit_clif`] returns the generated Cranelift IR as text.
+//! - [`lower`] takes a graph and its step plan (`nnc_opt::plan`) to a [`Lowered`]
+//!   program, which prints as text, compiles to a [`Compiled`] ([`Lowered::compile`])
+//!   or into an object file ([`compile_object`]). [`compile`] and [`emit_clif`] plan a
+//!   graph as it is and do the same.
+//! - A [`Compiled`] owns the parameter and state buffers (initialized from their
+//!   `init`), runs steps with [`Compiled::run`], and exposes [`Compiled::param`] /
+//!   [`Compiled::set_param`].
 //! - The batch size is a run-time argument: one compiled step serves every batch size.
 //! - What cannot be lowered is a [`BackendError::Unsupported`] that lists every such
 //!   value; there is no fallback to the interpreter.
 //!
 //! Calling convention of the generated code: `step(table, batch) -> status`, where
 //! `table[slot]` is the address of the buffer of each graph value (slot = value index),
-//! then of kernel scratch buffers, then of a status word. See `plan.rs` for the memory
-//! plan and `clif.rs` for the kernel functions' signature.
+//! then of kernel scratch buffers, then of a status word. See `nnc_opt::plan` for the
+//! memory plan and `clif.rs` for the kernel functions' signature.
 
 mod clif;
 mod codegen;
@@ -158,30 +162,80 @@ fn provider(opts: &CompileOptions) -> Result<Box<dyn MicroKernelProvider>, Backe
     Ok(cranelift())
 }
 
-/// The program of `graph`: verified, planned (`nnc_opt::plan`) and lowered.
-fn lower(graph: &Graph, provider: &dyn MicroKernelProvider) -> Result<program::Program, BackendError> {
+/// A graph lowered by its step plan for one kernel family: the kernels' descriptions
+/// and buffers, ready for code generation ([`Lowered::compile`] for the JIT,
+/// [`compile_object`] for an object file). It prints as the lowered program: every
+/// kernel with its plan and its buffers.
+pub struct Lowered {
+    program: program::Program,
+    provider: Box<dyn MicroKernelProvider>,
+    opts: CompileOptions,
+}
+
+impl std::fmt::Debug for Lowered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lowered").field("kernels", &self.program.kernels.len()).finish_non_exhaustive()
+    }
+}
+
+/// Lowers `graph` by its step plan (`nnc_opt::plan` of this very graph, as
+/// `nnc_opt::optimize` returns it) for the kernel family `opts` names.
+pub fn lower(graph: &Graph, plan: nnc_opt::StepPlan, opts: &CompileOptions) -> Result<Lowered, BackendError> {
     nnc_ir::verify(graph).map_err(|e| BackendError::InvalidGraph(e.to_string()))?;
-    lower::lower(graph, nnc_opt::plan::plan(graph), provider)
+    let provider = provider(opts)?;
+    let program = lower::lower(graph, plan, provider.as_ref())?;
+    Ok(Lowered { program, provider, opts: opts.clone() })
 }
 
-/// Compiles the graph to native code.
+impl Lowered {
+    /// JIT-compiles the program.
+    pub fn compile(self) -> Result<Compiled, BackendError> {
+        let Lowered { program, provider, opts } = self;
+        let (code, _) = runtime::jit::generate(&program, provider.as_ref(), true, false, opts.checked)?;
+        let code = code.ok_or_else(|| BackendError::Codegen("internal: no code".into()))?;
+        let threads = match opts.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        Compiled::new(program, code, threads, (provider.family(), provider.vector_width()), opts.checked)
+    }
+
+    /// The Cranelift IR of every generated function, as text (before Cranelift's own
+    /// optimizations): the kernels, then `step`.
+    pub fn clif(&self) -> Result<String, BackendError> {
+        let (_, text) = runtime::jit::generate(&self.program, self.provider.as_ref(), false, true, self.opts.checked)?;
+        Ok(text)
+    }
+
+    /// The step plan the program executes, with its kernels' scratch buffers.
+    pub fn plan(&self) -> &nnc_opt::StepPlan {
+        &self.program.plan
+    }
+
+    /// The number of kernels the step runs.
+    pub fn kernel_count(&self) -> usize {
+        self.program.kernels.len()
+    }
+
+    /// The matrix-product kernel family (as [`Compiled::kernel_family`] reports it).
+    pub fn kernel_family(&self) -> &'static str {
+        self.provider.family()
+    }
+}
+
+/// Plans, lowers and compiles `graph` as it is (the `nnc` tool and the trainer
+/// optimize it first, through `nnc-pipeline`).
 pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled, BackendError> {
-    let provider = provider(opts)?;
-    let program = lower(graph, provider.as_ref())?;
-    let (code, _) = runtime::jit::generate(&program, provider.as_ref(), true, false, opts.checked)?;
-    let code = code.ok_or_else(|| BackendError::Codegen("internal: no code".into()))?;
-    let threads = match opts.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
-    Compiled::new(program, code, threads, (provider.family(), provider.vector_width()), opts.checked)
+    planned(graph, opts)?.compile()
 }
 
-/// The Cranelift IR of every generated function, as text (before Cranelift's own
-/// optimizations): the kernels, then `step`.
+/// The Cranelift IR of `graph` as it is, planned and lowered (see [`Lowered::clif`]).
 pub fn emit_clif(graph: &Graph, opts: &CompileOptions) -> Result<String, BackendError> {
-    let provider = provider(opts)?;
-    let program = lower(graph, provider.as_ref())?;
-    let (_, text) = runtime::jit::generate(&program, provider.as_ref(), false, true, opts.checked)?;
-    Ok(text)
+    planned(graph, opts)?.clif()
+}
+
+/// `graph` verified, planned and lowered.
+fn planned(graph: &Graph, opts: &CompileOptions) -> Result<Lowered, BackendError> {
+    nnc_ir::verify(graph).map_err(|e| BackendError::InvalidGraph(e.to_string()))?;
+    lower(graph, nnc_opt::plan::plan(graph), opts)
 }

@@ -40,7 +40,7 @@ use cranelift_codegen::Context;
 use cranelift_frontend::FunctionBuilderContext;
 use cranelift_module::{default_libcall_names, DataDescription, DataId, FuncId, Linkage, Module};
 use cranelift_object::{ObjectBuilder, ObjectModule};
-use nnc_ir::{DType, Graph, Size, Tensor, TensorType};
+use nnc_ir::{DType, Size, Tensor, TensorType};
 use std::collections::BTreeMap;
 
 /// Options for [`compile_object`].
@@ -53,10 +53,6 @@ pub struct ObjectOptions {
     pub embed_weights: bool,
     /// The largest batch the entries accept (the arena is planned for it).
     pub max_batch: usize,
-    /// The matrix-product kernels. `Auto` picks for the CPU compiling (like
-    /// `-march=native`); name a family for an object that runs elsewhere
-    /// (`Cranelift` runs on every x86-64 CPU).
-    pub kernels: crate::Kernels,
 }
 
 /// An object file and its C header.
@@ -77,9 +73,12 @@ struct StateLeaf {
     init: Option<Tensor>,
 }
 
-/// Compiles each `(entry name, graph)` into one object with a C entry point
-/// `<prefix>_<entry>` per graph (e.g. `train_step` and `infer`).
-pub fn compile_object(entries: &[(&str, &Graph)], opts: &ObjectOptions) -> Result<ObjectCode, BackendError> {
+/// Compiles each `(entry name, program)` into one object with a C entry point
+/// `<prefix>_<entry>` per program (e.g. `train_step` and `infer`). The programs must
+/// be lowered for one kernel family, unchecked. Their family decides where the object
+/// runs: `Kernels::Auto` picks for the CPU compiling (like `-march=native`); name a
+/// family for an object that runs elsewhere (`Cranelift` runs on every x86-64 CPU).
+pub fn compile_object(entries: &[(&str, &crate::Lowered)], opts: &ObjectOptions) -> Result<ObjectCode, BackendError> {
     let bad = |m: String| Err(BackendError::InvalidOptions(m));
     let is_ident = |s: &str| {
         s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
@@ -88,14 +87,24 @@ pub fn compile_object(entries: &[(&str, &Graph)], opts: &ObjectOptions) -> Resul
     if !is_ident(&opts.prefix) {
         return bad(format!("the prefix {:?} is not a C identifier", opts.prefix));
     }
-    let provider =
-        crate::provider(&crate::CompileOptions { checked: false, kernels: opts.kernels, ..Default::default() })?;
+    let Some((_, first)) = entries.first() else { return bad("an object needs at least one entry".into()) };
+    let provider = first.provider.as_ref();
     let mut programs = Vec::new();
-    for &(name, graph) in entries {
+    for &(name, lowered) in entries {
         if !is_ident(name) {
             return bad(format!("the entry name {name:?} is not a C identifier"));
         }
-        programs.push((name, crate::lower(graph, provider.as_ref())?));
+        if lowered.opts.checked {
+            return bad("checked mode bounds-checks JIT code only: lower for an object without it".into());
+        }
+        if lowered.provider.family() != provider.family() {
+            return bad(format!(
+                "the entries are lowered for two kernel families ({} and {})",
+                provider.family(),
+                lowered.provider.family()
+            ));
+        }
+        programs.push((name, &lowered.program));
     }
 
     // The shared state block: every leaf once, by name.
@@ -155,7 +164,7 @@ pub fn compile_object(entries: &[(&str, &Graph)], opts: &ObjectOptions) -> Resul
         let prefix = format!("{}_{name}_", opts.prefix);
         let mut sink = Sink { module: &mut module, compile: true, text: None, defined: Vec::new() };
         // The object's `parallel_for` is serial: no column-split variants.
-        let step = define_step(&mut sink, program, provider.as_ref(), &imports, fma, &prefix, false, false)?;
+        let step = define_step(&mut sink, program, provider, &imports, fma, &prefix, false, false)?;
         let consts = program
             .consts
             .iter()
@@ -172,7 +181,7 @@ pub fn compile_object(entries: &[(&str, &Graph)], opts: &ObjectOptions) -> Resul
     }
     provider.finish()?;
     let object = module.finish().emit().map_err(codegen_err)?;
-    let entries: Vec<(String, &Program)> = header_entries.into_iter().zip(programs.iter().map(|(_, p)| p)).collect();
+    let entries: Vec<(String, &Program)> = header_entries.into_iter().zip(programs.iter().map(|(_, p)| *p)).collect();
     let header = header(opts, &leaves, state_bytes, arena_bytes, &entries, provider.family());
     Ok(ObjectCode { object, header, kernels: provider.family() })
 }

@@ -1,6 +1,7 @@
 //! [`StepBackend`] on the Cranelift JIT: the training step and the inference pass are
-//! each optimized by `nnc-opt` (fused dense, gradient-mask, cross-entropy and update
-//! kernels) and compiled once to native code, which then holds the parameters and optimizer
+//! each taken through the pipeline's optimize, lower and codegen stages
+//! (`nnc_pipeline::compile`: fused dense, gradient-mask, cross-entropy and update
+//! kernels) once, which then holds the parameters and optimizer
 //! state in its own buffers and updates them in place.
 //!
 //! The two compiled functions have separate parameter buffers, so after training steps
@@ -28,10 +29,12 @@ fn backend_error(e: BackendError) -> TrainError {
     TrainError::Backend(e.to_string())
 }
 
-/// The graph after nnc-opt's default pipeline (what `nnc compile --emit ir-opt` shows).
-pub fn optimize(graph: &Graph) -> Result<Graph, TrainError> {
-    let opts = nnc_opt::OptOptions::from_flags(false, None, None);
-    nnc_opt::optimize(graph, &opts).map(|o| o.graph).map_err(|e| TrainError::Backend(format!("optimizer: {e}")))
+/// `graph` optimized (the default passes), lowered and compiled.
+fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled, TrainError> {
+    nnc_pipeline::compile(graph, &nnc_pipeline::OptOptions::default(), opts).map_err(|e| match e {
+        nnc_pipeline::PipelineError::Optimize(e) => TrainError::Backend(format!("optimizer: {e}")),
+        e => TrainError::Backend(e.to_string()),
+    })
 }
 
 impl JitBackend {
@@ -42,8 +45,8 @@ impl JitBackend {
 
     pub fn from_train_graph(tg: &TrainGraph, compile: &CompileOptions) -> Result<JitBackend, TrainError> {
         let spec = StepSpec::new(tg)?;
-        let step = nnc_cranelift::compile(&optimize(&spec.step_graph)?, compile).map_err(backend_error)?;
-        let infer = nnc_cranelift::compile(&optimize(&spec.infer_graph)?, compile).map_err(backend_error)?;
+        let step = self::compile(&spec.step_graph, compile)?;
+        let infer = self::compile(&spec.infer_graph, compile)?;
         Ok(JitBackend { spec, step, infer, infer_stale: false })
     }
 

@@ -38,7 +38,7 @@ pub use checkpoint::{write_atomically, Checkpoint, CheckpointDir, Progress, RunI
 pub use dataset::{example_dims, fit_to_input, fit_to_model, Dataset, Labels};
 pub use error::TrainError;
 pub use interp::InterpBackend;
-pub use jit::{optimize, JitBackend};
+pub use jit::JitBackend;
 pub use metrics::Metrics;
 pub use mnist::{default_data_dir, load_mnist_dir, load_mnist_dir_with, load_split, DATA_ENV, DEBIAN_FASHION_MNIST};
 pub use nnc_cranelift::CompileOptions;
