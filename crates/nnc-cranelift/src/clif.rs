@@ -48,6 +48,8 @@ pub(crate) struct Fx<'a> {
     pub fma: bool,
     /// Checked mode: every load and store is bounds-checked.
     checks: Option<Checks>,
+    /// The first internal inconsistency met while emitting (see [`Fx::fail`]).
+    failure: Option<String>,
 }
 
 /// What checked mode knows in a kernel: the byte ranges it may touch (its buffers, read
@@ -78,7 +80,19 @@ impl<'a> Fx<'a> {
     ) -> Fx<'a> {
         let zero = b.ins().iconst(PTR, 0);
         let p = |i: usize| params.get(i).copied().unwrap_or(zero);
-        Fx { table: p(0), batch: p(1), part: p(2), begin: p(3), end: p(4), b, module, math, fma, checks: None }
+        Fx {
+            table: p(0),
+            batch: p(1),
+            part: p(2),
+            begin: p(3),
+            end: p(4),
+            b,
+            module,
+            math,
+            fma,
+            checks: None,
+            failure: None,
+        }
     }
 
     /// Turns on checked mode for this kernel: loads and stores outside the buffers of
@@ -172,11 +186,19 @@ impl<'a> Fx<'a> {
         self.get(out)
     }
 
-    /// Seals every block and finishes the function.
-    pub fn finish(self, frontend: cranelift_codegen::isa::TargetFrontendConfig) {
+    /// Records that the code being emitted cannot be right (a bug of the backend: a
+    /// plan that asked for what a micro-kernel does not run); [`Fx::finish`] reports
+    /// the first such message.
+    pub fn fail(&mut self, message: impl Into<String>) {
+        self.failure.get_or_insert_with(|| message.into());
+    }
+
+    /// Seals every block and finishes the function; errors if [`Fx::fail`] was called.
+    pub fn finish(self, frontend: cranelift_codegen::isa::TargetFrontendConfig) -> Result<(), String> {
         let mut b = self.b;
         b.seal_all_blocks();
         b.finalize(frontend);
+        self.failure.map_or(Ok(()), |m| Err(format!("internal: {m}")))
     }
 
     pub fn iconst(&mut self, v: i64) -> Value {

@@ -39,15 +39,15 @@ mod shape;
 mod target;
 
 pub use error::{BackendError, Unsupported};
-pub use microkernel::TileShape;
 pub use object::{compile_object, ObjectCode, ObjectOptions};
 pub use peak::fma_peak_gflops;
+pub use program::TileShape;
 pub use runtime::disasm::disassemble;
 pub use runtime::Compiled;
 pub use target::VectorWidth;
 
 use microkernel::cranelift::CraneliftTiles;
-use microkernel::MicroKernelProvider;
+use microkernel::KernelFamily;
 use nnc_ir::Graph;
 
 /// Options for [`compile`] and [`emit_clif`].
@@ -113,10 +113,10 @@ impl Default for CompileOptions {
 /// The kernel family `opts` compiles with on this CPU (as [`Compiled::kernel_family`]
 /// reports it), or why it cannot.
 pub fn kernel_family(opts: &CompileOptions) -> Result<&'static str, BackendError> {
-    Ok(provider(opts)?.family())
+    Ok(family(opts)?.family())
 }
 
-fn provider(opts: &CompileOptions) -> Result<Box<dyn MicroKernelProvider>, BackendError> {
+fn family(opts: &CompileOptions) -> Result<Box<dyn KernelFamily>, BackendError> {
     if let Some(t) = opts.tile {
         if !t.is_valid() {
             return Err(BackendError::InvalidOptions(format!(
@@ -124,7 +124,7 @@ fn provider(opts: &CompileOptions) -> Result<Box<dyn MicroKernelProvider>, Backe
             )));
         }
     }
-    let cranelift = || -> Box<dyn MicroKernelProvider> { Box::new(CraneliftTiles { fixed: opts.tile }) };
+    let cranelift = || -> Box<dyn KernelFamily> { Box::new(CraneliftTiles { fixed: opts.tile }) };
     #[cfg(target_arch = "x86_64")]
     {
         use microkernel::x86::X86Tiles;
@@ -168,7 +168,7 @@ fn provider(opts: &CompileOptions) -> Result<Box<dyn MicroKernelProvider>, Backe
 /// kernel with its plan and its buffers.
 pub struct Lowered {
     program: program::Program,
-    provider: Box<dyn MicroKernelProvider>,
+    family: Box<dyn KernelFamily>,
     opts: CompileOptions,
 }
 
@@ -182,28 +182,28 @@ impl std::fmt::Debug for Lowered {
 /// `nnc_opt::optimize` returns it) for the kernel family `opts` names.
 pub fn lower(graph: &Graph, plan: nnc_opt::StepPlan, opts: &CompileOptions) -> Result<Lowered, BackendError> {
     nnc_ir::verify(graph).map_err(|e| BackendError::InvalidGraph(e.to_string()))?;
-    let provider = provider(opts)?;
-    let program = lower::lower(graph, plan, provider.as_ref())?;
-    Ok(Lowered { program, provider, opts: opts.clone() })
+    let family = family(opts)?;
+    let program = lower::lower(graph, plan, family.as_ref())?;
+    Ok(Lowered { program, family, opts: opts.clone() })
 }
 
 impl Lowered {
     /// JIT-compiles the program.
     pub fn compile(self) -> Result<Compiled, BackendError> {
-        let Lowered { program, provider, opts } = self;
-        let (code, _) = runtime::jit::generate(&program, provider.as_ref(), true, false, opts.checked)?;
+        let Lowered { program, family, opts } = self;
+        let (code, _) = runtime::jit::generate(&program, family.as_ref(), true, false, opts.checked)?;
         let code = code.ok_or_else(|| BackendError::Codegen("internal: no code".into()))?;
         let threads = match opts.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        Compiled::new(program, code, threads, (provider.family(), provider.vector_width()), opts.checked)
+        Compiled::new(program, code, threads, (family.family(), family.vector_width()), opts.checked)
     }
 
     /// The Cranelift IR of every generated function, as text (before Cranelift's own
     /// optimizations): the kernels, then `step`.
     pub fn clif(&self) -> Result<String, BackendError> {
-        let (_, text) = runtime::jit::generate(&self.program, self.provider.as_ref(), false, true, self.opts.checked)?;
+        let (_, text) = runtime::jit::generate(&self.program, self.family.as_ref(), false, true, self.opts.checked)?;
         Ok(text)
     }
 
@@ -219,7 +219,7 @@ impl Lowered {
 
     /// The matrix-product kernel family (as [`Compiled::kernel_family`] reports it).
     pub fn kernel_family(&self) -> &'static str {
-        self.provider.family()
+        self.family.family()
     }
 }
 

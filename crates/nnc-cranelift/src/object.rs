@@ -88,7 +88,7 @@ pub fn compile_object(entries: &[(&str, &crate::Lowered)], opts: &ObjectOptions)
         return bad(format!("the prefix {:?} is not a C identifier", opts.prefix));
     }
     let Some((_, first)) = entries.first() else { return bad("an object needs at least one entry".into()) };
-    let provider = first.provider.as_ref();
+    let family = first.family.as_ref();
     let mut programs = Vec::new();
     for &(name, lowered) in entries {
         if !is_ident(name) {
@@ -97,11 +97,11 @@ pub fn compile_object(entries: &[(&str, &crate::Lowered)], opts: &ObjectOptions)
         if lowered.opts.checked {
             return bad("checked mode bounds-checks JIT code only: lower for an object without it".into());
         }
-        if lowered.provider.family() != provider.family() {
+        if lowered.family.family() != family.family() {
             return bad(format!(
                 "the entries are lowered for two kernel families ({} and {})",
-                provider.family(),
-                lowered.provider.family()
+                family.family(),
+                lowered.family.family()
             ));
         }
         programs.push((name, &lowered.program));
@@ -157,14 +157,16 @@ pub fn compile_object(entries: &[(&str, &crate::Lowered)], opts: &ObjectOptions)
     let math = define_math(&mut module, &libc, (&mut ctx, &mut fctx), &opts.prefix)?;
     let parallel_for = define_serial_parallel_for(&mut module, &sigs, (&mut ctx, &mut fctx), &math, &opts.prefix)?;
     let imports = Imports { math, parallel_for };
-    provider.prepare(&mut module)?;
+    if let Some(kernels) = family.micro_kernels() {
+        kernels.prepare(&mut module)?;
+    }
 
     let mut header_entries = Vec::new();
     for (name, program) in &programs {
         let prefix = format!("{}_{name}_", opts.prefix);
         let mut sink = Sink { module: &mut module, compile: true, text: None, defined: Vec::new() };
         // The object's `parallel_for` is serial: no column-split variants.
-        let step = define_step(&mut sink, program, provider, &imports, fma, &prefix, false, false)?;
+        let step = define_step(&mut sink, program, family, &imports, fma, &prefix, false, false)?;
         let consts = program
             .consts
             .iter()
@@ -179,11 +181,13 @@ pub fn compile_object(entries: &[(&str, &crate::Lowered)], opts: &ObjectOptions)
     if opts.embed_weights {
         define_init(&mut module, &leaves, &libc, (&mut ctx, &mut fctx), &imports.math, &opts.prefix)?;
     }
-    provider.finish()?;
+    if let Some(kernels) = family.micro_kernels() {
+        kernels.finish()?;
+    }
     let object = module.finish().emit().map_err(codegen_err)?;
     let entries: Vec<(String, &Program)> = header_entries.into_iter().zip(programs.iter().map(|(_, p)| *p)).collect();
-    let header = header(opts, &leaves, state_bytes, arena_bytes, &entries, provider.family());
-    Ok(ObjectCode { object, header, kernels: provider.family() })
+    let header = header(opts, &leaves, state_bytes, arena_bytes, &entries, family.family());
+    Ok(ObjectCode { object, header, kernels: family.family() })
 }
 
 /// The C library functions the object calls.

@@ -34,8 +34,6 @@ pub(crate) fn emit_rows(fx: &mut Fx, ce: &CrossEntropy, status: (usize, u32)) {
     let labels = fx.slot(ce.labels.slot);
     let grad = fx.slot(ce.grad);
     let row_ll = fx.slot(ce.row_ll);
-    let classes = ce.classes as i64;
-    let es = ce.labels.dtype.size_bytes() as i64;
     // -1/M, with M counted in f32 as the expansion's `reduce_sum(broadcast(1))` does
     // (exact below 2^24 rows).
     let rows = fx.sz(ce.rows);
@@ -43,40 +41,57 @@ pub(crate) fn emit_rows(fx: &mut Fx, ce: &CrossEntropy, status: (usize, u32)) {
     let minus_one = fx.b.ins().f32const(-1.0);
     let scale = fx.b.ins().fdiv(minus_one, m);
     let zero = fx.b.ins().f32const(0.0);
+    let k = Rows { ce, status, logits, labels, grad, row_ll, classes: ce.classes as i64, scale, zero };
     let (begin, end) = (fx.begin, fx.end);
-    // A label's class index, and whether it is one (else the status word is set).
-    let label_of = |fx: &mut Fx, r: Value| {
-        let at = fx.mul_imm(r, es);
-        let at = fx.add(labels, at);
-        let label = fx.load(clif_type(ce.labels.dtype), at, 0);
-        let label = if ce.labels.dtype == DType::I32 { fx.b.ins().sextend(types::I64, label) } else { label };
-        let bad = fx.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, label, classes);
-        fx.if_then(bad, |fx| fx.set_status(status.0, status.1));
+    // Four rows at a time, a row per lane: each lane does the one-row steps, in the
+    // same order, so the same bits; the rows' dependency chains (maximum, sum, log,
+    // outputs) then overlap instead of following one another.
+    let rest = fx.for_whole_steps(begin, end, 4, |fx, r0| k.four_rows(fx, r0));
+    fx.for_range(rest, end, 1, |fx, r| k.one_row(fx, r));
+}
+
+/// What the rows function knows.
+struct Rows<'a> {
+    ce: &'a CrossEntropy,
+    status: (usize, u32),
+    logits: Value,
+    labels: Value,
+    grad: Value,
+    row_ll: Value,
+    classes: i64,
+    /// `-1/M`.
+    scale: Value,
+    zero: Value,
+}
+
+impl Rows<'_> {
+    /// A label's class index, and whether it is one (else the status word is set).
+    fn label_of(&self, fx: &mut Fx, r: Value) -> (Value, Value) {
+        let dtype = self.ce.labels.dtype;
+        let at = fx.mul_imm(r, dtype.size_bytes() as i64);
+        let at = fx.add(self.labels, at);
+        let label = fx.load(clif_type(dtype), at, 0);
+        let label = if dtype == DType::I32 { fx.b.ins().sextend(types::I64, label) } else { label };
+        let bad = fx.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, label, self.classes);
+        fx.if_then(bad, |fx| fx.set_status(self.status.0, self.status.1));
         (label, bad)
-    };
-    // Four rows at a time, a row per lane: each lane does the one-row steps below, in
-    // the same order, so the same bits; the rows' dependency chains (maximum, sum,
-    // log, outputs) then overlap instead of following one another.
-    let rest = fx.for_whole_steps(begin, end, 4, |fx, r0| {
+    }
+
+    /// The address of row `r` of a `[rows, classes]` buffer at `base`.
+    fn row(&self, fx: &mut Fx, base: Value, r: Value) -> Value {
+        let off = fx.mul_imm(r, self.classes * 4);
+        fx.add(base, off)
+    }
+
+    /// Rows `[r0, r0 + 4)`, a row per lane.
+    fn four_rows(&self, fx: &mut Fx, r0: Value) {
         let rows: Vec<Value> = (0..4).map(|i| fx.b.ins().iadd_imm_s(r0, i)).collect();
-        let xs: Vec<Value> = rows
-            .iter()
-            .map(|&r| {
-                let off = fx.mul_imm(r, classes * 4);
-                fx.add(logits, off)
-            })
-            .collect();
-        let grs: Vec<Value> = rows
-            .iter()
-            .map(|&r| {
-                let off = fx.mul_imm(r, classes * 4);
-                fx.add(grad, off)
-            })
-            .collect();
+        let xs: Vec<Value> = rows.iter().map(|&r| self.row(fx, self.logits, r)).collect();
+        let grs: Vec<Value> = rows.iter().map(|&r| self.row(fx, self.grad, r)).collect();
         // Each lane's label as i32, -1 for one out of range (it matches no class).
         let mut lab = None;
         for (i, &r) in rows.iter().enumerate() {
-            let (label, bad) = label_of(fx, r);
+            let (label, bad) = self.label_of(fx, r);
             let l32 = fx.b.ins().ireduce(types::I32, label);
             let none = fx.b.ins().iconst(types::I32, -1);
             let l32 = fx.b.ins().select(bad, none, l32);
@@ -86,57 +101,13 @@ pub(crate) fn emit_rows(fx: &mut Fx, ce: &CrossEntropy, status: (usize, u32)) {
             });
         }
         let lab = lab.expect("four lanes");
-        // Class `c` of the four rows.
-        let gather = |fx: &mut Fx, c: Value| {
-            let off = fx.mul_imm(c, 4);
-            let mut v = None;
-            for (i, &x) in xs.iter().enumerate() {
-                let at = fx.add(x, off);
-                let e = fx.load(types::F32, at, 0);
-                v = Some(match v {
-                    None => fx.b.ins().splat(types::F32X4, e),
-                    Some(v) => fx.b.ins().insertlane(v, e, i as u8),
-                });
-            }
-            v.expect("four lanes")
-        };
-        let n = fx.iconst(classes);
+        let n = fx.iconst(self.classes);
         let z = fx.iconst(0);
-        let neg_inf = fx.b.ins().f32const(f32::NEG_INFINITY);
-        let neg_inf = fx.b.ins().splat(types::F32X4, neg_inf);
-        let max = fx.var(types::F32X4, neg_inf);
-        fx.for_range(z, n, 1, |fx, c| {
-            let v = gather(fx, c);
-            let m = fx.get(max);
-            let m = fx.b.ins().fmax(m, v);
-            fx.set(max, m);
-        });
-        let max = fx.get(max);
-        let zeros = fx.b.ins().splat(types::F32X4, zero);
-        let sum = fx.var(types::F32X4, zeros);
-        fx.for_range(z, n, 1, |fx, c| {
-            let v = gather(fx, c);
-            let d = fx.b.ins().fsub(v, max);
-            let e = emit_expf(fx, d);
-            let acc = fx.get(sum);
-            let acc = fx.b.ins().fadd(acc, e);
-            fx.set(sum, acc);
-        });
-        let total = fx.get(sum);
-        let mut log_total = None;
-        for i in 0..4u8 {
-            let t = fx.b.ins().extractlane(total, i);
-            let lt = fx.call_math(MathFn::Log, &[t]);
-            log_total = Some(match log_total {
-                None => fx.b.ins().splat(types::F32X4, lt),
-                Some(v) => fx.b.ins().insertlane(v, lt, i),
-            });
-        }
-        let log_total = log_total.expect("four lanes");
-        let scale_v = fx.b.ins().splat(types::F32X4, scale);
+        let (max, log_total, zeros) = self.four_log_sums(fx, &xs, (z, n));
+        let scale_v = fx.b.ins().splat(types::F32X4, self.scale);
         let ll = fx.var(types::F32X4, zeros);
         fx.for_range(z, n, 1, |fx, c| {
-            let v = gather(fx, c);
+            let v = gather(fx, &xs, c);
             let d = fx.b.ins().fsub(v, max);
             let log_prob = fx.b.ins().fsub(d, log_total);
             let c32 = fx.b.ins().ireduce(types::I32, c);
@@ -159,15 +130,53 @@ pub(crate) fn emit_rows(fx: &mut Fx, ce: &CrossEntropy, status: (usize, u32)) {
         });
         let ll = fx.get(ll);
         let dst = fx.mul_imm(r0, 4);
-        let dst = fx.add(row_ll, dst);
+        let dst = fx.add(self.row_ll, dst);
         fx.store(ll, dst, 0);
-    });
-    // The rest one row at a time.
-    fx.for_range(rest, end, 1, |fx, r| {
+    }
+
+    /// The four rows' maximum and the log of their sum of `exp(x - max)`, over the
+    /// classes `[z, n)`, and a vector of zeros.
+    fn four_log_sums(&self, fx: &mut Fx, xs: &[Value], (z, n): (Value, Value)) -> (Value, Value, Value) {
+        let neg_inf = fx.b.ins().f32const(f32::NEG_INFINITY);
+        let neg_inf = fx.b.ins().splat(types::F32X4, neg_inf);
+        let max = fx.var(types::F32X4, neg_inf);
+        fx.for_range(z, n, 1, |fx, c| {
+            let v = gather(fx, xs, c);
+            let m = fx.get(max);
+            let m = fx.b.ins().fmax(m, v);
+            fx.set(max, m);
+        });
+        let max = fx.get(max);
+        let zeros = fx.b.ins().splat(types::F32X4, self.zero);
+        let sum = fx.var(types::F32X4, zeros);
+        fx.for_range(z, n, 1, |fx, c| {
+            let v = gather(fx, xs, c);
+            let d = fx.b.ins().fsub(v, max);
+            let e = emit_expf(fx, d);
+            let acc = fx.get(sum);
+            let acc = fx.b.ins().fadd(acc, e);
+            fx.set(sum, acc);
+        });
+        let total = fx.get(sum);
+        let mut log_total = None;
+        for i in 0..4u8 {
+            let t = fx.b.ins().extractlane(total, i);
+            let lt = fx.call_math(MathFn::Log, &[t]);
+            log_total = Some(match log_total {
+                None => fx.b.ins().splat(types::F32X4, lt),
+                Some(v) => fx.b.ins().insertlane(v, lt, i),
+            });
+        }
+        (max, log_total.expect("four lanes"), zeros)
+    }
+
+    /// Row `r` alone, its classes four lanes at a time.
+    fn one_row(&self, fx: &mut Fx, r: Value) {
+        let (classes, scale, zero) = (self.classes, self.scale, self.zero);
         let row_off = fx.mul_imm(r, classes * 4);
-        let x = fx.add(logits, row_off);
-        let gr = fx.add(grad, row_off);
-        let (label, _) = label_of(fx, r);
+        let x = fx.add(self.logits, row_off);
+        let gr = fx.add(self.grad, row_off);
+        let (label, _) = self.label_of(fx, r);
         let n = fx.iconst(classes);
         let max = crate::kernels::softmax::row_max(fx, x, n);
         let total = crate::kernels::softmax::sum_exp(fx, x, n, max);
@@ -201,9 +210,24 @@ pub(crate) fn emit_rows(fx: &mut Fx, ce: &CrossEntropy, status: (usize, u32)) {
         });
         let ll = fx.get(ll);
         let dst = fx.mul_imm(r, 4);
-        let dst = fx.add(row_ll, dst);
+        let dst = fx.add(self.row_ll, dst);
         fx.store(ll, dst, 0);
-    });
+    }
+}
+
+/// Class `c` of the four rows at `xs`, a row per lane.
+fn gather(fx: &mut Fx, xs: &[Value], c: Value) -> Value {
+    let off = fx.mul_imm(c, 4);
+    let mut v = None;
+    for (i, &x) in xs.iter().enumerate() {
+        let at = fx.add(x, off);
+        let e = fx.load(types::F32, at, 0);
+        v = Some(match v {
+            None => fx.b.ins().splat(types::F32X4, e),
+            Some(v) => fx.b.ins().insertlane(v, e, i as u8),
+        });
+    }
+    v.expect("four lanes")
 }
 
 /// `loss = -(Σ row_ll)/M`, summed in row order.

@@ -1,6 +1,7 @@
-//! Matrix-product epilogues: what a fused dense kernel does to the rows of C it has
-//! just finished (see [`Epilogue`]), in the same function as the product, so the rows
-//! are still in cache and no intermediate is written and read back by another kernel.
+//! Matrix-product epilogues as a sweep: what a fused dense kernel does to the rows of
+//! C it has just finished (`MatMulPlan::epilogue`, a list of operations) when its tiles
+//! do not apply it, in the same function as the product, so the rows are still in
+//! cache and no intermediate is written and read back by another kernel.
 //!
 //! Each runs over the rows `[begin, end)` of the call, after their last K block: rows
 //! are independent, so the split across threads stays the matrix product's. The
@@ -11,67 +12,81 @@
 use crate::clif::Fx;
 use crate::kernels::elementwise::{unary_f32, vector_unary};
 use crate::kernels::update;
-use crate::program::{Epilogue, MatMul};
+use crate::program::{EpilogueOp, MatMul};
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, Value};
 use nnc_ir::UnaryOp;
 
-/// Applies the epilogue to rows `[begin, end)` of C (at `c`, `ldc` bytes per row, `n`
-/// columns).
-pub(crate) fn emit(fx: &mut Fx, mm: &MatMul, ep: &Epilogue, c: Value, n: Value) {
-    let (begin, end) = (fx.begin, fx.end);
-    match ep {
-        Epilogue::Update(u) => {
-            // C and the parameter are both `[m, n]` row-major: rows are element ranges.
-            let lo = fx.mul(begin, n);
-            let hi = fx.mul(end, n);
-            update::emit_range(fx, u, lo, hi);
+/// Applies the epilogue to rows `[begin, end)` of C (at `c`, `n` columns).
+pub(crate) fn emit(fx: &mut Fx, mm: &MatMul, c: Value, n: Value) {
+    let ops = &mm.plan.epilogue;
+    if let [EpilogueOp::Update(u)] = &ops[..] {
+        // C and the parameter are both `[m, n]` row-major: rows are element ranges.
+        let (begin, end) = (fx.begin, fx.end);
+        let lo = fx.mul(begin, n);
+        let hi = fx.mul(end, n);
+        return update::emit_range(fx, u, lo, hi);
+    }
+    if ops.is_empty() {
+        return;
+    }
+    // The buffers the operations read, once.
+    let operands: Vec<Option<Value>> = ops
+        .iter()
+        .map(|op| match op {
+            EpilogueOp::Bias(s) | EpilogueOp::ReluMask(s) => Some(fx.slot(*s)),
+            _ => None,
+        })
+        .collect();
+    // Activations that call a math helper run one element at a time.
+    let vector = ops.iter().all(|op| match op {
+        EpilogueOp::Activation(u) => matches!(u, UnaryOp::Relu | UnaryOp::LeakyRelu { .. }),
+        _ => true,
+    });
+    for_rows(fx, mm, c, n, vector, |fx, ty, row, col| {
+        let at = fx.add(row, col);
+        let mut y = fx.load(ty, at, 0);
+        for (op, &operand) in ops.iter().zip(&operands) {
+            y = apply(fx, op, operand, ty, y, (c, row, col));
         }
-        Epilogue::Dense { alpha, bias, act } => {
-            let bias = bias.map(|s| fx.slot(s));
-            // Activations that call a math helper run one element at a time.
-            let vector = act.is_none_or(|u| matches!(u, UnaryOp::Relu | UnaryOp::LeakyRelu { .. }));
-            for_rows(fx, mm, c, n, vector, |fx, ty, row, col| {
-                let at = fx.add(row, col);
-                let mut y = fx.load(ty, at, 0);
-                if *alpha != 1.0 {
-                    let a = constant(fx, ty, *alpha);
-                    y = fx.b.ins().fmul(y, a);
-                }
-                if let Some(b) = bias {
-                    let addr = fx.add(b, col);
-                    let b = fx.load(ty, addr, 0);
-                    y = fx.b.ins().fadd(y, b);
-                }
-                if let Some(u) = act {
-                    y = if ty == types::F32 { unary_f32(fx, *u, y) } else { vector_unary(fx, *u, y) };
-                }
-                fx.store(y, at, 0);
-            });
+        fx.store(y, at, 0);
+    });
+}
+
+/// One operation on `y` (of type `ty`), the element at byte `col` of the row of C at
+/// `row` (C at `c`).
+fn apply(fx: &mut Fx, op: &EpilogueOp, operand: Option<Value>, ty: Type, y: Value, at: (Value, Value, Value)) -> Value {
+    let (c, row, col) = at;
+    match (op, operand) {
+        (EpilogueOp::Scale(alpha), _) => {
+            let a = constant(fx, ty, *alpha);
+            fx.b.ins().fmul(y, a)
         }
-        Epilogue::ReluMask { h } => {
-            let h = fx.slot(*h);
-            for_rows(fx, mm, c, n, true, |fx, ty, row, col| {
-                let at = fx.add(row, col);
-                let y = fx.load(ty, at, 0);
-                let h_row = fx.b.ins().isub(row, c);
-                let h_at = fx.add(h, h_row);
-                let h_at = fx.add(h_at, col);
-                let hv = fx.load(ty, h_at, 0);
-                let zero = constant(fx, ty, 0.0);
-                let positive = fx.b.ins().fcmp(FloatCC::GreaterThan, hv, zero);
-                let y = if ty == types::F32 {
-                    fx.b.ins().select(positive, y, zero)
-                } else {
-                    let mask = fx.b.ins().bitcast(
-                        types::F32X4,
-                        MemFlagsData::new().with_endianness(Endianness::Little),
-                        positive,
-                    );
-                    fx.b.ins().bitselect(mask, y, zero)
-                };
-                fx.store(y, at, 0);
-            });
+        (EpilogueOp::Bias(_), Some(bias)) => {
+            let addr = fx.add(bias, col);
+            let b = fx.load(ty, addr, 0);
+            fx.b.ins().fadd(y, b)
+        }
+        (EpilogueOp::Activation(u), _) if ty == types::F32 => unary_f32(fx, *u, y),
+        (EpilogueOp::Activation(u), _) => vector_unary(fx, *u, y),
+        (EpilogueOp::ReluMask(_), Some(h)) => {
+            let h_row = fx.b.ins().isub(row, c);
+            let h_at = fx.add(h, h_row);
+            let h_at = fx.add(h_at, col);
+            let hv = fx.load(ty, h_at, 0);
+            let zero = constant(fx, ty, 0.0);
+            let positive = fx.b.ins().fcmp(FloatCC::GreaterThan, hv, zero);
+            if ty == types::F32 {
+                fx.b.ins().select(positive, y, zero)
+            } else {
+                let flags = MemFlagsData::new().with_endianness(Endianness::Little);
+                let mask = fx.b.ins().bitcast(types::F32X4, flags, positive);
+                fx.b.ins().bitselect(mask, y, zero)
+            }
+        }
+        (EpilogueOp::Bias(_) | EpilogueOp::ReluMask(_), None) | (EpilogueOp::Update(_), _) => {
+            fx.fail("an epilogue operation without its operand, or an update among others");
+            y
         }
     }
 }

@@ -2,13 +2,13 @@
 
 use super::{Lowering, TWO_BATCH};
 use crate::kernels::elementwise;
-use crate::microkernel::MicroKernelProvider;
+use crate::microkernel::KernelFamily;
 use crate::program::*;
 use crate::shape::{broadcast_strides, dims, strides, Nest};
 use nnc_ir::{CeOut, DType, FusedOp, GradOut, Graph, Op, ReduceOp, Size, TensorType, UpdateOut, ValueId};
 
 impl Lowering<'_> {
-    pub(super) fn lower_value(&mut self, id: ValueId, provider: &dyn MicroKernelProvider) -> Result<Body, String> {
+    pub(super) fn lower_value(&mut self, id: ValueId, family: &dyn KernelFamily) -> Result<Body, String> {
         let g = self.g;
         let v = g.value(id);
         let arr = |a: ValueId| Arr { slot: a.index(), dtype: g.ty(a).dtype };
@@ -31,8 +31,8 @@ impl Lowering<'_> {
             Op::MatMul { trans_a, trans_b } => {
                 let operands = (v.args[0], v.args[1]);
                 return self
-                    .lower_matmul(operands, (id.index(), &v.ty.shape), (*trans_a, *trans_b), provider)
-                    .map(Body::MatMul);
+                    .lower_matmul(operands, (id.index(), &v.ty.shape), (*trans_a, *trans_b), Vec::new(), family)
+                    .map(|mm| Body::MatMul(Box::new(mm)));
             }
             Op::Softmax { axis } | Op::LogSoftmax { axis } => {
                 let d = dims(&v.ty.shape);
@@ -112,7 +112,7 @@ impl Lowering<'_> {
         id: ValueId,
         f: &FusedOp,
         results: &[ValueId],
-        provider: &dyn MicroKernelProvider,
+        family: &dyn KernelFamily,
     ) -> Result<Body, String> {
         let g = self.g;
         let v = g.value(id);
@@ -134,10 +134,17 @@ impl Lowering<'_> {
 
         match *f {
             FusedOp::Dense { trans_a, trans_b, alpha, bias, act } => {
-                let mut mm =
-                    self.lower_matmul((args[0], args[1]), (id.index(), &v.ty.shape), (trans_a, trans_b), provider)?;
-                mm.epilogue = Some(Box::new(Epilogue::Dense { alpha, bias: bias.then(|| args[2].index()), act }));
-                Ok(Body::MatMul(mm))
+                let mut ops = Vec::new();
+                if alpha != 1.0 {
+                    ops.push(EpilogueOp::Scale(alpha));
+                }
+                if bias {
+                    ops.push(EpilogueOp::Bias(args[2].index()));
+                }
+                ops.extend(act.map(EpilogueOp::Activation));
+                let out = (id.index(), &v.ty.shape);
+                let mm = self.lower_matmul((args[0], args[1]), out, (trans_a, trans_b), ops, family)?;
+                Ok(Body::MatMul(Box::new(mm)))
             }
             FusedOp::DenseReluGrad { trans_a, trans_b, .. } => {
                 let ty = g.ty(args[2]).clone();
@@ -146,10 +153,10 @@ impl Lowering<'_> {
                 }
                 let grad = result(FusedOp::DenseReluGrad { trans_a, trans_b, out: GradOut::Grad });
                 let c = buffer(self, grad, &ty)?;
-                let mut mm = self.lower_matmul((args[0], args[1]), (c, &ty.shape), (trans_a, trans_b), provider)?;
-                mm.epilogue = Some(Box::new(Epilogue::ReluMask { h: args[2].index() }));
+                let mask = vec![EpilogueOp::ReluMask(args[2].index())];
+                let mm = self.lower_matmul((args[0], args[1]), (c, &ty.shape), (trans_a, trans_b), mask, family)?;
                 self.gradients.push((id, c, ty));
-                Ok(Body::MatMul(mm))
+                Ok(Body::MatMul(Box::new(mm)))
             }
             FusedOp::SoftmaxCrossEntropy { .. } => {
                 let ty = g.ty(args[0]).clone();
@@ -208,9 +215,9 @@ impl Lowering<'_> {
                 // The gradient is scratch: written by the product, read by the epilogue.
                 let c = buffer(self, None, &ty)?;
                 update.g = c;
-                let mut mm = self.lower_matmul((args[0], args[1]), (c, &ty.shape), (trans_a, trans_b), provider)?;
-                mm.epilogue = Some(Box::new(Epilogue::Update(update)));
-                Ok(Body::MatMul(mm))
+                let ops = vec![EpilogueOp::Update(update)];
+                let mm = self.lower_matmul((args[0], args[1]), (c, &ty.shape), (trans_a, trans_b), ops, family)?;
+                Ok(Body::MatMul(Box::new(mm)))
             }
         }
     }

@@ -25,14 +25,14 @@ pub(crate) const TWO_BATCH: &str = nnc_opt::plan::TWO_BATCH;
 pub(crate) fn lower(
     graph: &Graph,
     plan: StepPlan,
-    provider: &dyn crate::microkernel::MicroKernelProvider,
+    family: &dyn crate::microkernel::KernelFamily,
 ) -> Result<Program, BackendError> {
     if plan.storage.len() != graph.len() {
         return Err(BackendError::InvalidGraph("internal: the step plan is of another graph".into()));
     }
     let mut l = Lowering::new(graph, plan);
     l.assign_slots();
-    l.build_kernels(provider);
+    l.build_kernels(family);
     if !l.unsupported.is_empty() {
         return Err(BackendError::Unsupported(l.unsupported));
     }
@@ -135,7 +135,7 @@ impl<'g> Lowering<'g> {
         }
     }
 
-    fn build_kernels(&mut self, provider: &dyn crate::microkernel::MicroKernelProvider) {
+    fn build_kernels(&mut self, family: &dyn crate::microkernel::KernelFamily) {
         let g = self.g;
         let copy = |out: Arr, src: Arr, elems: Size| {
             let nest = crate::shape::Nest::collapse(&[elems], &[vec![Size::ONE], vec![Size::ONE]]);
@@ -148,8 +148,8 @@ impl<'g> Lowering<'g> {
             let kernel = match self.plan.kernels[k].work.clone() {
                 Work::Compute { leader, results } => {
                     let body = match &g.value(leader).op {
-                        Op::Fused(f) => self.lower_fused(leader, f, &results, provider),
-                        _ => self.lower_value(leader, provider),
+                        Op::Fused(f) => self.lower_fused(leader, f, &results, family),
+                        _ => self.lower_value(leader, family),
                     };
                     match body {
                         Ok(body) => {

@@ -5,7 +5,6 @@
 //! kernel description is static except for the batch size, which stays a run-time
 //! argument (`Size`).
 
-use crate::microkernel::TileShape;
 use crate::shape::Nest;
 use nnc_ir::Size;
 use nnc_ir::{BinaryOp, DType, ReduceOp, Tensor, TensorType, UnaryOp, UpdateRule, ValueId};
@@ -73,6 +72,32 @@ pub(crate) struct OneHot {
     pub depth: u64,
 }
 
+/// Register tile and K block of a micro-kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TileShape {
+    /// Rows of C per tile.
+    pub mr: usize,
+    /// f32x4 vectors per tile row (the tile has `4·nv` columns, the B panel width).
+    pub nv: usize,
+    /// Depth of one K block (the packed panel block should stay in L1).
+    pub kc: usize,
+    /// How many K steps the inner loop does per iteration.
+    pub unroll: usize,
+    /// Fused multiply-add (when the target has FMA) rather than multiply then add.
+    pub fused: bool,
+}
+
+impl TileShape {
+    pub fn nr(&self) -> usize {
+        4 * self.nv
+    }
+
+    /// Whether the tile is one the portable tiles can emit.
+    pub fn is_valid(&self) -> bool {
+        (1..=8).contains(&self.mr) && (1..=4).contains(&self.nv) && self.kc >= 1 && (1..=8).contains(&self.unroll)
+    }
+}
+
 /// One leading (batch-of-matrices) axis of a matrix product, with each operand's stride
 /// along it in elements (0 where the operand is broadcast).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -85,14 +110,13 @@ pub(crate) struct Lead {
 
 /// `C[M,N] = A[M,K]·B[K,N]` for every leading index, where `A(r,k)` is at
 /// `a[r·a_row + k·a_k]` and `B(k,j)` at `b[k·b_k + j·b_col]`: the transpose flags
-/// become strides. `C` is row-major with leading dimension `n`. `packed` is scratch
-/// for B in panels of `tile.nr` columns, as many as `pack_b` says.
+/// become strides. `C` is row-major with leading dimension `n`. How it runs is its
+/// [`MatMulPlan`].
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct MatMul {
     pub a: usize,
     pub b: usize,
     pub c: usize,
-    pub packed: usize,
     pub m: Size,
     pub k: Size,
     pub n: Size,
@@ -101,27 +125,71 @@ pub(crate) struct MatMul {
     pub b_k: Size,
     pub b_col: Size,
     pub lead: Vec<Lead>,
-    pub tile: TileShape,
-    pub pack_b: PackB,
-    /// Scratch for A packed per K block as `[row tile][k][mr]`, when A's rows are not
-    /// contiguous in K (`trans_a`): its K stride would be a whole row of the stored
-    /// matrix, often a power of two that maps every k to the same few cache sets.
-    pub packed_a: Option<usize>,
-    /// K block depth (a static K is split into equal blocks no deeper than `tile.kc`).
-    pub kc: u64,
-    /// What happens to the rows of C once their last K block is done.
-    pub epilogue: Option<Box<Epilogue>>,
-    /// K split into fixed parts with partial sums at few rows (`matmul::by_depth`).
-    pub depth: Option<DepthSplit>,
+    pub plan: MatMulPlan,
 }
 
-/// Where a product split along K (`matmul::by_depth`) keeps its partial results: part
-/// `d` of rows `[0, M)` at float `d · max_rows · n` of `slot`. `M ≤ max_rows` takes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a matrix product runs: chosen once, when it is lowered (`lower/matmul.rs`), and
+/// carried out by the loop nest (`kernels/matmul/`) and the micro-kernels. Every
+/// choice changes which memory is read when, never an element's operations, except
+/// the K split (`depth`) and the dot products (`dots`), which the step takes from M
+/// alone.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct MatMulPlan {
+    /// The register tile.
+    pub tile: TileShape,
+    /// K block depth (a static K is split into equal blocks no deeper than `tile.kc`).
+    pub kc: u64,
+    /// Which panels of B the pack pass copies into `packed` (scratch for B in panels of
+    /// `tile.nr` columns); the rest are read in place.
+    pub pack_b: PackB,
+    pub packed: usize,
+    /// Whether a row-major B read in place is copied by the first row tile of each
+    /// panel to a contiguous panel on the stack, which its other row tiles read.
+    pub copy_b: CopyB,
+    /// A packed per K block as `[row tile][k][mr]`, when A's rows are not contiguous in
+    /// K (`trans_a`): its K stride would be a whole row of the stored matrix, often a
+    /// power of two that maps every k to the same few cache sets.
+    pub packed_a: Option<PackedA>,
+    /// One or two rows left at the M edge of a row-major B's full panels run as
+    /// one-row tiles of up to this many columns (several panels each), not as a short
+    /// tile per panel.
+    pub row_tile_cols: Option<usize>,
+    /// What happens to each element of C after its last K block, in order.
+    pub epilogue: Vec<EpilogueOp>,
+    /// Where the epilogue runs.
+    pub epilogue_at: EpilogueAt,
+    /// Split by B's column panels instead of C's rows, when there are threads and few
+    /// rows (`lower/matmul.rs`'s `columns`).
+    pub columns: Option<Variant>,
+    /// Split along K into partial results at few rows (`lower/matmul.rs`'s `depth`).
+    pub depth: Option<DepthSplit>,
+    /// Dot products of stored rows at few rows, instead of packing and tiling
+    /// (`kernels/matmul/dots.rs`).
+    pub dots: Option<Variant>,
+}
+
+/// A way to split a product's work otherwise than by C's rows, which the step takes
+/// at run time when M is at most `max_rows` (and, with `deeper_than`, K is above M).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Variant {
+    /// Its work items: B's column panels, ranges of K, or groups of columns.
+    pub items: Size,
+    /// M, and the most rows for which the step takes the variant.
+    pub rows: Size,
+    pub max_rows: i64,
+    /// Taken only if this (K) is also more than M.
+    pub deeper_than: Option<Size>,
+    /// Work per item (floating-point operations).
+    pub work: Size,
+}
+
+/// Where a product split along K keeps its partial results: part `d` of rows `[0, M)`
+/// at float `d · max_rows · n` of `slot`.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct DepthSplit {
     pub slot: usize,
     pub parts: u64,
-    pub max_rows: u64,
+    pub variant: Variant,
 }
 
 /// Which panels of B the pack phase copies (the rest are read in place).
@@ -133,17 +201,56 @@ pub(crate) enum PackB {
     All,
 }
 
-/// Work a matrix product does on the rows of C it computed, after their last K block
-/// and while they are still in cache (the fused ops of `nnc-opt`). Only for 2-D
-/// products: C is `[m, n]`, row-major.
+/// Whether a row-major B read in place is copied as the tiles read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CopyB {
+    No,
+    /// The first row tile of each panel stores the B rows it loads to a panel on the
+    /// stack, which the panel's other row tiles read.
+    ByFirstRowTile,
+}
+
+/// A packed A: its scratch slot, and who packs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PackedA {
+    pub slot: usize,
+    pub by: PackA,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PackA {
+    /// A pass over each K block of a row block's rows before its tiles.
+    Pass,
+    /// The first panel's whole tiles, which read A in place and write the packed copy
+    /// the other panels read; only the edge tile is packed by a pass.
+    FirstPanelTiles,
+}
+
+/// One operation of a matrix product's epilogue, on each element of C after its last
+/// K block, while the rows are still in cache (the fused ops of `nnc-opt`). Only for
+/// 2-D products: C is `[m, n]`, row-major.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Epilogue {
-    /// `C = act(alpha·C + bias)`, `bias` a slot of `n` floats.
-    Dense { alpha: f32, bias: Option<usize>, act: Option<UnaryOp> },
-    /// `C = h > 0 ? C : 0` (the ReLU gradient mask), `h` of C's shape.
-    ReluMask { h: usize },
-    /// C is the gradient of a parameter of C's shape: apply the optimizer update.
+pub(crate) enum EpilogueOp {
+    /// `C·alpha`.
+    Scale(f32),
+    /// `C + bias`, `bias` the slot of a row of `n` floats.
+    Bias(usize),
+    /// An activation (one `nnc_ir::fused::is_dense_activation` allows).
+    Activation(UnaryOp),
+    /// `h > 0 ? C : 0` (the ReLU gradient mask), `h` the slot of a tensor of C's shape.
+    ReluMask(usize),
+    /// C is the gradient of a parameter of C's shape: the optimizer update, which
+    /// writes the parameter and its state (and never C again). Always alone.
     Update(Update),
+}
+
+/// Where a product's epilogue runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EpilogueAt {
+    /// In the tiles, on the last K block: the rows are not written and swept again.
+    Tiles,
+    /// A sweep over the rows of C after their last K block (`kernels/epilogue.rs`).
+    Sweep,
 }
 
 /// An optimizer update, elementwise over `len` f32 elements, in nnc-autodiff's order
@@ -181,7 +288,7 @@ pub(crate) struct CrossEntropy {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Body {
     Elementwise(Elementwise),
-    MatMul(MatMul),
+    MatMul(Box<MatMul>),
     Reduce(Reduce),
     Softmax(Softmax),
     OneHot(OneHot),
@@ -198,11 +305,11 @@ impl Body {
                 EwFunc::Cast => "cast",
                 _ => "map",
             },
-            Body::MatMul(m) => match m.epilogue.as_deref() {
+            Body::MatMul(m) => match m.plan.epilogue.first() {
                 None => "matmul",
-                Some(Epilogue::Dense { .. }) => "dense",
-                Some(Epilogue::ReluMask { .. }) => "dense_relu_grad",
-                Some(Epilogue::Update(_)) => "dense_update",
+                Some(EpilogueOp::Scale(_) | EpilogueOp::Bias(_) | EpilogueOp::Activation(_)) => "dense",
+                Some(EpilogueOp::ReluMask(_)) => "dense_relu_grad",
+                Some(EpilogueOp::Update(_)) => "dense_update",
             },
             Body::Update(_) => "update",
             Body::CrossEntropy(_) => "softmax_ce",
@@ -217,13 +324,16 @@ impl Body {
         match self {
             Body::Elementwise(e) => std::iter::once(e.out.slot).chain(e.args.iter().map(|a| a.slot)).collect(),
             Body::MatMul(m) => {
-                let mut s: Vec<usize> = [m.a, m.b, m.c, m.packed].into_iter().chain(m.packed_a).collect();
-                s.extend(m.depth.map(|d| d.slot));
-                match m.epilogue.as_deref() {
-                    Some(Epilogue::Dense { bias, .. }) => s.extend(*bias),
-                    Some(Epilogue::ReluMask { h }) => s.push(*h),
-                    Some(Epilogue::Update(u)) => s.extend(u.slots()),
-                    None => {}
+                let p = &m.plan;
+                let mut s: Vec<usize> =
+                    [m.a, m.b, m.c, p.packed].into_iter().chain(p.packed_a.map(|a| a.slot)).collect();
+                s.extend(p.depth.map(|d| d.slot));
+                for op in &p.epilogue {
+                    match op {
+                        EpilogueOp::Bias(b) | EpilogueOp::ReluMask(b) => s.push(*b),
+                        EpilogueOp::Update(u) => s.extend(u.slots()),
+                        EpilogueOp::Scale(_) | EpilogueOp::Activation(_) => {}
+                    }
                 }
                 s
             }

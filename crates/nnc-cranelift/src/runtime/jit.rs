@@ -5,7 +5,7 @@
 use crate::codegen::{define_step, Imports, Signatures, Sink};
 use crate::error::{codegen_err, BackendError};
 use crate::host_math::MathFn;
-use crate::microkernel::MicroKernelProvider;
+use crate::microkernel::KernelFamily;
 use crate::program::Program;
 use crate::target::isa;
 use cranelift_jit::{JITBuilder, JITModule};
@@ -40,7 +40,7 @@ impl Drop for JitCode {
 /// with `text`, returns the CLIF of every function as generated (before optimization).
 pub(crate) fn generate(
     program: &Program,
-    provider: &dyn MicroKernelProvider,
+    family: &dyn KernelFamily,
     jit: bool,
     text: bool,
     checked: bool,
@@ -62,11 +62,15 @@ pub(crate) fn generate(
     let parallel_for =
         module.declare_function(PARALLEL_FOR, Linkage::Import, &sigs.parallel_for).map_err(codegen_err)?;
     let imports = Imports { math, parallel_for };
-    provider.prepare(&mut module)?;
+    if let Some(kernels) = family.micro_kernels() {
+        kernels.prepare(&mut module)?;
+    }
     let mut sink = Sink { module: &mut module, compile: jit, text: text.then(String::new), defined: Vec::new() };
-    let step_id = define_step(&mut sink, program, provider, &imports, fma, "", checked, true)?;
+    let step_id = define_step(&mut sink, program, family, &imports, fma, "", checked, true)?;
     let (clif, mut defined) = (sink.text.take().unwrap_or_default(), std::mem::take(&mut sink.defined));
-    defined.extend(provider.finish()?);
+    if let Some(kernels) = family.micro_kernels() {
+        defined.extend(kernels.finish()?);
+    }
 
     if !jit {
         return Ok((None, clif));

@@ -44,7 +44,7 @@ pub struct Compiled {
     status: Box<u32>,
     /// The threads kernels are split over (`None`: one thread).
     pool: Option<Arc<Pool>>,
-    /// The matrix-product kernel family (see `MicroKernelProvider::family`).
+    /// The matrix-product kernel family (see `KernelFamily::family`).
     kernels: &'static str,
     /// The vector width of its FMAs.
     vector_width: VectorWidth,

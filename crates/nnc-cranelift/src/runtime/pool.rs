@@ -7,7 +7,7 @@
 //! part of every job: it claims those first, in order, then takes what is left of the
 //! others' from their far end. So the same rows of a weight matrix go to the same core
 //! in every kernel and every step, and stay in its L2 between the forward product and
-//! the update (see `matmul::by_depth`), while a slow or descheduled thread still has its
+//! the update (see `MatMulPlan::depth`), while a slow or descheduled thread still has its
 //! chunks run by the others. Kernels
 //! write only the outputs of their own items and never sum across items, so every
 //! element is computed by the same instructions in the same order whatever the split:

@@ -6,18 +6,18 @@
 //! batch 1 that pass over the seed's 784 KiB weight cost more than the product
 //! itself (56% of a one-thread step). But in that layout each column of C is a dot
 //! product of two contiguous vectors, A's row and B's stored row, which need no pack.
-//! So a product with A and the stored B both contiguous along K, a static K and N, B
-//! of at least `MIN_B_BYTES` and at most `MAX_ROWS` rows at run time computes C that
-//! way instead of packing and tiling:
+//! So a product with A and the stored B both contiguous along K, a static K and N, a
+//! large B and few rows at run time (`MatMulPlan::dots`, see `lower/matmul.rs`)
+//! computes C that way instead of packing and tiling:
 //!
 //! - `dots` (work items: groups of `COLS` columns of C) computes every row of its
 //!   columns. Each element is the same chain whatever the group: two f32x4
 //!   accumulators over K in steps of 8 (lanes `k mod 8`, in K order, FMAs where the
 //!   CPU has them), then `(s0 + s1) + (s2 + s3)` of their sum, then the last `K mod 8`
-//!   terms one by one. The loop nest is Cranelift code; a provider may replace the
-//!   Cranelift dot products of a group and one or two rows (`emit_dots`; four
-//!   columns at a time: eight independent FMA chains per row) by its own with the
-//!   same bits, as the AVX2 one does (Cranelift's register allocation of this loop
+//!   terms one by one. The loop nest is Cranelift code; a family's micro-kernels may
+//!   replace the Cranelift dot products of a group and one or two rows
+//!   (`MicroOp::Dots`; four columns at a time: eight independent FMA chains per row)
+//!   by their own with the same bits, as the x86 ones do (Cranelift's register allocation of this loop
 //!   ran it at half the speed; two rows load each vector of B once). So the bits do
 //!   not depend on the family, and as the step takes the variant from M alone, nor
 //!   on the thread count. They differ in rounding from the tiled product.
@@ -26,62 +26,18 @@
 //! A group's B rows, read once per row of A, stay in L1 across A's few rows.
 
 use crate::clif::{Fx, PTR};
-use crate::kernels::matmul::Variant;
-use crate::microkernel::MicroKernelProvider;
+use crate::microkernel::{KernelFamily, MicroArgs, MicroOp};
 use crate::program::MatMul;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
-use nnc_ir::Size;
 
-/// The most rows of A the dot products take: per row they cost about what the tiles
-/// do (assembled, two rows at a time), but save the pack, until enough rows amortize
-/// it. Measured on the PyTorch-layout seed step (`nnc bench` on `nnc new-mlp --layout
-/// gemm`, Zen 3), median ms, dot products / pack and tiles: AVX2, one thread, batch 8
-/// 0.103 / 0.13, 16 0.177 / 0.199, 32 0.347 / 0.349, 48 and 64 within noise; two
-/// threads, 16 0.105 / 0.12, 32 0.19–0.20 / 0.22. The portable Cranelift family
-/// (whose dot products are not register-blocked over rows) is even at 16 (0.54 /
-/// 0.53) and 10% slower at 32, and the limit must be the same for every family.
-const MAX_ROWS: u64 = 16;
-/// B at least this large: smaller ones pack in a sliver of the product's time.
-const MIN_B_BYTES: u64 = 128 << 10;
 /// Columns of C per work item.
-const COLS: u64 = 4;
+pub(crate) const COLS: u64 = 4;
 /// K terms per step of the vector loop: two f32x4 accumulators.
-const K_STEP: i64 = 8;
-
-/// Whether a product of these sizes and strides is computed as dot products at up to
-/// `MAX_ROWS` rows (see the module docs): A and B contiguous along K, B's stored rows
-/// a static stride apart, a static K of one vector step or more, a static N, B of at
-/// least `MIN_B_BYTES`, no leading dimensions, and an M that can be at most `MAX_ROWS`.
-pub(crate) fn applies(m: Size, k: Size, n: Size, a_k: Size, b_k: Size, b_col: Size, no_lead: bool) -> bool {
-    let (Some(kf), Some(nf)) = (k.as_fixed(), n.as_fixed()) else { return false };
-    no_lead
-        && a_k.is_fixed(1)
-        && b_k.is_fixed(1)
-        && b_col.as_fixed().is_some()
-        && kf >= K_STEP as u64
-        && kf * nf * 4 >= MIN_B_BYTES
-        && m.as_fixed().is_none_or(|m| m <= MAX_ROWS)
-}
-
-/// The dot-products function's [`Variant`], if `mm` has one.
-pub(crate) fn variant(mm: &MatMul) -> Option<Variant> {
-    if !applies(mm.m, mm.k, mm.n, mm.a_k, mm.b_k, mm.b_col, mm.lead.is_empty()) {
-        return None;
-    }
-    let (k, n) = (mm.k.as_fixed()?, mm.n.as_fixed()?);
-    let work = Size::fixed(2 * MAX_ROWS * k * COLS);
-    Some(Variant {
-        items: Size::fixed(n.div_ceil(COLS)),
-        rows: mm.m,
-        max_rows: MAX_ROWS as i64,
-        deeper_than: None,
-        work,
-    })
-}
+pub(crate) const K_STEP: i64 = 8;
 
 /// Computes the column groups `[fx.begin, fx.end)` of C for all its rows.
-pub(crate) fn emit(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider) {
+pub(crate) fn emit(fx: &mut Fx, mm: &MatMul, family: &dyn KernelFamily) {
     let k = mm.k.as_fixed().expect("dot products only with a static K") as i64;
     let n = mm.n.as_fixed().expect("dot products only with a static N") as i64;
     let b_col = mm.b_col.as_fixed().expect("dot products only with a static B stride") as i64 * 4;
@@ -101,7 +57,7 @@ pub(crate) fn emit(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider)
             let b_rows: Vec<Value> = (0..count).map(|col| fx.b.ins().iadd_imm_s(b0, col * b_col)).collect();
             let c0 = fx.mul_imm(j0, 4);
             let c0 = fx.add(c, c0);
-            // Rows `[i, i + rows)`: the provider's dot products, or Cranelift's row by row.
+            // Rows `[i, i + rows)`: the family's dot products, or Cranelift's row by row.
             let block = |fx: &mut Fx, i: Value, rows: usize| {
                 let a_off = fx.mul(i, a_row);
                 let a_i = fx.add(a, a_off);
@@ -109,8 +65,9 @@ pub(crate) fn emit(fx: &mut Fx, mm: &MatMul, provider: &dyn MicroKernelProvider)
                 let c_i = fx.add(c0, c_off);
                 let (b_stride, ldc) = (fx.iconst(b_col), fx.iconst(n * 4));
                 let args = [a_i, a_row, b_rows[0], b_stride, c_i, ldc];
-                if provider.emit_dots(fx, k as usize, count as usize, rows, args) {
-                    return;
+                let op = MicroOp::Dots { k: k as usize, cols: count as usize, rows };
+                if let Some(kernels) = family.kernel_for(&op) {
+                    return kernels.emit(fx, &op, &MicroArgs::Dots(args));
                 }
                 for r in 0..rows as i64 {
                     let off = fx.mul_imm(a_row, r);
@@ -215,8 +172,7 @@ fn mul_add(fx: &mut Fx, x: Value, y: Value, acc: Value) -> Value {
 
 /// Rows `[fx.begin, fx.end)` of C: the product's epilogue, after the dot products.
 pub(crate) fn emit_finish(fx: &mut Fx, mm: &MatMul) {
-    let ep = mm.epilogue.as_deref().expect("a finish function only for a product with an epilogue");
     let c = fx.slot(mm.c);
     let n = fx.sz(mm.n);
-    crate::kernels::epilogue::emit(fx, mm, ep, c, n);
+    crate::kernels::epilogue::emit(fx, mm, c, n);
 }

@@ -2,7 +2,7 @@
 //! and 512-bit ones with AVX-512F).
 //!
 //! Cranelift's vectors stop at 128 bits, which caps its kernels at half the FMA
-//! throughput of an AVX2 core. This provider assembles register tiles with iced-x86's
+//! throughput of an AVX2 core. This family assembles register tiles with iced-x86's
 //! code assembler and defines each as a function of the same Cranelift module — JIT or
 //! object file — that the generated loop nest calls. A tile is up to 6 rows × 2 ymm
 //! (6 × 16 f32: 12 accumulators, two B registers and two broadcast registers, the
@@ -20,7 +20,7 @@
 //! two rows, where a 1- or 2-row tile per panel would wait on its few FMA chains.
 //!
 //! The tiles also pack operands as they read them, so no pass of its own has to
-//! (A in both families; B only in the AVX2 ones, see `copies_b`). A tile
+//! (A in both families; B only in the AVX2 ones, see `X86Tiles::variants`). A tile
 //! reading A in place can copy the values it broadcasts to the packed layout
 //! (`TileArgs::copy_a`): the first panel's tiles pack a transposed A for the other
 //! panels while the FMAs run (the seed's first weight gradient reads X, 3.2 MB at
@@ -56,25 +56,28 @@ mod tile;
 use crate::clif::{Fx, PTR};
 use crate::error::{codegen_err, BackendError};
 use crate::microkernel::{
-    cranelift::CraneliftTiles, ARows, GemmShape, MicroKernelProvider, Step, TileArgs, TileEpilogue, TileFinish,
-    TileShape,
+    ARead, ARows, GemmShape, KernelFamily, MicroArgs, MicroKernels, MicroOp, Step, TileArgs, TileEpilogue, TileRows,
+    TileSpec,
 };
+use crate::program::{EpilogueOp, TileShape};
 use crate::target::VectorWidth;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, Value};
 use cranelift_module::{FuncId, Linkage, Module};
 use dots::assemble_dots;
 use iced_x86::IcedError;
+use nnc_ir::{UnaryOp, UpdateRule};
 use pack::assemble_pack_transposed;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use tile::{assemble_avx2, assemble_avx512};
 
 /// Rows of every assembled tile.
 const MR: usize = 6;
 /// Depth of one K block, the same for every family: the blocks decide where partial
 /// sums are rounded into C, so the bits depend on it (a 256 × 16 f32 panel is 16 KiB).
 const KC: usize = 256;
+/// The widest one-row tile has as many accumulators as the 6-row tiles.
+const ROW_TILE_VECS_PER_TILE_VEC: usize = MR;
 
 /// One assembled tile: `rows × ((vecs - 1)·L + lanes)` for vectors of `L` lanes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -93,23 +96,45 @@ struct Variant {
     copy_b: bool,
 }
 
-/// The epilogue of a tile variant (see `TileEpilogue`).
+/// The epilogues the tiles apply (see `TileEpilogue`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Ep {
     None,
+    /// Plain SGD: `p - g·lr`.
     Sgd,
-    Dense { bias: bool, relu: bool },
+    /// `relu?(C + bias)`.
+    Bias {
+        relu: bool,
+    },
+    /// `relu(C)`.
+    Relu,
+    /// The ReLU gradient mask.
     Mask,
 }
 
 impl Ep {
-    fn of(finish: Option<&TileFinish>) -> Ep {
-        match finish.map(|f| f.epilogue) {
-            None => Ep::None,
-            Some(TileEpilogue::Sgd { .. }) => Ep::Sgd,
-            Some(TileEpilogue::Dense { bias, relu }) => Ep::Dense { bias: bias.is_some(), relu },
-            Some(TileEpilogue::ReluMask { .. }) => Ep::Mask,
-        }
+    /// The tiles' epilogue for these operations, if they have one.
+    fn of(ops: &[EpilogueOp]) -> Option<Ep> {
+        let relu = |u: &UnaryOp| *u == UnaryOp::Relu;
+        Some(match ops {
+            [] => Ep::None,
+            [EpilogueOp::Bias(_)] => Ep::Bias { relu: false },
+            [EpilogueOp::Bias(_), EpilogueOp::Activation(u)] if relu(u) => Ep::Bias { relu: true },
+            [EpilogueOp::Activation(u)] if relu(u) => Ep::Relu,
+            [EpilogueOp::ReluMask(_)] => Ep::Mask,
+            [EpilogueOp::Update(u)] if matches!(u.rule, UpdateRule::Sgd { weight_decay } if weight_decay == 0.0) => {
+                Ep::Sgd
+            }
+            _ => return None,
+        })
+    }
+
+    fn bias(self) -> bool {
+        matches!(self, Ep::Bias { .. })
+    }
+
+    fn relu(self) -> bool {
+        matches!(self, Ep::Bias { relu: true } | Ep::Relu)
     }
 
     /// Arguments after the nine of every tile: the epilogue's, then `last`.
@@ -117,8 +142,8 @@ impl Ep {
         match self {
             Ep::None => 0,
             Ep::Sgd => 4,
-            Ep::Dense { bias, .. } => 1 + bias as usize,
-            Ep::Mask => 2,
+            Ep::Bias { .. } | Ep::Mask => 2,
+            Ep::Relu => 1,
         }
     }
 
@@ -126,10 +151,9 @@ impl Ep {
         match self {
             Ep::None => "",
             Ep::Sgd => "_sgd",
-            Ep::Dense { bias: true, relu: true } => "_bias_relu",
-            Ep::Dense { bias: true, relu: false } => "_bias",
-            Ep::Dense { bias: false, relu: true } => "_relu",
-            Ep::Dense { bias: false, relu: false } => "_copy",
+            Ep::Bias { relu: true } => "_bias_relu",
+            Ep::Bias { relu: false } => "_bias",
+            Ep::Relu => "_relu",
             Ep::Mask => "_relu_mask",
         }
     }
@@ -147,13 +171,11 @@ enum Kernel {
 pub(crate) struct X86Tiles {
     /// 256-bit (AVX2) or 512-bit (AVX-512F) vectors.
     width: VectorWidth,
-    /// For tiles of a run-time column count.
-    fallback: CraneliftTiles,
     /// The functions defined in the current module (`prepare` starts a new one).
     kernels: RefCell<HashMap<Kernel, FuncId>>,
     /// Name and code size of every variant defined, for profilers and `--emit asm`.
     defined: RefCell<Vec<(FuncId, String, usize)>>,
-    /// The first error met while defining a variant (`emit_tile` cannot return it).
+    /// The first error met while defining a function (`emit` cannot return it).
     error: RefCell<Option<BackendError>>,
 }
 
@@ -162,13 +184,7 @@ impl X86Tiles {
     /// them: `target::has_avx2_fma`, `target::has_avx512f`).
     pub fn new(width: VectorWidth) -> X86Tiles {
         debug_assert!(matches!(width, VectorWidth::V256 | VectorWidth::V512));
-        X86Tiles {
-            width,
-            fallback: CraneliftTiles { fixed: None },
-            kernels: RefCell::default(),
-            defined: RefCell::default(),
-            error: RefCell::default(),
-        }
+        X86Tiles { width, kernels: RefCell::default(), defined: RefCell::default(), error: RefCell::default() }
     }
 
     /// f32 lanes of one vector register.
@@ -182,11 +198,6 @@ impl X86Tiles {
             VectorWidth::V512 => 4,
             _ => 2,
         }
-    }
-
-    /// Vectors of the widest one-row tile: as many accumulators as the 6-row tiles.
-    fn max_row_vecs(&self) -> usize {
-        MR * self.max_vecs()
     }
 
     /// The family's name in the names of its assembled functions.
@@ -219,6 +230,34 @@ impl X86Tiles {
         })
     }
 
+    /// The variants that run `spec` (one, or one per row count of an edge), if the
+    /// family has them. A read in place or packed, never through an address per row;
+    /// B copied only by a tile as wide as its panel, and not by the AVX-512 tiles,
+    /// whose panels are 64 floats wide (a 64 KiB K block, more than an L1) and which
+    /// prefetch a B read in place: copying it measured no faster there.
+    fn variants(&self, spec: &TileSpec) -> Option<Vec<Variant>> {
+        let ep = Ep::of(spec.epilogue)?;
+        let copies_b = self.width != VectorWidth::V512 && spec.cols == spec.shape.nr();
+        if spec.a == ARead::PerRow || (spec.copy_b && !copies_b) {
+            return None;
+        }
+        let (copy_a, copy_b) = (spec.copy_a, spec.copy_b);
+        match spec.rows {
+            TileRows::All => Some(vec![Variant { copy_a, copy_b, ..self.variant(spec.shape, MR, spec.cols, ep)? }]),
+            TileRows::Edge if !copy_a && !copy_b => {
+                (1..spec.shape.mr).map(|r| self.variant(spec.shape, r, spec.cols, ep)).collect()
+            }
+            TileRows::One if !copy_a && !copy_b => {
+                let l = self.lanes();
+                let vecs = spec.cols / l;
+                let fits =
+                    spec.cols.is_multiple_of(l) && (1..=ROW_TILE_VECS_PER_TILE_VEC * self.max_vecs()).contains(&vecs);
+                fits.then_some(vec![Variant { rows: 1, vecs, lanes: l, ep, copy_a, copy_b }])
+            }
+            TileRows::Edge | TileRows::One => None,
+        }
+    }
+
     /// The function of `kernel` in the current module, assembled and defined on first
     /// use.
     fn kernel(&self, fx: &mut Fx, kernel: Kernel) -> Option<FuncId> {
@@ -246,8 +285,8 @@ impl X86Tiles {
         let defined = (|| {
             let id = module.declare_function(&name, Linkage::Local, &sig).map_err(codegen_err)?;
             let code = match kernel {
-                Kernel::Tile(v) if self.width == VectorWidth::V512 => assemble_avx512(v),
-                Kernel::Tile(v) => assemble_avx2(v),
+                Kernel::Tile(v) if self.width == VectorWidth::V512 => tile::avx512::assemble(v),
+                Kernel::Tile(v) => tile::avx2::assemble(v),
                 Kernel::Dots { k, cols, rows } => assemble_dots(k, cols, rows),
                 Kernel::PackTransposed { nr } => assemble_pack_transposed(nr),
             }
@@ -268,9 +307,12 @@ impl X86Tiles {
         }
     }
 
-    /// Calls variant `v` on the tile of `args` (A rows a static stride apart).
-    fn call(&self, fx: &mut Fx, v: Variant, base: Value, stride: i64, args: &TileArgs) -> bool {
-        let Some(kernel) = self.kernel(fx, Kernel::Tile(v)) else { return false };
+    /// Calls variant `v` on the tile of `args`, whose A rows are a static stride apart.
+    fn call(&self, fx: &mut Fx, v: Variant, args: &TileArgs) {
+        let ARows::Uniform { base, stride } = args.a else {
+            return self.internal("a tile reads A through an address per row");
+        };
+        let Some(kernel) = self.kernel(fx, Kernel::Tile(v)) else { return };
         let value = |fx: &mut Fx, s: Step| match s {
             Step::Static(k) => fx.iconst(k),
             Step::Dynamic(v) => v,
@@ -283,7 +325,7 @@ impl X86Tiles {
         if let Some(f) = &args.finish {
             match f.epilogue {
                 TileEpilogue::Sgd { p, p_out, lr } => call.extend([p, p_out, lr]),
-                TileEpilogue::Dense { bias, .. } => call.extend(bias),
+                TileEpilogue::Dense { bias } => call.extend(bias),
                 TileEpilogue::ReluMask { h } => call.push(h),
             }
             call.push(f.last);
@@ -291,7 +333,51 @@ impl X86Tiles {
         call.extend(args.copy_a);
         call.extend(args.copy_b);
         fx.call(kernel, &call);
-        true
+    }
+
+    /// A tile: one variant, or at an edge the variant of the run-time row count.
+    fn emit_tile(&self, fx: &mut Fx, variants: &[Variant], args: &TileArgs) {
+        let (Some(rows), [.., last]) = (args.rows, variants) else {
+            return match variants {
+                [v] => self.call(fx, *v, args),
+                _ => self.internal("an edge tile without its row count"),
+            };
+        };
+        // Define every variant first: a failure leaves nothing half-emitted. A chain
+        // of compares, not a jump table: it runs once per panel, and keeps the code
+        // free of inline data.
+        if variants.iter().any(|&v| self.kernel(fx, Kernel::Tile(v)).is_none()) {
+            return;
+        }
+        let after = fx.b.create_block();
+        for &v in &variants[..variants.len() - 1] {
+            let (this, next) = (fx.b.create_block(), fx.b.create_block());
+            let is = fx.b.ins().icmp_imm_s(IntCC::Equal, rows, v.rows as i64);
+            fx.b.ins().brif(is, this, &[], next, &[]);
+            fx.b.switch_to_block(this);
+            self.call(fx, v, args);
+            fx.b.ins().jump(after, &[]);
+            fx.b.switch_to_block(next);
+        }
+        self.call(fx, *last, args);
+        fx.b.ins().jump(after, &[]);
+        fx.b.switch_to_block(after);
+    }
+
+    fn emit_pack_transposed(&self, fx: &mut Fx, nr: usize, [src, row, dst, k]: [Value; 4]) {
+        let Some(id) = self.kernel(fx, Kernel::PackTransposed { nr }) else { return };
+        for group in 0..nr / 16 {
+            let off = fx.mul_imm(row, 16 * group as i64);
+            let src = fx.add(src, off);
+            let dst = fx.b.ins().iadd_imm_s(dst, 64 * group as i64);
+            fx.call(id, &[src, row, dst, k]);
+        }
+    }
+
+    /// Records an internal error: the loop nest asked for what `supports` refused.
+    fn internal(&self, what: &str) {
+        let e = codegen_err(format!("internal: {what}"));
+        self.error.borrow_mut().get_or_insert(e);
     }
 }
 
@@ -299,7 +385,7 @@ fn asm_err(e: IcedError) -> BackendError {
     codegen_err(format!("assembling a matrix-product tile: {e}"))
 }
 
-impl MicroKernelProvider for X86Tiles {
+impl KernelFamily for X86Tiles {
     fn family(&self) -> &'static str {
         match self.width {
             VectorWidth::V512 => "avx512-asm",
@@ -311,6 +397,21 @@ impl MicroKernelProvider for X86Tiles {
         self.width
     }
 
+    fn tile_shape(&self, shape: &GemmShape) -> TileShape {
+        // One vector per row when the whole product is that narrow: the panel is
+        // then no wider than the output.
+        match shape.n {
+            Some(n) if n as usize <= self.lanes() => self.shape(1),
+            _ => self.shape(self.max_vecs()),
+        }
+    }
+
+    fn micro_kernels(&self) -> Option<&dyn MicroKernels> {
+        Some(self)
+    }
+}
+
+impl MicroKernels for X86Tiles {
     fn prepare(&self, _module: &mut dyn Module) -> Result<(), BackendError> {
         self.kernels.borrow_mut().clear();
         self.defined.borrow_mut().clear();
@@ -324,147 +425,33 @@ impl MicroKernelProvider for X86Tiles {
         }
     }
 
-    fn tile_shape(&self, shape: &GemmShape) -> TileShape {
-        // One vector per row when the whole product is that narrow: the panel is
-        // then no wider than the output.
-        match shape.n {
-            Some(n) if n as usize <= self.lanes() => self.shape(1),
-            _ => self.shape(self.max_vecs()),
-        }
-    }
-
-    fn fuses_epilogues(&self) -> bool {
-        true
-    }
-
-    fn reads_strided_a(&self) -> bool {
-        true
-    }
-
-    // Copying A: measured on AVX2 (Zen 3), and on AVX-512 (Zen 4, one thread, against
-    // the packing pass: the seed step at batch 100 0.756 → 0.740 ms, 256 1.93 → 1.88,
-    // 1024 7.90 → 7.69, tenth percentiles; two threads alike).
-    fn copies_a(&self) -> bool {
-        true
-    }
-
-    // Copying B: measured on AVX2 (Zen 3). The AVX-512 tiles, whose panels are 64
-    // floats wide (a 64 KiB K block, more than an L1) and which prefetch a B read in
-    // place, keep the packing pass: on Zen 4 copying measured no faster (batch 100 1%
-    // slower, 256 and 1024 within 0.5%, with A copied).
-    fn copies_b(&self) -> bool {
-        self.width != VectorWidth::V512
-    }
-
-    fn emit_tile(&self, fx: &mut Fx, tile: TileShape, args: &TileArgs) {
-        let ep = Ep::of(args.finish.as_ref());
-        let (copy_a, copy_b) = (args.copy_a.is_some(), args.copy_b.is_some());
-        let variant = self.variant(tile, tile.mr, args.cols, ep).map(|v| Variant { copy_a, copy_b, ..v });
-        // B is copied whole vectors at a time, so only by a tile as wide as its panel.
-        let copyable = !copy_b || args.cols == tile.nr();
-        if let (ARows::Uniform { base, stride }, Some(v), true) = (&args.a, variant, copyable) {
-            if self.call(fx, v, *base, *stride, args) {
-                return;
+    fn supports(&self, op: &MicroOp) -> bool {
+        match op {
+            MicroOp::Tile(spec) => self.variants(spec).is_some(),
+            // The loop compares K's byte offset with a 32-bit immediate.
+            MicroOp::Dots { k, cols, rows } => {
+                let fits = k.checked_mul(4).is_some_and(|bytes| bytes <= i32::MAX as usize);
+                *k >= 8 && fits && (1..=4).contains(cols) && (1..=2).contains(rows)
             }
+            MicroOp::PackTransposed { nr } => nr.is_multiple_of(16),
         }
-        if copy_a || copy_b {
-            let e = codegen_err("internal: no assembled tile to copy A values or B rows");
-            self.error.borrow_mut().get_or_insert(e);
-        }
-        if ep != Ep::None {
-            // The loop nest fuses epilogues only where every tile is assembled.
-            let e = codegen_err(format!("internal: no assembled tile for a fused epilogue ({} columns)", args.cols));
-            self.error.borrow_mut().get_or_insert(e);
-        }
-        self.fallback.emit_tile(fx, tile, args)
     }
 
-    fn row_tile_cols(&self) -> usize {
-        self.max_row_vecs() * self.lanes()
-    }
-
-    fn emit_row_tile(&self, fx: &mut Fx, args: &TileArgs) {
-        let l = self.lanes();
-        let v = Variant {
-            rows: 1,
-            vecs: args.cols / l,
-            lanes: l,
-            ep: Ep::of(args.finish.as_ref()),
-            copy_a: false,
-            copy_b: false,
-        };
-        let fits = args.cols.is_multiple_of(l) && (1..=self.max_row_vecs()).contains(&v.vecs);
-        if let (true, ARows::Uniform { base, stride }) = (fits, &args.a) {
-            if self.call(fx, v, *base, *stride, args) {
-                return;
+    fn emit(&self, fx: &mut Fx, op: &MicroOp, args: &MicroArgs) {
+        match (op, args) {
+            (MicroOp::Tile(spec), MicroArgs::Tile(args)) => match self.variants(spec) {
+                Some(variants) => self.emit_tile(fx, &variants, args),
+                None => self.internal("a tile the assembled kernels do not have"),
+            },
+            (&MicroOp::Dots { k, cols, rows }, MicroArgs::Dots(args)) => {
+                if let Some(id) = self.kernel(fx, Kernel::Dots { k, cols, rows }) {
+                    fx.call(id, args);
+                }
             }
-        }
-        let e = codegen_err(format!("internal: no assembled one-row tile of {} columns", args.cols));
-        self.error.borrow_mut().get_or_insert(e);
-    }
-
-    fn has_edge_tiles(&self) -> bool {
-        true
-    }
-
-    fn emit_pack_transposed(&self, fx: &mut Fx, nr: usize, [src, row, dst, k]: [Value; 4]) -> bool {
-        if !nr.is_multiple_of(16) {
-            return false;
-        }
-        let Some(id) = self.kernel(fx, Kernel::PackTransposed { nr }) else { return false };
-        for group in 0..nr / 16 {
-            let off = fx.mul_imm(row, 16 * group as i64);
-            let src = fx.add(src, off);
-            let dst = fx.b.ins().iadd_imm_s(dst, 64 * group as i64);
-            fx.call(id, &[src, row, dst, k]);
-        }
-        true
-    }
-
-    fn emit_dots(&self, fx: &mut Fx, k: usize, cols: usize, rows: usize, args: [Value; 6]) -> bool {
-        // The loop compares K's byte offset with a 32-bit immediate.
-        let fits = k.checked_mul(4).is_some_and(|bytes| bytes <= i32::MAX as usize);
-        if k < 8 || !fits || !(1..=4).contains(&cols) || !(1..=2).contains(&rows) {
-            return false;
-        }
-        match self.kernel(fx, Kernel::Dots { k, cols, rows }) {
-            Some(id) => {
-                fx.call(id, &args);
-                true
+            (&MicroOp::PackTransposed { nr }, &MicroArgs::PackTransposed(args)) => {
+                self.emit_pack_transposed(fx, nr, args)
             }
-            None => false,
+            _ => self.internal("a micro-kernel called with another's arguments"),
         }
-    }
-
-    fn emit_edge_tile(&self, fx: &mut Fx, tile: TileShape, args: &TileArgs, rows: Value) -> bool {
-        let ARows::Uniform { base, stride } = args.a else { return false };
-        let ep = Ep::of(args.finish.as_ref());
-        let Some(variants) = (1..tile.mr).map(|r| self.variant(tile, r, args.cols, ep)).collect::<Option<Vec<_>>>()
-        else {
-            return false;
-        };
-        // Define every variant first: a failure leaves nothing half-emitted.
-        if variants.iter().any(|&v| self.kernel(fx, Kernel::Tile(v)).is_none()) {
-            return false;
-        }
-        // A chain of compares, not a jump table: it runs once per panel, and keeps
-        // the code free of inline data.
-        let after = fx.b.create_block();
-        for (&v, last) in variants.iter().zip((1..variants.len() + 1).map(|i| i == variants.len())) {
-            if last {
-                self.call(fx, v, base, stride, args);
-                break;
-            }
-            let (this, next) = (fx.b.create_block(), fx.b.create_block());
-            let is = fx.b.ins().icmp_imm_s(IntCC::Equal, rows, v.rows as i64);
-            fx.b.ins().brif(is, this, &[], next, &[]);
-            fx.b.switch_to_block(this);
-            self.call(fx, v, base, stride, args);
-            fx.b.ins().jump(after, &[]);
-            fx.b.switch_to_block(next);
-        }
-        fx.b.ins().jump(after, &[]);
-        fx.b.switch_to_block(after);
-        true
     }
 }

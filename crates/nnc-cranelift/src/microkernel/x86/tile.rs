@@ -4,155 +4,227 @@
 use super::{Ep, Variant, MR};
 use iced_x86::code_asm::*;
 
-/// Machine code of tile variant `v`, for one vector width: `$regs` are the vector
-/// registers (`MR × $maxv` accumulators, `$maxv` B registers, two broadcast
-/// registers), `$ptr` the memory-operand constructor of that width, `$bytes` the bytes
-/// of one vector, and `$width` (`ymm` or `zmm`) selects the instructions that differ
-/// (zeroing, prefetch, masking a partial last vector).
+/// Machine code of tile variants for one vector width, as a module `$name` with
+/// `assemble(v)`: `$regty` is the type of its registers and `$regs` the registers
+/// (`MR × $maxv` accumulators, `$maxv` B registers, two broadcast registers), `$ptr`
+/// the memory-operand constructor of that width, `$bytes` the bytes of one vector,
+/// and `$width` (`ymm` or `zmm`) selects the instructions that differ (zeroing,
+/// prefetch, masking a partial last vector).
+///
+/// Arguments: rdi = a, rsi = a_row (bytes), rdx = b, rcx = b_step, r8 = kb, r9 =
+/// a_step; [rsp+8] = c, [rsp+16] = ldc, [rsp+24] = accumulate, then the epilogue's
+/// arguments, then where A is copied to (r10; rax carries the values), then where B
+/// is copied to (r10, or rbx with A: saved, so the stack arguments are 8 bytes
+/// further, `Frame::pushed`).
 macro_rules! tile_kernel {
-    ($name:ident, [$($reg:ident),*], $ptr:ident, $bytes:expr, $width:ident, $maxv:expr) => {
-        pub(super) fn $name(v: Variant) -> Result<Vec<u8>, IcedError> {
-            let r = [$($reg),*];
-            let lanes = $bytes / 4;
-            // MR × $maxv accumulators, then the B registers, then two broadcast ones.
-            let n_acc = MR * $maxv;
-            let (acc, b, x) = (&r[..v.rows * v.vecs], &r[n_acc..n_acc + $maxv], [r[n_acc + $maxv], r[n_acc + $maxv + 1]]);
-            let acc_at = |row: usize, j: usize| acc[row * v.vecs + j];
-            let partial = v.lanes < lanes;
-            let mut a = CodeAssembler::new(64)?;
-            // rdi = a, rsi = a_row (bytes), rdx = b, rcx = b_step, r8 = kb, r9 = a_step;
-            // [rsp+8] = c, [rsp+16] = ldc, [rsp+24] = accumulate, then the epilogue's
-            // arguments, then where A is copied to (r10; rax carries the values), then
-            // where B is copied to (r10, or rbx with A: saved, so the stack arguments
-            // are 8 bytes further, `pushed`).
-            let both = v.copy_a && v.copy_b;
-            let pushed: i32 = if both { 8 } else { 0 };
-            let copies = 8 + pushed + 8 * (3 + v.ep.extra_args() as i32);
-            let b_copy = if both { rbx } else { r10 };
-            if both {
-                a.push(rbx)?;
-            }
-            for &v in acc {
-                tile_kernel!(@zero $width, a, v);
-            }
-            if v.copy_a || v.copy_b {
-                a.mov(r10, qword_ptr(rsp + copies))?;
-            }
-            if both {
-                a.mov(rbx, qword_ptr(rsp + copies + 8))?;
-            }
-            if v.rows > 3 {
-                a.lea(r11, qword_ptr(rsi + rsi * 2))?;
-                a.add(r11, rdi)?;
-            }
-            let mut store = a.create_label();
-            let mut k_loop = a.create_label();
-            a.test(r8, r8)?;
-            a.jz(store)?;
-            a.set_label(&mut k_loop)?;
-            if v.rows == 1 && v.vecs > $maxv {
-                // A one-row tile across several panels: one broadcast, and B straight
-                // from memory into each FMA (`x·b + acc` is `b·x + acc`, bit for bit).
-                a.vbroadcastss(x[0], dword_ptr(rdi))?;
-                for (j, &acc) in acc.iter().enumerate() {
-                    a.vfmadd231ps(acc, x[0], $ptr(rdx + j * $bytes))?;
-                }
-            } else {
-                tile_kernel!(@prefetch $width, a, v.vecs);
-                for j in 0..v.vecs {
-                    a.vmovups(b[j], $ptr(rdx + j * $bytes))?;
-                    if v.copy_b {
-                        a.vmovups($ptr(b_copy + j * $bytes), b[j])?;
-                    }
-                }
-                let rows = [
-                    dword_ptr(rdi),
-                    dword_ptr(rdi + rsi),
-                    dword_ptr(rdi + rsi * 2),
-                    dword_ptr(r11),
-                    dword_ptr(r11 + rsi),
-                    dword_ptr(r11 + rsi * 2),
-                ];
-                for (i, row) in rows.into_iter().take(v.rows).enumerate() {
-                    if v.copy_a {
-                        // This row's A value to the packed tile, through a free
-                        // general register (any row stride).
-                        a.mov(eax, row)?;
-                        a.mov(dword_ptr(r10 + 4 * i), eax)?;
-                    }
-                    a.vbroadcastss(x[i % 2], row)?;
-                    for j in 0..v.vecs {
-                        a.vfmadd231ps(acc_at(i, j), b[j], x[i % 2])?;
-                    }
-                }
-            }
-            a.add(rdi, r9)?;
-            if v.rows > 3 {
-                a.add(r11, r9)?;
-            }
-            if v.copy_a {
-                a.add(r10, (MR * 4) as i32)?;
-            }
-            if v.copy_b {
-                a.add(b_copy, (v.vecs * $bytes) as i32)?;
-            }
-            a.add(rdx, rcx)?;
-            a.dec(r8)?;
-            a.jnz(k_loop)?;
+    ($name:ident, $regty:ty, [$($reg:ident),*], $ptr:ident, $bytes:expr, $width:ident, $maxv:expr) => {
+        pub(super) mod $name {
+            use super::*;
 
-            // C = acc or C += acc, row by row; the B and broadcast registers are free.
-            a.set_label(&mut store)?;
-            a.mov(rax, qword_ptr(rsp + (pushed + 8)))?;
-            a.mov(r10, qword_ptr(rsp + (pushed + 16)))?;
-            a.mov(rsi, qword_ptr(rsp + (pushed + 24)))?;
-            let mut mask = a.create_label();
-            let mut epilogue = a.create_label();
-            let extra = v.ep.extra_args();
-            if extra > 0 {
-                // The last argument: is this the last K block?
-                a.mov(rcx, qword_ptr(rsp + (pushed + 8 + 8 * (3 + extra as i32 - 1))))?;
+            /// The registers of one variant.
+            struct Regs {
+                acc: Vec<$regty>,
+                b: Vec<$regty>,
+                x: [$regty; 2],
+                vecs: usize,
             }
-            if partial {
-                tile_kernel!(@mask $width, a, v.lanes, x[1], mask);
-            }
-            if extra > 0 {
-                a.test(rcx, rcx)?;
-                a.jnz(epilogue)?;
-            }
-            let mut overwrite = a.create_label();
-            let mut done = a.create_label();
-            a.test(rsi, rsi)?;
-            a.jz(overwrite)?;
-            for add in [true, false] {
-                if !add {
-                    a.set_label(&mut overwrite)?;
+
+            impl Regs {
+                fn acc_at(&self, row: usize, j: usize) -> $regty {
+                    self.acc[row * self.vecs + j]
                 }
-                for i in 0..v.rows {
+            }
+
+            /// Where the stack arguments are, and which register holds the B copy.
+            #[derive(Clone, Copy)]
+            struct Frame {
+                pushed: i32,
+                b_copy: AsmRegister64,
+                /// A partial last vector (masked).
+                partial: bool,
+            }
+
+            pub(in super::super) fn assemble(v: Variant) -> Result<Vec<u8>, IcedError> {
+                let r = [$($reg),*];
+                // MR × $maxv accumulators, then the B registers, then two broadcast ones.
+                let n_acc = MR * $maxv;
+                let regs = Regs {
+                    acc: r[..v.rows * v.vecs].to_vec(),
+                    b: r[n_acc..n_acc + $maxv].to_vec(),
+                    x: [r[n_acc + $maxv], r[n_acc + $maxv + 1]],
+                    vecs: v.vecs,
+                };
+                let mut a = CodeAssembler::new(64)?;
+                let both = v.copy_a && v.copy_b;
+                let f = Frame { pushed: if both { 8 } else { 0 }, b_copy: if both { rbx } else { r10 }, partial: v.lanes < $bytes / 4 };
+                let copies = 8 + f.pushed + 8 * (3 + v.ep.extra_args() as i32);
+                if both {
+                    a.push(rbx)?;
+                }
+                for &v in &regs.acc {
+                    tile_kernel!(@zero $width, a, v);
+                }
+                if v.copy_a || v.copy_b {
+                    a.mov(r10, qword_ptr(rsp + copies))?;
+                }
+                if both {
+                    a.mov(rbx, qword_ptr(rsp + copies + 8))?;
+                }
+                if v.rows > 3 {
+                    a.lea(r11, qword_ptr(rsi + rsi * 2))?;
+                    a.add(r11, rdi)?;
+                }
+                let mut store = a.create_label();
+                let mut k_loop = a.create_label();
+                a.test(r8, r8)?;
+                a.jz(store)?;
+                a.set_label(&mut k_loop)?;
+                k_step(&mut a, v, &regs, f)?;
+                a.dec(r8)?;
+                a.jnz(k_loop)?;
+
+                a.set_label(&mut store)?;
+                let (mask, epilogue, done) = (a.create_label(), a.create_label(), a.create_label());
+                store_c(&mut a, v, &regs, f, (mask, epilogue, done))?;
+                if v.ep.extra_args() > 0 {
+                    apply_epilogue(&mut a, v, &regs, f, (epilogue, done))?;
+                }
+                let mut done = done;
+                a.set_label(&mut done)?;
+                a.vzeroupper()?;
+                if both {
+                    a.pop(rbx)?;
+                }
+                a.ret()?;
+                if f.partial {
+                    let mut mask = mask;
+                    tile_kernel!(@data $width, a, v.lanes, mask);
+                }
+                // Only relative branches and loads: the code runs at any address.
+                a.assemble(0)
+            }
+
+            /// One k: the FMAs, then the pointers to the next k.
+            fn k_step(a: &mut CodeAssembler, v: Variant, regs: &Regs, f: Frame) -> Result<(), IcedError> {
+                let (b, x) = (&regs.b, regs.x);
+                if v.rows == 1 && v.vecs > $maxv {
+                    // A one-row tile across several panels: one broadcast, and B straight
+                    // from memory into each FMA (`x·b + acc` is `b·x + acc`, bit for bit).
+                    a.vbroadcastss(x[0], dword_ptr(rdi))?;
+                    for (j, &acc) in regs.acc.iter().enumerate() {
+                        a.vfmadd231ps(acc, x[0], $ptr(rdx + j * $bytes))?;
+                    }
+                } else {
+                    tile_kernel!(@prefetch $width, a, v.vecs);
                     for j in 0..v.vecs {
-                        let (c, at) = (acc_at(i, j), $ptr(rax + j * $bytes));
-                        if partial && j + 1 == v.vecs {
-                            tile_kernel!(@masked $width, a, c, at, add, x[1], x[0]);
-                        } else {
-                            if add {
-                                a.vaddps(c, c, at)?;
-                            }
-                            a.vmovups(at, c)?;
+                        a.vmovups(b[j], $ptr(rdx + j * $bytes))?;
+                        if v.copy_b {
+                            a.vmovups($ptr(f.b_copy + j * $bytes), b[j])?;
                         }
                     }
-                    if i + 1 < v.rows {
-                        a.add(rax, r10)?;
+                    let rows = [
+                        dword_ptr(rdi),
+                        dword_ptr(rdi + rsi),
+                        dword_ptr(rdi + rsi * 2),
+                        dword_ptr(r11),
+                        dword_ptr(r11 + rsi),
+                        dword_ptr(r11 + rsi * 2),
+                    ];
+                    for (i, row) in rows.into_iter().take(v.rows).enumerate() {
+                        if v.copy_a {
+                            // This row's A value to the packed tile, through a free
+                            // general register (any row stride).
+                            a.mov(eax, row)?;
+                            a.mov(dword_ptr(r10 + 4 * i), eax)?;
+                        }
+                        a.vbroadcastss(x[i % 2], row)?;
+                        for j in 0..v.vecs {
+                            a.vfmadd231ps(regs.acc_at(i, j), b[j], x[i % 2])?;
+                        }
                     }
                 }
-                a.jmp(done)?;
+                a.add(rdi, r9)?;
+                if v.rows > 3 {
+                    a.add(r11, r9)?;
+                }
+                if v.copy_a {
+                    a.add(r10, (MR * 4) as i32)?;
+                }
+                if v.copy_b {
+                    a.add(f.b_copy, (v.vecs * $bytes) as i32)?;
+                }
+                a.add(rdx, rcx)
             }
-            if extra > 0 {
-                // The last K block with the epilogue, in `epilogue.rs`/`update.rs`'s order
-                // of operations: the finished C (acc, plus the old C when accumulating),
-                // then the epilogue. rdi = p, bias or h (the first extra argument);
-                // x0 = lr or zero; x1 = the AVX2 mask; b0, b1 = temporaries.
+
+            /// C = acc or C += acc, row by row (the B and broadcast registers are free);
+            /// on the last K block of a variant with an epilogue, to `epilogue` instead.
+            fn store_c(
+                a: &mut CodeAssembler,
+                v: Variant,
+                regs: &Regs,
+                f: Frame,
+                (mut mask, epilogue, done): (CodeLabel, CodeLabel, CodeLabel),
+            ) -> Result<(), IcedError> {
+                let pushed = f.pushed;
+                a.mov(rax, qword_ptr(rsp + (pushed + 8)))?;
+                a.mov(r10, qword_ptr(rsp + (pushed + 16)))?;
+                a.mov(rsi, qword_ptr(rsp + (pushed + 24)))?;
+                let extra = v.ep.extra_args();
+                if extra > 0 {
+                    // The last argument: is this the last K block?
+                    a.mov(rcx, qword_ptr(rsp + (pushed + 8 + 8 * (3 + extra as i32 - 1))))?;
+                }
+                if f.partial {
+                    tile_kernel!(@mask $width, a, v.lanes, regs.x[1], mask);
+                }
+                if extra > 0 {
+                    a.test(rcx, rcx)?;
+                    a.jnz(epilogue)?;
+                }
+                let mut overwrite = a.create_label();
+                a.test(rsi, rsi)?;
+                a.jz(overwrite)?;
+                for add in [true, false] {
+                    if !add {
+                        a.set_label(&mut overwrite)?;
+                    }
+                    for i in 0..v.rows {
+                        for j in 0..v.vecs {
+                            let (c, at) = (regs.acc_at(i, j), $ptr(rax + j * $bytes));
+                            if f.partial && j + 1 == v.vecs {
+                                tile_kernel!(@masked $width, a, c, at, add, regs.x[1], regs.x[0]);
+                            } else {
+                                if add {
+                                    a.vaddps(c, c, at)?;
+                                }
+                                a.vmovups(at, c)?;
+                            }
+                        }
+                        if i + 1 < v.rows {
+                            a.add(rax, r10)?;
+                        }
+                    }
+                    a.jmp(done)?;
+                }
+                let _ = &mut mask;
+                Ok(())
+            }
+
+            /// The last K block with the epilogue, in `epilogue.rs`/`update.rs`'s order
+            /// of operations: the finished C (acc, plus the old C when accumulating),
+            /// then the epilogue. rdi = p, bias or h (the first extra argument); x0 = lr
+            /// or zero; x1 = the AVX2 mask; b0, b1 = temporaries.
+            fn apply_epilogue(
+                a: &mut CodeAssembler,
+                v: Variant,
+                regs: &Regs,
+                f: Frame,
+                (mut epilogue, done): (CodeLabel, CodeLabel),
+            ) -> Result<(), IcedError> {
+                let pushed = f.pushed;
                 a.set_label(&mut epilogue)?;
                 a.mov(rdi, qword_ptr(rsp + (pushed + 32)))?;
-                let (k, m, t, t2) = (x[0], x[1], b[0], b[1]);
+                let k = regs.x[0];
                 match v.ep {
                     Ep::Sgd => {
                         a.mov(rdx, qword_ptr(rsp + (pushed + 40)))?;
@@ -170,68 +242,12 @@ macro_rules! tile_kernel {
                     }
                     for i in 0..v.rows {
                         for j in 0..v.vecs {
-                            let c = acc_at(i, j);
-                            let at_c = $ptr(rax + j * $bytes);
-                            let at_x = $ptr(rdi + j * $bytes);
-                            let at_o = $ptr(rdx + j * $bytes);
-                            let masked = partial && j + 1 == v.vecs;
-                            if add && masked {
-                                tile_kernel!(@load_masked $width, a, t2, at_c, m);
-                                a.vaddps(c, c, t2)?;
-                            } else if add {
-                                a.vaddps(c, c, at_c)?;
-                            }
-                            match v.ep {
-                                // p_out = p - g·lr
-                                Ep::Sgd => {
-                                    a.vmulps(c, c, k)?;
-                                    if masked {
-                                        tile_kernel!(@load_masked $width, a, t, at_x, m);
-                                    } else {
-                                        a.vmovups(t, at_x)?;
-                                    }
-                                    a.vsubps(t, t, c)?;
-                                    if masked {
-                                        tile_kernel!(@store_masked $width, a, at_o, t, m);
-                                    } else {
-                                        a.vmovups(at_o, t)?;
-                                    }
-                                    continue;
-                                }
-                                // C = relu(C + bias): `max(0, x)` is `x < 0 ? 0 : x`,
-                                // NaN and -0 included.
-                                Ep::Dense { bias, relu } => {
-                                    if bias && masked {
-                                        tile_kernel!(@load_masked $width, a, t, at_x, m);
-                                        a.vaddps(c, c, t)?;
-                                    } else if bias {
-                                        a.vaddps(c, c, at_x)?;
-                                    }
-                                    if relu {
-                                        a.vmaxps(c, k, c)?;
-                                    }
-                                }
-                                // C = h > 0 ? C : +0 (ordered: NaN in h gives 0)
-                                Ep::Mask => {
-                                    if masked {
-                                        tile_kernel!(@load_masked $width, a, t, at_x, m);
-                                    } else {
-                                        a.vmovups(t, at_x)?;
-                                    }
-                                    tile_kernel!(@keep_where_positive $width, a, c, t, k);
-                                }
-                                Ep::None => {}
-                            }
-                            if masked {
-                                tile_kernel!(@store_masked $width, a, at_c, c, m);
-                            } else {
-                                a.vmovups(at_c, c)?;
-                            }
+                            epilogue_vector(a, v, regs, f, (i, j), add)?;
                         }
                         if i + 1 < v.rows {
                             a.add(rax, r10)?;
                             // The bias is the same for every row.
-                            if !matches!(v.ep, Ep::Dense { bias: true, .. }) {
+                            if !v.ep.bias() {
                                 a.add(rdi, r10)?;
                             }
                             if v.ep == Ep::Sgd {
@@ -241,18 +257,78 @@ macro_rules! tile_kernel {
                     }
                     a.jmp(done)?;
                 }
+                Ok(())
             }
-            a.set_label(&mut done)?;
-            a.vzeroupper()?;
-            if both {
-                a.pop(rbx)?;
+
+            /// The epilogue of vector `j` of row `i`.
+            fn epilogue_vector(
+                a: &mut CodeAssembler,
+                v: Variant,
+                regs: &Regs,
+                f: Frame,
+                (i, j): (usize, usize),
+                add: bool,
+            ) -> Result<(), IcedError> {
+                let (k, m, t, t2) = (regs.x[0], regs.x[1], regs.b[0], regs.b[1]);
+                let c = regs.acc_at(i, j);
+                let at_c = $ptr(rax + j * $bytes);
+                let at_x = $ptr(rdi + j * $bytes);
+                let at_o = $ptr(rdx + j * $bytes);
+                let masked = f.partial && j + 1 == v.vecs;
+                if add && masked {
+                    tile_kernel!(@load_masked $width, a, t2, at_c, m);
+                    a.vaddps(c, c, t2)?;
+                } else if add {
+                    a.vaddps(c, c, at_c)?;
+                }
+                match v.ep {
+                    // p_out = p - g·lr
+                    Ep::Sgd => {
+                        a.vmulps(c, c, k)?;
+                        if masked {
+                            tile_kernel!(@load_masked $width, a, t, at_x, m);
+                        } else {
+                            a.vmovups(t, at_x)?;
+                        }
+                        a.vsubps(t, t, c)?;
+                        if masked {
+                            tile_kernel!(@store_masked $width, a, at_o, t, m);
+                        } else {
+                            a.vmovups(at_o, t)?;
+                        }
+                        return Ok(());
+                    }
+                    // C = relu(C + bias): `max(0, x)` is `x < 0 ? 0 : x`, NaN and -0
+                    // included.
+                    Ep::Bias { .. } | Ep::Relu => {
+                        if v.ep.bias() && masked {
+                            tile_kernel!(@load_masked $width, a, t, at_x, m);
+                            a.vaddps(c, c, t)?;
+                        } else if v.ep.bias() {
+                            a.vaddps(c, c, at_x)?;
+                        }
+                        if v.ep.relu() {
+                            a.vmaxps(c, k, c)?;
+                        }
+                    }
+                    // C = h > 0 ? C : +0 (ordered: NaN in h gives 0)
+                    Ep::Mask => {
+                        if masked {
+                            tile_kernel!(@load_masked $width, a, t, at_x, m);
+                        } else {
+                            a.vmovups(t, at_x)?;
+                        }
+                        tile_kernel!(@keep_where_positive $width, a, c, t, k);
+                    }
+                    Ep::None => {}
+                }
+                if masked {
+                    tile_kernel!(@store_masked $width, a, at_c, c, m);
+                } else {
+                    a.vmovups(at_c, c)?;
+                }
+                Ok(())
             }
-            a.ret()?;
-            if partial {
-                tile_kernel!(@data $width, a, v.lanes, mask);
-            }
-            // Only relative branches and loads: the code runs at any address.
-            a.assemble(0)
         }
     };
     // Zeroing: `vxorps` on zmm would need AVX-512DQ; `vpxord` is AVX-512F.
@@ -326,7 +402,8 @@ macro_rules! tile_kernel {
 }
 
 tile_kernel!(
-    assemble_avx2,
+    avx2,
+    AsmRegisterYmm,
     [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11, ymm12, ymm13, ymm14, ymm15],
     ymmword_ptr,
     32,
@@ -334,7 +411,8 @@ tile_kernel!(
     2
 );
 tile_kernel!(
-    assemble_avx512,
+    avx512,
+    AsmRegisterZmm,
     [
         zmm0, zmm1, zmm2, zmm3, zmm4, zmm5, zmm6, zmm7, zmm8, zmm9, zmm10, zmm11, zmm12, zmm13, zmm14, zmm15, zmm16,
         zmm17, zmm18, zmm19, zmm20, zmm21, zmm22, zmm23, zmm24, zmm25, zmm26, zmm27, zmm28, zmm29, zmm30, zmm31
