@@ -55,6 +55,9 @@ enum Command {
         /// Compile the training step (loss, backward pass, optimizer update) instead of inference.
         #[arg(long)]
         train: bool,
+        /// The batch size the sizes of --emit opt-report and --emit lowered are given at.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
         #[command(flatten)]
         step: StepArgs,
         #[command(flatten)]
@@ -251,7 +254,7 @@ enum OptimizerArg {
 }
 
 /// What `nnc compile` prints. Each stage of the pipeline (`nnc_pipeline::Stage`) is
-/// also a name: `import`, `differentiate`, `optimize`, `codegen`.
+/// also a name: `import`, `differentiate`, `optimize`, `lower`, `codegen`.
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum Emit {
     /// Inputs, outputs, parameters, op counts and FLOPs.
@@ -271,6 +274,9 @@ enum Emit {
     OptReport,
     /// The graph in Graphviz DOT after the optimizer (fused ops filled orange; updates dashed).
     Dot,
+    /// The lowered program (stage `lower`): every kernel, its plan and its buffers, laid out at --batch.
+    #[value(alias = "lower")]
+    Lowered,
     /// The Cranelift IR the JIT generates (stage `codegen`; of the training step with --train).
     #[value(alias = "codegen")]
     Clif,
@@ -339,6 +345,7 @@ fn run(command: Command) -> Result<()> {
             model,
             emit,
             train,
+            batch,
             step,
             opt,
             output,
@@ -394,8 +401,9 @@ fn run(command: Command) -> Result<()> {
                 Emit::Dot => nnc_ir::to_dot(&optimized()?.graph),
                 Emit::OptReport => {
                     let o = optimized()?;
-                    format!("{}\n{}", o.report.render(100), o.plan.describe(&o.graph, 100))
+                    format!("{}\n{}", o.report.render(batch), o.plan.describe(&o.graph, batch))
                 }
+                Emit::Lowered => nnc_pipeline::lower(&optimized()?, &backend)?.text(batch),
                 Emit::Clif => nnc_pipeline::lower(&optimized()?, &backend)?.clif()?,
                 Emit::Asm => {
                     let options = nnc_cranelift::CompileOptions { threads: 1, ..backend };

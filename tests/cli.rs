@@ -476,3 +476,30 @@ fn bench_reports_json_figures() {
     let err = expect_error(&["bench", "--batch", "0"]);
     assert!(err.contains("at least 1"), "{err}");
 }
+
+/// Every stage of the pipeline is an `--emit` name, beside the older names of the same
+/// output; `--emit lowered` prints the backend's program, kernel for kernel as the
+/// optimizer's report counts them.
+#[test]
+fn emit_names_the_stages_of_the_pipeline() {
+    let seed = repo("models/mlp.onnx");
+    let same = |a: &[&str], b: &[&str]| {
+        let (x, y) = (nnc(a), nnc(b));
+        assert!(x.status.success() && y.status.success(), "{a:?} / {b:?}");
+        assert_eq!(stdout(&x), stdout(&y), "{a:?} / {b:?}");
+    };
+    same(&["compile", &seed, "--emit", "import"], &["compile", &seed, "--emit", "ir"]);
+    same(&["compile", &seed, "--emit", "differentiate"], &["compile", &seed, "--emit", "train-ir"]);
+    same(&["compile", &seed, "--train", "--emit", "optimize"], &["compile", &seed, "--train", "--emit", "ir-opt"]);
+    same(&["compile", &seed, "--train", "--emit", "lower"], &["compile", &seed, "--train", "--emit", "lowered"]);
+    same(
+        &["compile", &seed, "--emit", "codegen", "--kernels", "cranelift"],
+        &["compile", &seed, "--emit", "clif", "--kernels", "cranelift"],
+    );
+    let lowered = stdout(&nnc(&["compile", &seed, "--train", "--emit", "lowered", "--batch", "1"]));
+    assert!(lowered.starts_with("program: 10 kernels, "), "{lowered}");
+    assert!(lowered.contains("k3_dense (step 0): %fc1.act = %input·%fc1.weight: [N, 784]·[784, 256]"), "{lowered}");
+    assert!(lowered.contains("at N=1: M = 1, along K"), "{lowered}");
+    let report = stdout(&nnc(&["compile", &seed, "--train", "--emit", "opt-report"]));
+    assert!(report.contains("kernels per step: 37 -> 10"), "{report}");
+}

@@ -207,6 +207,13 @@ impl Lowered {
         Ok(text)
     }
 
+    /// The lowered program as text: every kernel with what it computes and, for a
+    /// matrix product, its plan (tile, packing and copies, epilogue, splits), then the
+    /// arena's buffers; the layout and the run-time choices at `batch`.
+    pub fn text(&self, batch: usize) -> String {
+        self.program.text(self.family.family(), batch)
+    }
+
     /// The step plan the program executes, with its kernels' scratch buffers.
     pub fn plan(&self) -> &nnc_opt::StepPlan {
         &self.program.plan

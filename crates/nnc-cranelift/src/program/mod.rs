@@ -5,6 +5,8 @@
 //! kernel description is static except for the batch size, which stays a run-time
 //! argument (`Size`).
 
+mod print;
+
 use crate::shape::Nest;
 use nnc_ir::Size;
 use nnc_ir::{BinaryOp, DType, ReduceOp, Tensor, TensorType, UnaryOp, UpdateRule, ValueId};
