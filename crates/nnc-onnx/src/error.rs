@@ -15,6 +15,9 @@ pub enum OnnxError {
     /// The bytes are not a protobuf `ModelProto`.
     #[error("{what} is not a valid ONNX model: {message}")]
     Decode { what: String, message: String },
+    /// The model's IR version is missing, invalid or newer than nnc knows.
+    #[error("{what}: {problem}")]
+    IrVersion { what: String, problem: String },
     /// A structural problem of the model as a whole (no graph, cycles, undefined values).
     #[error("invalid ONNX model: {0}")]
     Model(String),

@@ -45,6 +45,11 @@ pub const MIN_OPSET: i64 = 7;
 /// onnx 1.22 schemas); when a newer opset appears, check the ops' `since_version`s
 /// before raising this.
 pub const MAX_OPSET: i64 = 27;
+/// Newest ONNX IR version (`ModelProto.ir_version`) the importer accepts: ONNX 1.22's
+/// `onnx.IR_VERSION` (`IR_VERSION = 13` in its `onnx.proto`). A newer IR version may
+/// change what the file's fields mean, so such a model is refused, as `onnx.checker`
+/// and ONNX Runtime refuse it.
+pub const MAX_IR_VERSION: i64 = 13;
 
 /// Whether nnc imports `op_type` of `domain` at `opset` (before looking at the node's
 /// attributes, types and shapes, which may still be refused with a reason).
@@ -117,11 +122,28 @@ fn import_impl(bytes: &[u8], base_dir: Option<&Path>, what: &str, opts: &ImportO
     }
     let model =
         ModelProto::decode(bytes).map_err(|e| OnnxError::Decode { what: what.to_string(), message: e.to_string() })?;
+    check_ir_version(model.ir_version, what)?;
     let graph = model.graph.as_ref().ok_or_else(|| OnnxError::Model("the model has no graph".into()))?;
     let opset = default_opset(&model)?;
     budget::check(graph, opts)?;
     check_supported(&model, graph, opset)?;
     Importer::run(&model, graph, opset, base_dir)
+}
+
+/// Refuses an IR version nnc does not know. A missing one (which protobuf reads as 0)
+/// is refused too: ONNX requires it; onnx.checker refuses 0 and ONNX Runtime a missing
+/// one ("Missing model IR version"), so nnc does not accept what they refuse.
+fn check_ir_version(version: i64, what: &str) -> Result<(), OnnxError> {
+    let problem = match version {
+        ..=-1 => format!("IR version {version} is not valid (nnc reads IR versions 1 to {MAX_IR_VERSION})"),
+        0 => format!(
+            "the model declares no IR version (ir_version is missing or 0), which every ONNX model must; \
+             nnc reads IR versions 1 to {MAX_IR_VERSION}"
+        ),
+        1..=MAX_IR_VERSION => return Ok(()),
+        _ => format!("IR version {version} is newer than nnc understands (at most {MAX_IR_VERSION})"),
+    };
+    Err(OnnxError::IrVersion { what: what.to_string(), problem })
 }
 
 /// The version of the default ONNX operator set the model imports.

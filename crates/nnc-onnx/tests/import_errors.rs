@@ -160,6 +160,41 @@ fn opset_too_new_or_too_old() {
 }
 
 #[test]
+fn ir_version_newer_than_nnc_knows() {
+    let m = ModelProto { ir_version: 99, ..relu_model() };
+    assert_eq!(import_err(&m), "the input: IR version 99 is newer than nnc understands (at most 13)");
+    let m = ModelProto { ir_version: nnc_onnx::MAX_IR_VERSION + 1, ..relu_model() };
+    assert_eq!(import_err(&m), "the input: IR version 14 is newer than nnc understands (at most 13)");
+    // The file's name is the "where" of the message.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.onnx");
+    std::fs::write(&path, bytes(&ModelProto { ir_version: 99, ..relu_model() })).unwrap();
+    let err = import_file(&path).unwrap_err().to_string();
+    assert_eq!(err, format!("\"{}\": IR version 99 is newer than nnc understands (at most 13)", path.display()));
+}
+
+#[test]
+fn ir_version_missing_zero_or_negative() {
+    // Protobuf reads a missing ir_version as 0; onnx.checker refuses both.
+    let m = ModelProto { ir_version: 0, ..relu_model() };
+    assert_eq!(
+        import_err(&m),
+        "the input: the model declares no IR version (ir_version is missing or 0), which every ONNX model must; \
+         nnc reads IR versions 1 to 13"
+    );
+    let m = ModelProto { ir_version: -3, ..relu_model() };
+    assert_eq!(import_err(&m), "the input: IR version -3 is not valid (nnc reads IR versions 1 to 13)");
+}
+
+#[test]
+fn every_ir_version_nnc_knows_imports() {
+    for v in 1..=nnc_onnx::MAX_IR_VERSION {
+        let m = ModelProto { ir_version: v, ..relu_model() };
+        import_bytes(&bytes(&m), None).unwrap_or_else(|e| panic!("IR version {v}: {e}"));
+    }
+}
+
+#[test]
 fn gemm_with_mismatched_k() {
     let graph = GraphProto {
         name: "g".into(),
