@@ -109,8 +109,9 @@ pub fn import_bytes_with(bytes: &[u8], base_dir: Option<&Path>, opts: &ImportOpt
 }
 
 /// Decodes one `TensorProto` (inline data, typed fields, or external data relative
-/// to `base_dir`) into an IR tensor, converting element types the way the importer
-/// does (double → f32, int8/int16 → i32, ...). Reads the ONNX test-data `.pb` files.
+/// to `base_dir`) into an IR tensor, widening element types the way the importer
+/// does (float16 → f32, int8/int16 → i32, ...) and refusing float64 as it does.
+/// Reads the ONNX test-data `.pb` files.
 pub fn tensor_from_proto(t: &crate::proto::TensorProto, base_dir: Option<&Path>) -> Result<nnc_ir::Tensor, OnnxError> {
     let name = if t.name.is_empty() { "<unnamed>" } else { t.name.as_str() };
     tensor::read_tensor(t, name, base_dir)
@@ -209,6 +210,11 @@ impl<'n> Ctx<'n> {
             opset: self.opset,
             message: message.into(),
         }
+    }
+
+    /// `the value of node "c1" Constant`: the node's `value` attribute, for messages.
+    pub(crate) fn describe_value(&self) -> String {
+        format!("the value of node {} {}", order::describe(&self.node.name, self.index), self.node.op_type)
     }
 
     pub(crate) fn attrs(&self) -> Attrs<'n> {
