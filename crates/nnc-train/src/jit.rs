@@ -41,9 +41,11 @@ impl JitBackend {
     }
 
     pub fn from_train_graph(tg: &TrainGraph, compile: &CompileOptions) -> Result<JitBackend, TrainError> {
-        let spec = StepSpec::new(tg)?;
+        let mut spec = StepSpec::new(tg)?;
         let step = nnc_cranelift::compile(&optimize(&spec.step_graph)?, compile).map_err(backend_error)?;
         let infer = nnc_cranelift::compile(&optimize(&spec.infer_graph)?, compile).map_err(backend_error)?;
+        // The compiled functions hold the values now; the graphs are kept for names and types.
+        spec.drop_initial_values();
         Ok(JitBackend { spec, step, infer, infer_stale: false })
     }
 
@@ -89,8 +91,8 @@ impl JitBackend {
         Ok((arenas, leaves(&self.spec.step_graph).saturating_add(leaves(&self.spec.infer_graph))))
     }
 
-    fn leaves(&self, list: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
-        list.iter().filter_map(|(n, _)| Some((n.clone(), self.step.param(n).ok()?))).collect()
+    fn leaves(&self, names: &[String]) -> Vec<(String, Tensor)> {
+        names.iter().filter_map(|n| Some((n.clone(), self.step.param(n).ok()?))).collect()
     }
 }
 
@@ -122,7 +124,7 @@ impl StepBackend for JitBackend {
 
     fn infer(&mut self, x: &Tensor) -> Result<Tensor, TrainError> {
         if self.infer_stale {
-            for (name, _) in &self.spec.params {
+            for name in &self.spec.params {
                 if self.spec.infer_graph.find(name).is_some() {
                     let value = self.step.param(name).map_err(backend_error)?;
                     self.infer.set_param(name, &value).map_err(backend_error)?;
