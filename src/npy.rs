@@ -19,12 +19,14 @@ pub struct NpyHeader {
     pub shape: Vec<usize>,
     /// Bytes of the data as declared (elements × element size).
     pub data_bytes: u64,
-    /// Bytes reading it takes in memory (f64 is read, then converted to f32).
+    /// Bytes reading it takes in memory.
     pub memory_bytes: u64,
 }
 
 /// Reads and checks the header of an NPY file without reading its data: the shape's
-/// element count must not overflow and the file must hold the declared data.
+/// element count must not overflow and the file must hold the declared data. A
+/// float64 file is refused here, before its size is judged: nnc computes in float32
+/// and does not round data silently.
 pub fn npy_header(path: &Path) -> Result<NpyHeader> {
     let bad = |m: String| anyhow::anyhow!("{}: not a valid NPY file: {m}", path.display());
     let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -51,6 +53,9 @@ pub fn npy_header(path: &Path) -> Result<NpyHeader> {
     let text = String::from_utf8_lossy(&text);
     let descr = quoted_after(&text, "descr").ok_or_else(|| bad("the header has no 'descr'".into()))?;
     let shape = shape_after(&text).ok_or_else(|| bad("the header has no valid 'shape'".into()))?;
+    if descr.get(1..) == Some("f8") {
+        bail!("{} holds float64; nnc reads float32 — convert with numpy's .astype(numpy.float32)", path.display());
+    }
     let width: u64 = descr
         .get(2..)
         .and_then(|w| w.parse().ok())
@@ -68,8 +73,7 @@ pub fn npy_header(path: &Path) -> Result<NpyHeader> {
             path.display()
         );
     }
-    let converted = if descr.ends_with("f8") { count.unwrap_or(0).saturating_mul(4) } else { 0 };
-    Ok(NpyHeader { descr, shape, data_bytes, memory_bytes: data_bytes.saturating_add(converted) })
+    Ok(NpyHeader { descr, shape, data_bytes, memory_bytes: data_bytes })
 }
 
 /// The string in quotes after the key `key` of a Python dict literal.
@@ -89,8 +93,8 @@ fn shape_after(text: &str) -> Option<Vec<usize>> {
     inner.split(',').map(str::trim).filter(|d| !d.is_empty()).map(|d| d.trim_end_matches('L').parse().ok()).collect()
 }
 
-/// Reads an NPY file of f32, f64 (converted to f32), i64, i32 or bool elements,
-/// within the default memory budget.
+/// Reads an NPY file of f32, i64, i32 or bool elements, within the default memory
+/// budget. Float64 is refused ([`npy_header`]).
 pub fn read_npy(path: &Path) -> Result<Tensor> {
     read_npy_with(path, MemoryBudget::default())
 }
@@ -120,8 +124,7 @@ pub fn read_npy_with(path: &Path, budget: MemoryBudget) -> Result<Tensor> {
     attempt!(i64, Tensor::I64);
     attempt!(i32, Tensor::I32);
     attempt!(bool, Tensor::Bool);
-    attempt!(f64, |a: ArrayD<f64>| Tensor::F32(a.mapv(|v| v as f32)));
-    bail!("{}: unsupported NPY element type (supported: float32, float64, int64, int32, bool)", path.display())
+    bail!("{}: unsupported NPY element type (supported: float32, int64, int32, bool)", path.display())
 }
 
 /// Writes a tensor as NPY, atomically: the file appears complete or not at all.

@@ -117,6 +117,40 @@ fn truncated_or_mistyped_npy_files_are_refused_by_nnc_train() {
     assert!(!out.exists());
 }
 
+/// nnc computes in float32 and rounds no data silently: a float64 NPY file is refused
+/// by name, with the fix, by `nnc train` (inputs or labels), `nnc run` and the library,
+/// and no output file is written.
+#[test]
+fn float64_npy_files_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("trained.onnx");
+    let (xp, yp, x64) = (tmp.path().join("x.npy"), tmp.path().join("y.npy"), tmp.path().join("inputs.npy"));
+    ndarray_npy::write_npy(&xp, &ndarray::Array2::<f32>::from_elem((16, 784), 0.5)).unwrap();
+    ndarray_npy::write_npy(&yp, &ndarray::Array1::<i64>::from_iter((0..16).map(|i| i % 10))).unwrap();
+    ndarray_npy::write_npy(&x64, &ndarray::Array2::<f64>::from_elem((16, 784), 0.5)).unwrap();
+    let advice = "holds float64; nnc reads float32 — convert with numpy's .astype(numpy.float32)";
+
+    let err = expect_error(&["train", "-q", "--inputs", s(&x64), "--labels", s(&yp), "--out", s(&out)]);
+    assert_eq!(err, format!("error: {} {advice}", x64.display()));
+    let y64 = tmp.path().join("labels.npy");
+    ndarray_npy::write_npy(&y64, &ndarray::Array1::<f64>::from_elem(16, 1.0)).unwrap();
+    let err = expect_error(&["train", "-q", "--inputs", s(&xp), "--labels", s(&y64), "--out", s(&out)]);
+    assert_eq!(err, format!("error: {} {advice}", y64.display()));
+    assert!(!out.exists());
+
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mlp.onnx");
+    let y = tmp.path().join("y_out.npy");
+    let err = expect_error(&["run", s(&model), "--input", s(&x64), "--output", s(&y)]);
+    assert_eq!(err, format!("error: {} {advice}", x64.display()));
+    assert!(!y.exists());
+
+    let e = nnc::npy::read_npy(&x64).unwrap_err().to_string();
+    assert_eq!(e, format!("{} {advice}", x64.display()));
+    // A tiny budget does not hide the reason: the type is judged before the size.
+    let e = nnc::npy::read_npy_with(&x64, nnc_ir::MemoryBudget::from_bytes(16)).unwrap_err().to_string();
+    assert_eq!(e, format!("{} {advice}", x64.display()));
+}
+
 #[test]
 fn external_data_escaping_the_model_directory_is_refused_by_nnc_compile() {
     let tmp = tempfile::tempdir().unwrap();

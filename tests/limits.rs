@@ -139,17 +139,21 @@ fn huge_declared_idx_header_is_refused_before_allocating() {
     let dir = tempfile::tempdir().unwrap();
     hostile_mnist(dir.path(), 1_000_000);
     let d = dir.path().to_str().unwrap();
-    // Over the budget: refused from the headers alone.
-    let err = expect_error(&["train", "--data", d, "--max-memory", "1G", "--steps", "1", "--quiet"]);
+    // Over the budget: refused from the headers alone. Images are held as their bytes
+    // (784 MB here) and labels as i64 (8 MB).
+    let err = expect_error(&["train", "--data", d, "--max-memory", "512M", "--steps", "1", "--quiet"]);
     assert_eq!(
         err,
         format!(
-            "error: {d}: the data set (1000000 training and 2 test images of 28×28, as f32) needs 2.9 GiB (limit 1.0 \
-             GiB, --max-memory)"
+            "error: {d}: the data set (1000000 training and 2 test images of 28×28, a byte per pixel) needs 755.3 \
+             MiB (limit 512.0 MiB, --max-memory)"
         )
     );
-    let err = expect_error(&["eval", &repo("models/mlp.onnx"), "--data", d, "--max-memory", "1G"]);
-    assert!(err.ends_with("needs 2.9 GiB (limit 1.0 GiB, --max-memory)"), "{err}");
+    let err = expect_error(&["eval", &repo("models/mlp.onnx"), "--data", d, "--max-memory", "512M"]);
+    assert!(err.ends_with("needs 755.3 MiB (limit 512.0 MiB, --max-memory)"), "{err}");
+    // Within the budget at a byte per pixel, though not at the four of f32.
+    let err = expect_error(&["train", "--data", d, "--max-memory", "1G", "--steps", "1", "--quiet"]);
+    assert!(err.contains("truncated: dims 1000000×28×28 declare 784000000 bytes of data"), "{err}");
     // Within the budget: the file is found to be shorter than declared, still before
     // anything of the declared size is allocated.
     let err = expect_error(&["train", "--data", d, "--max-memory", "8G", "--steps", "1", "--quiet"]);

@@ -41,8 +41,9 @@ enum Outcome {
 
 /// The documented limitations, recognized by their import error.
 fn refusal_category(message: &str) -> Option<&'static str> {
-    const CATEGORIES: [(&str, &str); 6] = [
+    const CATEGORIES: [(&str, &str); 7] = [
         ("element type", "element type other than f32/i64/i32/bool"),
+        ("is float64; nnc computes in float32", "element type other than f32/i64/i32/bool"),
         ("cannot cast to", "element type other than f32/i64/i32/bool"),
         ("only known at run time", "shape, axes or indices known only at run time"),
         ("training_mode", "training-mode Dropout"),

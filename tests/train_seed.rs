@@ -90,3 +90,42 @@ fn thread_counts_and_reruns_train_identical_models() {
     assert!(one == train("2", "two.onnx"), "--threads 2 trained a different model than --threads 1");
     assert!(one == train("1", "again.onnx"), "two runs with the same seed differ");
 }
+
+/// The seed run keeps the 70,000 images as their bytes (52.5 MiB) and converts each
+/// batch to f32 as it is gathered; as f32 they alone took 209 MiB and the run peaked
+/// at about 245 MiB. The bound leaves room for the debug build and the allocator.
+#[cfg(target_os = "linux")]
+#[test]
+fn seed_run_peak_memory_holds_the_images_as_bytes() {
+    let data = Path::new("/usr/share/datasets/fashion-mnist");
+    if !data.join("train-images-idx3-ubyte.gz").exists() {
+        assert!(std::env::var_os("CI").is_none(), "Fashion-MNIST missing: run .ci/install-test-deps.sh");
+        return;
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_nnc"))
+        .args(["train", "-q", "--steps", "20", "--data"])
+        .arg(data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain old data, for which all-zero bytes are a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = loop {
+        // SAFETY: `pid` is our child, not yet reaped (`child` is never waited on), and
+        // both out-pointers are valid for writes.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r != -1 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            break r;
+        }
+    };
+    drop(child);
+    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "nnc train failed: status {status}");
+    // Linux reports ru_maxrss in KiB.
+    let peak_mib = usage.ru_maxrss as f64 / 1024.0;
+    eprintln!("peak RSS of `nnc train -q --steps 20`: {peak_mib:.1} MiB");
+    assert!(peak_mib < 100.0, "peak RSS {peak_mib:.1} MiB; the images should be held as bytes");
+}

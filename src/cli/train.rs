@@ -77,6 +77,14 @@ pub fn run_train(req: TrainRequest) -> Result<()> {
         true => RunIdentity::new(&model, &options, &config, &train_set),
         false => RunIdentity::default(),
     };
+    // The backend holds the parameters from here on, and `--out` stores the trained
+    // ones back into the model: its copy of the initial values would only add to the
+    // run's memory.
+    for (name, _) in backend.params() {
+        if let Some(id) = model.find(&name) {
+            model.take_init(id);
+        }
+    }
     let mut observer = ProgressObserver::new(quiet);
     observer.resume = resume.as_ref().map(|(path, _)| (path.clone(), backend.name().to_string()));
     let checkpointing =

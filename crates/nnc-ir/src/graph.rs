@@ -182,6 +182,15 @@ impl Graph {
         }
     }
 
+    /// Removes and returns the initial value of a parameter or state, e.g. once a
+    /// backend holds the values in its own buffers.
+    pub fn take_init(&mut self, id: ValueId) -> Option<Tensor> {
+        match &mut self.values[id.index()].op {
+            Op::Param { init } | Op::State { init } => init.take(),
+            _ => None,
+        }
+    }
+
     /// Renames a value; fails if the new name is taken.
     pub fn rename(&mut self, id: ValueId, name: impl Into<String>) -> Result<(), IrError> {
         let name = name.into();
@@ -208,5 +217,25 @@ impl Graph {
             }
         }
         users
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Dim, TensorType};
+
+    #[test]
+    fn take_init_leaves_the_parameter_and_its_type() {
+        let mut g = Graph::new("g");
+        let x = g.input("x", TensorType::f32(&[Dim::Batch, Dim::Fixed(2)])).unwrap();
+        let w = g.param("w", Tensor::from_f32(&[2], vec![1.0, 2.0]).unwrap()).unwrap();
+        assert_eq!(g.take_init(w), Some(Tensor::from_f32(&[2], vec![1.0, 2.0]).unwrap()));
+        assert_eq!(g.value(w).op, Op::Param { init: None });
+        assert_eq!(g.ty(w), &TensorType::f32(&[Dim::Fixed(2)]));
+        assert_eq!(g.take_init(w), None);
+        assert_eq!(g.take_init(x), None);
+        g.set_init(w, Tensor::from_f32(&[2], vec![3.0, 4.0]).unwrap());
+        assert!(matches!(&g.value(w).op, Op::Param { init: Some(_) }));
     }
 }

@@ -15,6 +15,9 @@ pub enum OnnxError {
     /// The bytes are not a protobuf `ModelProto`.
     #[error("{what} is not a valid ONNX model: {message}")]
     Decode { what: String, message: String },
+    /// The model's IR version is missing, invalid or newer than nnc knows.
+    #[error("{what}: {problem}")]
+    IrVersion { what: String, problem: String },
     /// A structural problem of the model as a whole (no graph, cycles, undefined values).
     #[error("invalid ONNX model: {0}")]
     Model(String),
@@ -27,6 +30,12 @@ pub enum OnnxError {
     /// A node that is supported in general but not in this use.
     #[error("node {node} {op} (opset {opset}): {message}")]
     Node { node: String, op: String, opset: i64, message: String },
+    /// A float64 initializer, Constant, graph input or tensor. nnc computes in float32
+    /// and refuses to round a model's values silently; `what` names the tensor.
+    #[error(
+        "{what} is float64; nnc computes in float32 — convert the model's float64 tensors (and inputs) to float32"
+    )]
+    Float64 { what: String },
     /// An initializer or constant tensor is malformed.
     #[error("tensor \"{name}\": {message}")]
     Tensor { name: String, message: String },

@@ -45,6 +45,11 @@ pub const MIN_OPSET: i64 = 7;
 /// onnx 1.22 schemas); when a newer opset appears, check the ops' `since_version`s
 /// before raising this.
 pub const MAX_OPSET: i64 = 27;
+/// Newest ONNX IR version (`ModelProto.ir_version`) the importer accepts: ONNX 1.22's
+/// `onnx.IR_VERSION` (`IR_VERSION = 13` in its `onnx.proto`). A newer IR version may
+/// change what the file's fields mean, so such a model is refused, as `onnx.checker`
+/// and ONNX Runtime refuse it.
+pub const MAX_IR_VERSION: i64 = 13;
 
 /// Whether nnc imports `op_type` of `domain` at `opset` (before looking at the node's
 /// attributes, types and shapes, which may still be refused with a reason).
@@ -104,8 +109,9 @@ pub fn import_bytes_with(bytes: &[u8], base_dir: Option<&Path>, opts: &ImportOpt
 }
 
 /// Decodes one `TensorProto` (inline data, typed fields, or external data relative
-/// to `base_dir`) into an IR tensor, converting element types the way the importer
-/// does (double → f32, int8/int16 → i32, ...). Reads the ONNX test-data `.pb` files.
+/// to `base_dir`) into an IR tensor, widening element types the way the importer
+/// does (float16 → f32, int8/int16 → i32, ...) and refusing float64 as it does.
+/// Reads the ONNX test-data `.pb` files.
 pub fn tensor_from_proto(t: &crate::proto::TensorProto, base_dir: Option<&Path>) -> Result<nnc_ir::Tensor, OnnxError> {
     let name = if t.name.is_empty() { "<unnamed>" } else { t.name.as_str() };
     tensor::read_tensor(t, name, base_dir)
@@ -117,11 +123,28 @@ fn import_impl(bytes: &[u8], base_dir: Option<&Path>, what: &str, opts: &ImportO
     }
     let model =
         ModelProto::decode(bytes).map_err(|e| OnnxError::Decode { what: what.to_string(), message: e.to_string() })?;
+    check_ir_version(model.ir_version, what)?;
     let graph = model.graph.as_ref().ok_or_else(|| OnnxError::Model("the model has no graph".into()))?;
     let opset = default_opset(&model)?;
     budget::check(graph, opts)?;
     check_supported(&model, graph, opset)?;
     Importer::run(&model, graph, opset, base_dir)
+}
+
+/// Refuses an IR version nnc does not know. A missing one (which protobuf reads as 0)
+/// is refused too: ONNX requires it; onnx.checker refuses 0 and ONNX Runtime a missing
+/// one ("Missing model IR version"), so nnc does not accept what they refuse.
+fn check_ir_version(version: i64, what: &str) -> Result<(), OnnxError> {
+    let problem = match version {
+        ..=-1 => format!("IR version {version} is not valid (nnc reads IR versions 1 to {MAX_IR_VERSION})"),
+        0 => format!(
+            "the model declares no IR version (ir_version is missing or 0), which every ONNX model must; \
+             nnc reads IR versions 1 to {MAX_IR_VERSION}"
+        ),
+        1..=MAX_IR_VERSION => return Ok(()),
+        _ => format!("IR version {version} is newer than nnc understands (at most {MAX_IR_VERSION})"),
+    };
+    Err(OnnxError::IrVersion { what: what.to_string(), problem })
 }
 
 /// The version of the default ONNX operator set the model imports.
@@ -187,6 +210,11 @@ impl<'n> Ctx<'n> {
             opset: self.opset,
             message: message.into(),
         }
+    }
+
+    /// `the value of node "c1" Constant`: the node's `value` attribute, for messages.
+    pub(crate) fn describe_value(&self) -> String {
+        format!("the value of node {} {}", order::describe(&self.node.name, self.index), self.node.op_type)
     }
 
     pub(crate) fn attrs(&self) -> Attrs<'n> {

@@ -19,7 +19,7 @@ pub use error::OnnxError;
 pub use export::{export_model, tensor_to_proto, to_bytes, write_file, ExportOptions, MIN_EXPORT_OPSET};
 pub use import::{
     import_bytes, import_bytes_with, import_file, import_file_with, is_supported_op, tensor_from_proto, ImportOptions,
-    MAX_NODES, MAX_OPSET, MIN_OPSET,
+    MAX_IR_VERSION, MAX_NODES, MAX_OPSET, MIN_OPSET,
 };
 
 /// Re-exported so callers can name the result type without depending on nnc-ir directly.

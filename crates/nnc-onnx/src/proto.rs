@@ -9,7 +9,8 @@
 
 #![allow(clippy::derive_partial_eq_without_eq)]
 
-/// ONNX IR versions (the `ir_version` field of [`ModelProto`]).
+/// ONNX IR versions (the `ir_version` field of [`ModelProto`]), as ONNX 1.22 lists them.
+/// IR versions 12 and 13 only add element types, which nnc refuses by number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
 #[repr(i32)]
 pub enum Version {
@@ -24,7 +25,9 @@ pub enum Version {
     IrVersion2021_7_30 = 8,
     IrVersion2023_5_5 = 9,
     IrVersion2024_3_25 = 10,
-    IrVersion = 11,
+    IrVersion2025_05_12 = 11,
+    IrVersion2025_08_26 = 12,
+    IrVersion = 13,
 }
 
 /// A named attribute of a node: exactly one of the value fields is used, as `type` says.

@@ -160,6 +160,41 @@ fn opset_too_new_or_too_old() {
 }
 
 #[test]
+fn ir_version_newer_than_nnc_knows() {
+    let m = ModelProto { ir_version: 99, ..relu_model() };
+    assert_eq!(import_err(&m), "the input: IR version 99 is newer than nnc understands (at most 13)");
+    let m = ModelProto { ir_version: nnc_onnx::MAX_IR_VERSION + 1, ..relu_model() };
+    assert_eq!(import_err(&m), "the input: IR version 14 is newer than nnc understands (at most 13)");
+    // The file's name is the "where" of the message.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.onnx");
+    std::fs::write(&path, bytes(&ModelProto { ir_version: 99, ..relu_model() })).unwrap();
+    let err = import_file(&path).unwrap_err().to_string();
+    assert_eq!(err, format!("\"{}\": IR version 99 is newer than nnc understands (at most 13)", path.display()));
+}
+
+#[test]
+fn ir_version_missing_zero_or_negative() {
+    // Protobuf reads a missing ir_version as 0; onnx.checker refuses both.
+    let m = ModelProto { ir_version: 0, ..relu_model() };
+    assert_eq!(
+        import_err(&m),
+        "the input: the model declares no IR version (ir_version is missing or 0), which every ONNX model must; \
+         nnc reads IR versions 1 to 13"
+    );
+    let m = ModelProto { ir_version: -3, ..relu_model() };
+    assert_eq!(import_err(&m), "the input: IR version -3 is not valid (nnc reads IR versions 1 to 13)");
+}
+
+#[test]
+fn every_ir_version_nnc_knows_imports() {
+    for v in 1..=nnc_onnx::MAX_IR_VERSION {
+        let m = ModelProto { ir_version: v, ..relu_model() };
+        import_bytes(&bytes(&m), None).unwrap_or_else(|e| panic!("IR version {v}: {e}"));
+    }
+}
+
+#[test]
 fn gemm_with_mismatched_k() {
     let graph = GraphProto {
         name: "g".into(),
@@ -327,6 +362,74 @@ fn unsupported_tensor_type() {
     assert_eq!(import_err(&model(17, g)), "tensor \"s\": element type STRING is not supported");
 }
 
+/// A float64 tensor: `[1.5, -2.0, 0.25, 8.0]` in `double_data` (as onnx.helper writes
+/// it) or, with `raw`, in `raw_data` (as numpy-based exporters do).
+fn f64_tensor(name: &str, dims: &[i64], raw: bool) -> nnc_onnx::proto::TensorProto {
+    let values = [1.5f64, -2.0, 0.25, 8.0];
+    let n = dims.iter().product::<i64>() as usize;
+    let values = || values.iter().copied().cycle().take(n);
+    nnc_onnx::proto::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: DataType::Double as i32,
+        double_data: if raw { Vec::new() } else { values().collect() },
+        raw_data: if raw { values().flat_map(f64::to_le_bytes).collect() } else { Vec::new() },
+        ..Default::default()
+    }
+}
+
+const F64_ADVICE: &str =
+    "is float64; nnc computes in float32 — convert the model's float64 tensors (and inputs) to float32";
+
+/// nnc computes in float32 and rounds nothing silently: a float64 weight feeding an
+/// f32 Gemm is refused, naming the initializer, whether its data is raw or typed.
+#[test]
+fn float64_initializer_is_refused() {
+    for raw in [false, true] {
+        let graph = GraphProto {
+            name: "fc".into(),
+            input: vec![f32_input("x", &[D::P("N"), D::V(4)])],
+            output: vec![f32_input("y", &[D::P("N"), D::V(2)])],
+            initializer: vec![f64_tensor("fc1.weight", &[2, 4], raw), raw_f32("fc1.bias", &[2], &[0.0; 2])],
+            node: vec![node("Gemm", "fc1", &["x", "fc1.weight", "fc1.bias"], &["y"], vec![attr_int("transB", 1)])],
+            ..Default::default()
+        };
+        assert_eq!(import_err(&model(17, graph)), format!("initializer \"fc1.weight\" {F64_ADVICE}"), "raw {raw}");
+    }
+    // Also one that only shape arithmetic would read.
+    let mut g = one_node("Add", &["x", "b"], vec![]);
+    g.initializer.push(raw_f32("b", &[4], &[0.0; 4]));
+    g.initializer.push(f64_tensor("unused", &[4], true));
+    assert_eq!(import_err(&model(17, g)), format!("initializer \"unused\" {F64_ADVICE}"));
+}
+
+#[test]
+fn float64_constant_is_refused() {
+    for raw in [false, true] {
+        let mut g = one_node("Add", &["x", "c"], vec![]);
+        g.node.insert(0, node("Constant", "c1", &[], &["c"], vec![attr_tensor("value", f64_tensor("", &[4], raw))]));
+        assert_eq!(import_err(&model(17, g)), format!("the value of node \"c1\" Constant {F64_ADVICE}"));
+    }
+    // ConstantOfShape's fill value, on an unnamed node.
+    let mut g = one_node("Add", &["x", "z"], vec![]);
+    g.node.insert(0, const_i64("s", "shape", &[4]));
+    g.node.insert(
+        1,
+        node("ConstantOfShape", "", &["shape"], &["z"], vec![attr_tensor("value", f64_tensor("", &[1], false))]),
+    );
+    assert_eq!(import_err(&model(17, g)), format!("the value of node #1 ConstantOfShape {F64_ADVICE}"));
+}
+
+#[test]
+fn float64_graph_input_is_refused() {
+    let mut g = relu_graph();
+    g.input[0] = value_info("pixels", DataType::Double, &[D::P("N"), D::V(4)]);
+    assert_eq!(import_err(&model(17, g)), format!("graph input \"pixels\" {F64_ADVICE}"));
+    // ONNX test data (`tensor_from_proto`) follows the same rule.
+    let e = nnc_onnx::tensor_from_proto(&f64_tensor("x", &[4], true), None).unwrap_err();
+    assert_eq!(e.to_string(), format!("tensor \"x\" {F64_ADVICE}"));
+}
+
 #[test]
 fn symbolic_dimension_other_than_batch() {
     let mut g = relu_graph();
@@ -359,7 +462,8 @@ fn non_tensor_inputs() {
     g.input[0] = value_info("x", DataType::Double, &[D::P("N"), D::V(4)]);
     assert_eq!(
         import_err(&model(17, g)),
-        "graph input \"x\": element type DOUBLE is not supported (inputs must be float, int64, int32 or bool)"
+        "graph input \"x\" is float64; nnc computes in float32 — convert the model's float64 tensors (and inputs) \
+         to float32"
     );
     let mut g = relu_graph();
     g.input[0].r#type = None;

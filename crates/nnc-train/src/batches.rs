@@ -1,9 +1,10 @@
 //! Epochs of mini-batches: a seeded permutation of the examples, cut into batches of
 //! `batch` examples with the last, partial batch kept (one compiled step serves
 //! every batch size). Each batch is gathered into buffers reused across batches, so
-//! iterating allocates only when the batch size changes.
+//! iterating allocates only when the batch size changes. Inputs held as bytes are
+//! converted to f32 as they are gathered.
 
-use crate::dataset::{slice, Dataset};
+use crate::dataset::{byte_value, slice, Dataset, Examples};
 use crate::error::TrainError;
 use ndarray::{ArrayD, IxDyn};
 use nnc_ir::Tensor;
@@ -51,11 +52,13 @@ impl<'a> Batches<'a> {
         if batch == 0 {
             return Err(TrainError::Config("the batch size must be at least 1".into()));
         }
-        let empty = |t: &Tensor| match t {
+        let y = match ds.labels() {
             Tensor::I64(_) => Tensor::I64(ArrayD::zeros(IxDyn(&[0]))),
             _ => Tensor::F32(ArrayD::zeros(IxDyn(&[0]))),
         };
-        Ok(Batches { ds, batch, order: (0..ds.len()).collect(), pos: 0, x: empty(ds.inputs()), y: empty(ds.labels()) })
+        // Batches of inputs are f32 whatever the data set holds.
+        let x = Tensor::F32(ArrayD::zeros(IxDyn(&[0])));
+        Ok(Batches { ds, batch, order: (0..ds.len()).collect(), pos: 0, x, y })
     }
 
     /// Batches per epoch: the last one may be partial.
@@ -89,7 +92,11 @@ impl<'a> Batches<'a> {
         let end = (self.pos + self.batch).min(self.order.len());
         let indices = &self.order[self.pos..end];
         self.pos = end;
-        gather(&mut self.x, self.ds.inputs(), indices);
+        let Tensor::F32(x) = &mut self.x else { unreachable!("`Batches::new` makes an f32 input buffer") };
+        match self.ds.inputs() {
+            Examples::F32(src) => gather_rows(x, src, indices),
+            Examples::Bytes { bytes, divisor } => gather_rows_converted(x, bytes, indices, *divisor),
+        }
         gather(&mut self.y, self.ds.labels(), indices);
         Some(Batch { x: &self.x, y: &self.y, indices })
     }
@@ -101,25 +108,43 @@ fn gather(buf: &mut Tensor, src: &Tensor, indices: &[usize]) {
     match (buf, src) {
         (Tensor::F32(b), Tensor::F32(s)) => gather_rows(b, s, indices),
         (Tensor::I64(b), Tensor::I64(s)) => gather_rows(b, s, indices),
-        // `Batches::new` makes each buffer with its source's element type, and a
-        // `Dataset` holds only f32 and i64 tensors.
+        // `Batches::new` makes the buffer with the labels' element type, and a
+        // `Dataset` holds only f32 and i64 labels.
         _ => unreachable!("batch buffers have the data set's element types"),
     }
 }
 
 fn gather_rows<T: Copy + Default>(buf: &mut ArrayD<T>, src: &ArrayD<T>, indices: &[usize]) {
-    let mut shape = src.shape().to_vec();
-    shape[0] = indices.len();
+    let row = fit_buffer(buf, src.shape(), indices.len());
+    let src = slice(src);
+    let dst = buf.as_slice_mut().expect("batch buffers are made in standard layout");
+    for (out, &i) in dst.chunks_exact_mut(row).zip(indices) {
+        out.copy_from_slice(&src[i * row..(i + 1) * row]);
+    }
+}
+
+/// [`gather_rows`] from bytes, each converted to its f32 value ([`byte_value`]).
+fn gather_rows_converted(buf: &mut ArrayD<f32>, src: &ArrayD<u8>, indices: &[usize], divisor: f32) {
+    let row = fit_buffer(buf, src.shape(), indices.len());
+    let src = slice(src);
+    let dst = buf.as_slice_mut().expect("batch buffers are made in standard layout");
+    for (out, &i) in dst.chunks_exact_mut(row).zip(indices) {
+        for (value, &byte) in out.iter_mut().zip(&src[i * row..(i + 1) * row]) {
+            *value = byte_value(byte, divisor);
+        }
+    }
+}
+
+/// Shapes `buf` as `rows` rows of `src_shape`'s rows, reusing its allocation, and
+/// returns the values per row.
+fn fit_buffer<T: Copy + Default>(buf: &mut ArrayD<T>, src_shape: &[usize], rows: usize) -> usize {
+    let mut shape = src_shape.to_vec();
+    shape[0] = rows;
     if buf.shape() != shape.as_slice() {
         let old = std::mem::replace(buf, ArrayD::from_elem(IxDyn(&[0]), T::default()));
         let (mut data, _) = old.into_raw_vec_and_offset();
         data.resize(shape.iter().product(), T::default());
         *buf = ArrayD::from_shape_vec(IxDyn(&shape), data).expect("the length matches the shape");
     }
-    let row: usize = shape[1..].iter().product();
-    let src = slice(src);
-    let dst = buf.as_slice_mut().expect("batch buffers are made in standard layout");
-    for (out, &i) in dst.chunks_exact_mut(row).zip(indices) {
-        out.copy_from_slice(&src[i * row..(i + 1) * row]);
-    }
+    shape[1..].iter().product()
 }

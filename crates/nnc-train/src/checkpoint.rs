@@ -32,7 +32,7 @@
 //! change fails the checksum.
 
 use crate::backend::StepBackend;
-use crate::dataset::{slice, Dataset};
+use crate::dataset::{byte_value, slice, Dataset, Examples};
 use crate::error::TrainError;
 use crate::metrics::Metrics;
 use crate::train::{EpochReport, Plan, TrainConfig};
@@ -97,17 +97,22 @@ impl RunIdentity {
 }
 
 /// `60000 examples, crc32 1a2b3c4d`: the CRC-32 of the inputs' and labels' elements
-/// (little-endian bytes, row-major).
+/// (little-endian bytes, row-major). Inputs are hashed as their f32 values however
+/// they are held, so a checkpoint resumes whichever way the data set was loaded.
 fn data_fingerprint(ds: &Dataset) -> String {
     let mut crc = crc32fast::Hasher::new();
     let mut buf = Vec::with_capacity(1 << 16);
-    for t in [ds.inputs(), ds.labels()] {
-        match t {
-            Tensor::F32(a) => hash_elements(&mut crc, &mut buf, slice(a), |v| v.to_le_bytes()),
-            Tensor::I64(a) => hash_elements(&mut crc, &mut buf, slice(a), |v| v.to_le_bytes()),
-            Tensor::I32(a) => hash_elements(&mut crc, &mut buf, slice(a), |v| v.to_le_bytes()),
-            Tensor::Bool(a) => hash_elements(&mut crc, &mut buf, slice(a), |v| [u8::from(*v)]),
+    match ds.inputs() {
+        Examples::F32(a) => hash_elements(&mut crc, &mut buf, slice(a), |v| v.to_le_bytes()),
+        Examples::Bytes { bytes, divisor } => {
+            hash_elements(&mut crc, &mut buf, slice(bytes), |&b| byte_value(b, *divisor).to_le_bytes())
         }
+    }
+    match ds.labels() {
+        Tensor::F32(a) => hash_elements(&mut crc, &mut buf, slice(a), |v| v.to_le_bytes()),
+        Tensor::I64(a) => hash_elements(&mut crc, &mut buf, slice(a), |v| v.to_le_bytes()),
+        Tensor::I32(a) => hash_elements(&mut crc, &mut buf, slice(a), |v| v.to_le_bytes()),
+        Tensor::Bool(a) => hash_elements(&mut crc, &mut buf, slice(a), |v| [u8::from(*v)]),
     }
     format!("{} examples, crc32 {:08x}", ds.len(), crc.finalize())
 }

@@ -1,9 +1,11 @@
-//! In-memory data sets: validated input and label tensors, and fitting them to the
+//! In-memory data sets: validated inputs and label tensors, and fitting them to the
 //! shapes a model declares.
 //!
 //! A [`Dataset`] is checked once when it is made (counts agree, data is finite, a
 //! known element type), so the training loop only has to check that it fits the
-//! model, not scan it again.
+//! model, not scan it again. Inputs are f32, or bytes that stand for f32 values
+//! ([`Examples::Bytes`], as IDX images are stored): those are converted only as each
+//! batch is gathered, so an image set takes a quarter of the memory of its f32 values.
 
 use crate::error::TrainError;
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
@@ -18,12 +20,85 @@ pub enum Labels {
     Targets(Vec<usize>),
 }
 
-/// Examples and their labels: `inputs` is f32 `[n, ...]`; `labels` is i64 `[n]`
-/// (class indices) or f32 `[n, ...]` (regression targets). Both are row-major and
-/// finite, and every example has at least one value.
+/// The input values of a data set, `[n, ...]` and row-major, as held in memory.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Examples {
+    /// f32 values, e.g. read from an NPY file.
+    F32(ArrayD<f32>),
+    /// Bytes, each standing for the f32 `byte / divisor` ([`byte_value`]): IDX images,
+    /// with `divisor` 255 to scale pixels to [0, 1]. Batches hold the f32 values.
+    Bytes { bytes: ArrayD<u8>, divisor: f32 },
+}
+
+/// The f32 value a byte of [`Examples::Bytes`] stands for. Division, not
+/// multiplication by `1 / divisor`, so that 255 / 255 is exactly 1.
+#[inline]
+pub fn byte_value(byte: u8, divisor: f32) -> f32 {
+    f32::from(byte) / divisor
+}
+
+impl Examples {
+    /// `[n, ...]`.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Examples::F32(a) => a.shape(),
+            Examples::Bytes { bytes, .. } => bytes.shape(),
+        }
+    }
+
+    /// Bytes the values take in memory.
+    pub fn memory_bytes(&self) -> usize {
+        match self {
+            Examples::F32(a) => a.len() * std::mem::size_of::<f32>(),
+            Examples::Bytes { bytes, .. } => bytes.len(),
+        }
+    }
+
+    /// The values as an f32 tensor: a copy, converted from bytes if they are bytes.
+    /// Training never needs this (batches are converted as they are gathered).
+    pub fn to_tensor(&self) -> Tensor {
+        match self {
+            Examples::F32(a) => Tensor::F32(a.clone()),
+            Examples::Bytes { bytes, divisor } => Tensor::F32(bytes.mapv(|b| byte_value(b, *divisor))),
+        }
+    }
+
+    fn first(&self, n: usize) -> Examples {
+        let rows = Slice::from(0..n);
+        match self {
+            Examples::F32(a) => Examples::F32(a.slice_axis(Axis(0), rows).to_owned()),
+            Examples::Bytes { bytes, divisor } => {
+                Examples::Bytes { bytes: bytes.slice_axis(Axis(0), rows).to_owned(), divisor: *divisor }
+            }
+        }
+    }
+
+    /// `[n, per_example...]`; the caller checked that the element counts agree.
+    fn reshape(self, n: usize, per_example: &[usize]) -> Examples {
+        let shape: Vec<usize> = std::iter::once(n).chain(per_example.iter().copied()).collect();
+        // Standard layout (guaranteed by `Dataset::from_examples`) and equal sizes cannot fail.
+        match self {
+            Examples::F32(a) => Examples::F32(a.into_shape_with_order(IxDyn(&shape)).expect("sizes checked")),
+            Examples::Bytes { bytes, divisor } => {
+                Examples::Bytes { bytes: bytes.into_shape_with_order(IxDyn(&shape)).expect("sizes checked"), divisor }
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Examples::F32(a) => format!("f32{}", dims(a.shape())),
+            Examples::Bytes { bytes, .. } => format!("bytes{}", dims(bytes.shape())),
+        }
+    }
+}
+
+/// Examples and their labels: `inputs` is f32 `[n, ...]` or bytes standing for f32
+/// values; `labels` is i64 `[n]` (class indices) or f32 `[n, ...]` (regression
+/// targets). Both are row-major and finite, and every example has at least one value.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
-    inputs: Tensor,
+    inputs: Examples,
     labels: Tensor,
 }
 
@@ -34,10 +109,24 @@ impl Dataset {
         let Tensor::F32(x) = inputs else {
             return Err(TrainError::Shape(format!("inputs must be f32 [examples, ...], got {}", describe(&inputs))));
         };
-        if x.ndim() == 0 {
+        Dataset::from_examples(Examples::F32(x), labels)
+    }
+
+    /// [`Dataset::new`] for inputs held as bytes, each standing for `byte / divisor`
+    /// (IDX images: pixels, divisor 255).
+    pub fn from_bytes(bytes: ArrayD<u8>, divisor: f32, labels: Tensor) -> Result<Dataset, TrainError> {
+        Dataset::from_examples(Examples::Bytes { bytes, divisor }, labels)
+    }
+
+    /// [`Dataset::new`] for inputs in either representation.
+    pub fn from_examples(inputs: Examples, labels: Tensor) -> Result<Dataset, TrainError> {
+        if inputs.shape().is_empty() {
             return Err(TrainError::Shape("inputs must be f32 [examples, ...], got a scalar".into()));
         }
-        let x = standard(x);
+        let x = match inputs {
+            Examples::F32(a) => Examples::F32(standard(a)),
+            Examples::Bytes { bytes, divisor } => Examples::Bytes { bytes: standard(bytes), divisor },
+        };
         let labels = match labels {
             Tensor::I64(a) => Tensor::I64(class_column(standard(a))?),
             Tensor::I32(a) => Tensor::I64(class_column(a.mapv(i64::from))?),
@@ -53,22 +142,26 @@ impl Dataset {
         if examples != n_labels {
             return Err(TrainError::LabelCount { examples, labels: n_labels });
         }
-        if examples > 0 && (x.is_empty() || labels.is_empty()) {
+        let no_values = x.shape().iter().product::<usize>() == 0;
+        if examples > 0 && (no_values || labels.is_empty()) {
             return Err(TrainError::Shape(format!(
                 "every example needs at least one value, got inputs {} and labels {}",
-                describe(&Tensor::F32(x)),
+                x.describe(),
                 describe(&labels)
             )));
         }
-        check_finite("the inputs", slice(&x), examples)?;
+        match &x {
+            Examples::F32(a) => check_finite("the inputs", slice(a), examples)?,
+            Examples::Bytes { bytes, divisor } => check_finite_bytes(slice(bytes), *divisor, examples)?,
+        }
         if let Tensor::F32(y) = &labels {
             check_finite("the labels", slice(y), examples)?;
         }
-        Ok(Dataset { inputs: Tensor::F32(x), labels })
+        Ok(Dataset { inputs: x, labels })
     }
 
-    /// f32 `[n, ...]`, row-major.
-    pub fn inputs(&self) -> &Tensor {
+    /// `[n, ...]`, row-major: f32, or bytes converted as batches are gathered.
+    pub fn inputs(&self) -> &Examples {
         &self.inputs
     }
 
@@ -77,8 +170,13 @@ impl Dataset {
         &self.labels
     }
 
+    /// The inputs as an f32 tensor (converted, if held as bytes) and the labels.
     pub fn into_parts(self) -> (Tensor, Tensor) {
-        (self.inputs, self.labels)
+        let inputs = match self.inputs {
+            Examples::F32(a) => Tensor::F32(a),
+            bytes => bytes.to_tensor(),
+        };
+        (inputs, self.labels)
     }
 
     /// The number of examples.
@@ -103,13 +201,13 @@ impl Dataset {
     /// The first `n` examples (all of them if there are fewer), copied.
     pub fn head(&self, n: usize) -> Dataset {
         let n = n.min(self.len());
-        let first = |t: &Tensor| match t {
+        let labels = match &self.labels {
             Tensor::F32(a) => Tensor::F32(a.slice_axis(Axis(0), Slice::from(0..n)).to_owned()),
             Tensor::I64(a) => Tensor::I64(a.slice_axis(Axis(0), Slice::from(0..n)).to_owned()),
             // `new` admits no other label type.
             other => other.clone(),
         };
-        Dataset { inputs: first(&self.inputs), labels: first(&self.labels) }
+        Dataset { inputs: self.inputs.first(n), labels }
     }
 
     /// Checks that the labels are what the model trains on: class indices within
@@ -192,9 +290,7 @@ pub fn fit_to_input(ds: Dataset, input: &TensorType) -> Result<Dataset, TrainErr
         )));
     }
     let n = ds.len();
-    let (inputs, labels) = ds.into_parts();
-    let inputs = reshape(inputs, n, &want);
-    Ok(Dataset { inputs, labels })
+    Ok(Dataset { inputs: ds.inputs.reshape(n, &want), labels: ds.labels })
 }
 
 /// [`fit_to_input`], then f32 targets reshaped to the model's target shape when the
@@ -208,8 +304,7 @@ pub fn fit_to_model(ds: Dataset, input: &TensorType, labels: &Labels) -> Result<
                 && ds.label_shape().iter().product::<usize>() == shape.iter().product::<usize>() =>
         {
             let n = ds.len();
-            let (inputs, y) = ds.into_parts();
-            Dataset { inputs, labels: reshape(y, n, shape) }
+            Dataset { inputs: ds.inputs, labels: reshape(ds.labels, n, shape) }
         }
         _ => ds,
     };
@@ -244,6 +339,24 @@ fn check_finite(what: &'static str, data: &[f32], examples: usize) -> Result<(),
     let row = data.len() / examples;
     let (at, &value) = data.iter().enumerate().find(|(_, v)| !v.is_finite()).expect("a non-finite value exists");
     Err(TrainError::NonFinite { what, index: at / row, element: at % row, value })
+}
+
+/// [`check_finite`] for bytes: every byte's value is finite unless the divisor makes
+/// some of them infinite or NaN (0, or tiny), and then the first such element is named.
+fn check_finite_bytes(bytes: &[u8], divisor: f32, examples: usize) -> Result<(), TrainError> {
+    if (0..=u8::MAX).all(|b| byte_value(b, divisor).is_finite()) || examples == 0 {
+        return Ok(());
+    }
+    let row = bytes.len() / examples;
+    match bytes.iter().enumerate().find(|(_, &b)| !byte_value(b, divisor).is_finite()) {
+        Some((at, &b)) => Err(TrainError::NonFinite {
+            what: "the inputs",
+            index: at / row,
+            element: at % row,
+            value: byte_value(b, divisor),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn standard<T: Clone>(a: ArrayD<T>) -> ArrayD<T> {

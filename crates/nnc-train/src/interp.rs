@@ -35,7 +35,7 @@ impl InterpBackend {
     /// have an initial value; the step must have exactly one model input.
     pub fn from_train_graph(tg: &TrainGraph) -> Result<InterpBackend, TrainError> {
         let spec = StepSpec::new(tg)?;
-        let leaves: HashMap<String, Tensor> = spec.params.iter().chain(&spec.state).cloned().collect();
+        let leaves: HashMap<String, Tensor> = spec.initial_values().into_iter().collect();
         let g = &spec.step_graph;
         let update_targets = g.updates().iter().map(|&(leaf, _)| g.name_of(leaf).to_string()).collect();
         let not_inferred = leaves.keys().filter(|name| spec.infer_graph.find(name).is_none()).cloned().collect();
@@ -91,11 +91,11 @@ impl StepBackend for InterpBackend {
     }
 
     fn params(&self) -> Vec<(String, Tensor)> {
-        self.spec.params.iter().filter_map(|(n, _)| Some((n.clone(), self.leaves.get(n)?.clone()))).collect()
+        self.spec.params.iter().filter_map(|n| Some((n.clone(), self.leaves.get(n)?.clone()))).collect()
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        self.spec.state.iter().filter_map(|(n, _)| Some((n.clone(), self.leaves.get(n)?.clone()))).collect()
+        self.spec.state.iter().filter_map(|n| Some((n.clone(), self.leaves.get(n)?.clone()))).collect()
     }
 
     fn set_value(&mut self, name: &str, value: Tensor) -> Result<(), TrainError> {

@@ -44,9 +44,11 @@ impl JitBackend {
     }
 
     pub fn from_train_graph(tg: &TrainGraph, compile: &CompileOptions) -> Result<JitBackend, TrainError> {
-        let spec = StepSpec::new(tg)?;
+        let mut spec = StepSpec::new(tg)?;
         let step = self::compile(&spec.step_graph, compile)?;
         let infer = self::compile(&spec.infer_graph, compile)?;
+        // The compiled functions hold the values now; the graphs are kept for names and types.
+        spec.drop_initial_values();
         Ok(JitBackend { spec, step, infer, infer_stale: false })
     }
 
@@ -92,8 +94,8 @@ impl JitBackend {
         Ok((arenas, leaves(&self.spec.step_graph).saturating_add(leaves(&self.spec.infer_graph))))
     }
 
-    fn leaves(&self, list: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
-        list.iter().filter_map(|(n, _)| Some((n.clone(), self.step.param(n).ok()?))).collect()
+    fn leaves(&self, names: &[String]) -> Vec<(String, Tensor)> {
+        names.iter().filter_map(|n| Some((n.clone(), self.step.param(n).ok()?))).collect()
     }
 }
 
@@ -125,7 +127,7 @@ impl StepBackend for JitBackend {
 
     fn infer(&mut self, x: &Tensor) -> Result<Tensor, TrainError> {
         if self.infer_stale {
-            for (name, _) in &self.spec.params {
+            for name in &self.spec.params {
                 if self.spec.infer_graph.find(name).is_some() {
                     let value = self.step.param(name).map_err(backend_error)?;
                     self.infer.set_param(name, &value).map_err(backend_error)?;

@@ -16,6 +16,9 @@ pub const DATA_ENV: &str = "NNC_DATA";
 /// Where Debian's `dataset-fashion-mnist` installs its files.
 pub const DEBIAN_FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
 
+/// Pixels are scaled to [0, 1] by dividing by this ([`crate::dataset::byte_value`]).
+const PIXEL_DIVISOR: f32 = 255.0;
+
 const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
 const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
 const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
@@ -31,7 +34,8 @@ pub fn default_data_dir() -> PathBuf {
 
 /// Loads the training and test splits from a directory holding
 /// `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`
-/// and `t10k-labels-idx1-ubyte`, each optionally `.gz`. Pixels are scaled to [0, 1];
+/// and `t10k-labels-idx1-ubyte`, each optionally `.gz`. Pixels are scaled to [0, 1]
+/// as batches are gathered (held as bytes, [`crate::Examples::Bytes`], divisor 255);
 /// images are `[n, rows, cols]` (see [`crate::fit_to_input`]); labels are i64.
 /// The memory budget is the default one ([`load_mnist_dir_with`]).
 pub fn load_mnist_dir(dir: &Path) -> Result<(Dataset, Dataset), TrainError> {
@@ -39,8 +43,8 @@ pub fn load_mnist_dir(dir: &Path) -> Result<(Dataset, Dataset), TrainError> {
 }
 
 /// [`load_mnist_dir`], refusing (from the IDX headers, before reading any data) a
-/// data set whose two splits need more than `budget` in memory: 4 bytes (f32) per
-/// pixel and 8 (i64) per label.
+/// data set whose two splits need more than `budget` in memory: a byte per pixel
+/// (as in the files) and 8 (i64) per label.
 pub fn load_mnist_dir_with(dir: &Path, budget: MemoryBudget) -> Result<(Dataset, Dataset), TrainError> {
     if !dir.is_dir() {
         return Err(TrainError::MissingFiles {
@@ -81,13 +85,13 @@ fn check_budget(dir: &Path, files: [&Path; 4], budget: MemoryBudget) -> Result<(
         dims.push(read_idx_dims(f)?);
     }
     let count = |d: &[usize]| d.iter().fold(1u64, |acc, &x| acc.saturating_mul(x as u64));
-    let need = [(&dims[0], 4u64), (&dims[1], 8), (&dims[2], 4), (&dims[3], 8)]
+    let need = [(&dims[0], 1u64), (&dims[1], 8), (&dims[2], 1), (&dims[3], 8)]
         .iter()
         .fold(0u64, |acc, (d, width)| acc.saturating_add(count(d).saturating_mul(*width)));
     let shape = |d: &[usize]| d.iter().skip(1).map(usize::to_string).collect::<Vec<_>>().join("×");
     let first = |d: &[usize]| d.first().copied().unwrap_or(0);
     let what = format!(
-        "the data set ({} training and {} test images of {}, as f32)",
+        "the data set ({} training and {} test images of {}, a byte per pixel)",
         first(&dims[0]),
         first(&dims[2]),
         shape(&dims[0])
@@ -114,12 +118,11 @@ pub fn load_split(images: &Path, labels: &Path) -> Result<Dataset, TrainError> {
             format!("has {} labels, but {} has {} images", lab.dims[0], images.display(), img.dims[0]),
         ));
     }
-    // Exact division by 255 (not multiplication by 1/255) so 255 maps to exactly 1.
-    let pixels: Vec<f32> = img.data.iter().map(|&b| f32::from(b) / 255.0).collect();
     let classes: Vec<i64> = lab.data.iter().map(|&b| i64::from(b)).collect();
-    let x = ArrayD::from_shape_vec(IxDyn(&img.dims), pixels).expect("read_idx checks the data length");
+    // The pixels stay bytes (a quarter of their f32 size); batches hold byte / 255.
+    let x = ArrayD::from_shape_vec(IxDyn(&img.dims), img.data).expect("read_idx checks the data length");
     let y = ArrayD::from_shape_vec(IxDyn(&lab.dims), classes).expect("read_idx checks the data length");
-    Dataset::new(Tensor::F32(x), Tensor::I64(y))
+    Dataset::from_bytes(x, PIXEL_DIVISOR, Tensor::I64(y))
 }
 
 /// The file for `name` in `dir`: as is or `.gz`, also with the `.idx` spelling some

@@ -1,7 +1,7 @@
 //! What every backend needs to know about a training-step graph: its one model input,
 //! the labels it expects, whether it takes a step counter, its parameters and state
-//! with their initial values, and the forward pass for inference. Computed once, here,
-//! so the interpreter and JIT backends cannot disagree about it.
+//! (whose initial values the step graph holds), and the forward pass for inference.
+//! Computed once, here, so the interpreter and JIT backends cannot disagree about it.
 
 use crate::dataset::{example_dims, Labels};
 use crate::error::TrainError;
@@ -18,9 +18,9 @@ pub(crate) struct StepSpec {
     pub labels: Labels,
     /// The step graph has a `step` input (Adam).
     pub takes_step: bool,
-    /// Parameters and state with their initial values, in definition order.
-    pub params: Vec<(String, Tensor)>,
-    pub state: Vec<(String, Tensor)>,
+    /// Parameters and state, in definition order.
+    pub params: Vec<String>,
+    pub state: Vec<String>,
     pub notes: Vec<String>,
 }
 
@@ -59,13 +59,13 @@ impl StepSpec {
                 Op::State { init } => (init, &mut state),
                 _ => continue,
             };
-            let init = init.as_ref().ok_or_else(|| {
-                TrainError::Model(format!(
+            if init.is_none() {
+                return Err(TrainError::Model(format!(
                     "%{} has no initial value (an imported model must carry its weights)",
                     v.name
-                ))
-            })?;
-            list.push((v.name.clone(), init.clone()));
+                )));
+            }
+            list.push(v.name.clone());
         }
         Ok(StepSpec {
             step_graph: g.clone(),
@@ -80,6 +80,31 @@ impl StepSpec {
             state,
             notes: tg.notes.clone(),
         })
+    }
+
+    /// The initial value of every parameter and state, in definition order (empty
+    /// after [`StepSpec::drop_initial_values`]).
+    pub fn initial_values(&self) -> Vec<(String, Tensor)> {
+        let g = &self.step_graph;
+        g.ids()
+            .filter_map(|id| match &g.value(id).op {
+                Op::Param { init: Some(t) } | Op::State { init: Some(t) } => {
+                    Some((g.name_of(id).to_string(), t.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Drops the graphs' copies of the initial values, for a backend that holds the
+    /// values in its own buffers: otherwise every parameter (and, with Adam, both
+    /// moments) stays on the host twice more for the whole run.
+    pub fn drop_initial_values(&mut self) {
+        for g in [&mut self.step_graph, &mut self.infer_graph] {
+            for id in g.ids().collect::<Vec<_>>() {
+                g.take_init(id);
+            }
+        }
     }
 
     /// The `step` feed (1-based), if the step takes one.

@@ -6,7 +6,9 @@ use flate2::Compression;
 use ndarray::{ArrayD, IxDyn};
 use nnc_ir::{Dim, Tensor, TensorType};
 use nnc_train::idx::{encode_idx, read_idx, write_idx, Idx};
-use nnc_train::{fit_to_input, fit_to_model, load_mnist_dir, shuffle_rng, Batches, Dataset, Labels, TrainError};
+use nnc_train::{
+    fit_to_input, fit_to_model, load_mnist_dir, shuffle_rng, Batches, Dataset, Examples, Labels, TrainError,
+};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -143,7 +145,11 @@ fn mnist_directory_loads_scaled_and_reports_missing_files() {
         let (train, test) = load_mnist_dir(dir.path()).unwrap();
         assert_eq!((train.len(), test.len()), (5, 4));
         assert_eq!(train.example_shape(), [2, 3]);
-        let x = train.inputs().as_f32().unwrap();
+        // Held as the files' bytes, converted only as batches are gathered.
+        assert!(matches!(train.inputs(), Examples::Bytes { divisor, .. } if *divisor == 255.0));
+        assert_eq!(train.inputs().memory_bytes(), 5 * 6);
+        let x = train.inputs().to_tensor();
+        let x = x.as_f32().unwrap();
         assert_eq!(x[[0, 0, 1]], 37.0 / 255.0);
         assert!(x.iter().all(|&v| (0.0..=1.0).contains(&v)));
         assert_eq!(train.labels().as_i64().unwrap().as_slice().unwrap(), [0, 1, 2, 0, 1]);
@@ -217,7 +223,7 @@ fn fitting_to_the_model_input() {
     assert_eq!(a.inputs().shape(), [3, 784]);
     let b = fit_to_input(a.clone(), &image).unwrap();
     assert_eq!(b.inputs().shape(), [3, 1, 28, 28]);
-    assert_eq!(b.inputs().to_f32_vec(), ds.inputs().to_f32_vec());
+    assert_eq!(b.inputs().to_tensor().to_f32_vec(), ds.inputs().to_tensor().to_f32_vec());
 
     let wrong = TensorType::f32(&[Dim::Batch, Dim::Fixed(100)]);
     let msg = fit_to_input(ds.clone(), &wrong).unwrap_err().to_string();
@@ -287,4 +293,93 @@ fn batches_are_seeded_permutations_with_the_last_partial_batch() {
     let mut big = Batches::new(&ds, 100).unwrap();
     assert_eq!(epoch(&mut big, None).len(), 1);
     assert!(matches!(Batches::new(&ds, 0), Err(TrainError::Config(_))));
+}
+
+/// Every byte value, in 40 examples of 32 bytes, and the same examples as f32 made the
+/// way the images were converted before they were kept as bytes.
+fn byte_and_f32_sets() -> (Dataset, Dataset) {
+    let (n, row) = (40, 32);
+    let bytes: Vec<u8> = (0..n * row).map(|i| (i * 97 % 256) as u8).collect();
+    let labels = Tensor::from_i64(&[n], (0..n as i64).map(|i| i % 10).collect()).unwrap();
+    let old_way: Vec<f32> = bytes.iter().map(|&b| f32::from(b) / 255.0).collect();
+    let f32s = Dataset::new(Tensor::from_f32(&[n, row], old_way).unwrap(), labels.clone()).unwrap();
+    let bytes = Dataset::from_bytes(ArrayD::from_shape_vec(IxDyn(&[n, row]), bytes).unwrap(), 255.0, labels).unwrap();
+    (bytes, f32s)
+}
+
+fn batch_bits(b: &mut Batches) -> Vec<(Vec<usize>, Vec<u32>, Vec<i64>)> {
+    let mut out = Vec::new();
+    while let Some(batch) = b.next_batch() {
+        let x = batch.x.as_f32().unwrap().iter().map(|v| v.to_bits()).collect();
+        let y = batch.y.as_i64().unwrap().iter().copied().collect();
+        out.push((batch.indices.to_vec(), x, y));
+    }
+    out
+}
+
+/// A data set held as bytes gives batches bit for bit equal to its f32 values, in
+/// shuffled epochs with a partial last batch, and reuses one f32 buffer per batch size.
+#[test]
+fn byte_data_sets_batch_to_the_same_bits_as_f32() {
+    let (bytes, f32s) = byte_and_f32_sets();
+    assert_eq!(bytes.inputs().memory_bytes() * 4, f32s.inputs().memory_bytes());
+    assert_eq!(bytes.inputs().to_tensor(), f32s.inputs().to_tensor());
+    let (mut a, mut b) = (Batches::new(&bytes, 7).unwrap(), Batches::new(&f32s, 7).unwrap());
+    let (mut ra, mut rb) = (shuffle_rng(3), shuffle_rng(3));
+    for _ in 0..3 {
+        a.start_epoch(Some(&mut ra));
+        b.start_epoch(Some(&mut rb));
+        let (from_bytes, from_f32) = (batch_bits(&mut a), batch_bits(&mut b));
+        assert_eq!(from_bytes.len(), 6);
+        assert_eq!(from_bytes, from_f32);
+    }
+    // Gathering allocates only when the batch size changes.
+    a.start_epoch(None);
+    let first = a.next_batch().unwrap().x.as_f32().unwrap().as_ptr();
+    let second = a.next_batch().unwrap().x.as_f32().unwrap().as_ptr();
+    assert_eq!(first, second);
+
+    // Taking the first examples and reshaping keep the bytes and their values.
+    let flat = TensorType::f32(&[Dim::Batch, Dim::Fixed(32)]);
+    let square = TensorType::f32(&[Dim::Batch, Dim::Fixed(4), Dim::Fixed(8)]);
+    let head = fit_to_input(bytes.head(5), &square).unwrap();
+    assert!(matches!(head.inputs(), Examples::Bytes { .. }));
+    assert_eq!(head.inputs().shape(), [5, 4, 8]);
+    let f32_head = fit_to_input(f32s.head(5), &square).unwrap();
+    assert_eq!(head.inputs().to_tensor(), f32_head.inputs().to_tensor());
+    assert_eq!(fit_to_input(head, &flat).unwrap().into_parts(), f32s.head(5).into_parts());
+}
+
+/// Checkpoints identify the training set by its f32 values, so a run checkpointed
+/// with the images as f32 resumes with them as bytes.
+#[test]
+fn byte_and_f32_data_sets_have_one_fingerprint() {
+    let (bytes, f32s) = byte_and_f32_sets();
+    let mut g = nnc_ir::Graph::new("m");
+    let x = g.input("x", TensorType::f32(&[Dim::Batch, Dim::Fixed(32)])).unwrap();
+    g.set_outputs(vec![x]);
+    let (opts, cfg) = (nnc_autodiff::TrainOptions::default(), nnc_train::TrainConfig::default());
+    let a = nnc_train::RunIdentity::new(&g, &opts, &cfg, &bytes);
+    let b = nnc_train::RunIdentity::new(&g, &opts, &cfg, &f32s);
+    assert_eq!(a, b);
+    let changed = Dataset::from_bytes(ArrayD::from_elem(IxDyn(&[40, 32]), 1), 255.0, bytes.labels().clone()).unwrap();
+    assert_ne!(nnc_train::RunIdentity::new(&g, &opts, &cfg, &changed), a);
+}
+
+/// A divisor that makes some byte values infinite or NaN is refused like non-finite
+/// f32 data, naming the first such element.
+#[test]
+fn byte_data_sets_with_non_finite_values_are_refused() {
+    let mut bytes = vec![0u8; 12];
+    bytes[7] = 3;
+    let labels = Tensor::from_i64(&[3], vec![0, 1, 2]).unwrap();
+    let x = ArrayD::from_shape_vec(IxDyn(&[3, 4]), bytes).unwrap();
+    // 0 / 0 is NaN: the first element.
+    let e = Dataset::from_bytes(x.clone(), 0.0, labels.clone()).unwrap_err();
+    assert!(matches!(e, TrainError::NonFinite { index: 0, element: 0, .. }), "{e}");
+    // 3 / 1e-40 overflows; 0 / 1e-40 is 0.
+    let e = Dataset::from_bytes(x.clone(), 1e-40, labels.clone()).unwrap_err();
+    assert!(matches!(e, TrainError::NonFinite { index: 1, element: 3, .. }), "{e}");
+    assert!(e.to_string().contains("example 1 contain inf at element 3"), "{e}");
+    assert!(Dataset::from_bytes(x, 255.0, labels).is_ok());
 }

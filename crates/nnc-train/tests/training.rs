@@ -59,7 +59,7 @@ fn step_loss_agrees_with_host_evaluation() {
     assert_eq!(backend.labels(), &Labels::Classes(3));
     let before = evaluate(&mut backend, &ds, 10).unwrap();
     // One step on the whole set reports the loss before its update.
-    let r = backend.step(ds.inputs(), ds.labels(), 0.5, 1).unwrap();
+    let r = backend.step(&ds.inputs().to_tensor(), ds.labels(), 0.5, 1).unwrap();
     assert!((r.loss - before.loss).abs() <= 1e-5 * before.loss.abs(), "step {} vs eval {}", r.loss, before.loss);
     let logits = r.logits.expect("output_logits was asked for");
     assert_eq!(logits.shape(), [37, 3]);
@@ -88,7 +88,7 @@ fn mse_regression_targets_are_fitted_and_trained() {
 
     let before = evaluate(&mut backend, &ds, 16).unwrap();
     assert_eq!(before.accuracy, None);
-    let r = backend.step(ds.inputs(), ds.labels(), 0.0, 1).unwrap();
+    let r = backend.step(&ds.inputs().to_tensor(), ds.labels(), 0.0, 1).unwrap();
     assert!((r.loss - before.loss).abs() <= 1e-5 * before.loss, "graph MSE {} vs host {}", r.loss, before.loss);
     let cfg = TrainConfig { batch: 16, length: Length::Epochs(30), lr: 0.1, ..TrainConfig::default() };
     let report = train(&mut backend, &ds, Some(&ds), &cfg, &mut ()).unwrap();
@@ -231,9 +231,9 @@ fn adam_state_and_parameter_round_trips() {
     // Trained values go back into the model, and its predictions match the backend's.
     let mut trained = model.clone();
     store_params(&mut trained, &params).unwrap();
-    let feeds = [("input".to_string(), ds.inputs().clone())].into();
+    let feeds = [("input".to_string(), ds.inputs().to_tensor())].into();
     let direct = nnc_interp::run(&trained, &feeds).unwrap().remove(0);
-    assert_eq!(direct, backend.infer(ds.inputs()).unwrap());
+    assert_eq!(direct, backend.infer(&ds.inputs().to_tensor()).unwrap());
     assert!(store_params(&mut trained, &[("nope".into(), Tensor::scalar_f32(0.0))]).is_err());
 
     // Values can be restored, with their types checked.

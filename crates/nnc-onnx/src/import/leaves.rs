@@ -12,7 +12,7 @@
 //! graph inputs, then the remaining initializers.
 
 use super::support::is_value_input;
-use super::tensor::{read_tensor, MAX_ELEMENTS};
+use super::tensor::{read_tensor, refuse_float64, MAX_ELEMENTS};
 use crate::meta::{NncMeta, Role};
 use crate::proto::tensor_proto::DataType;
 use crate::proto::tensor_shape_proto::dimension::Value as DimValue;
@@ -71,6 +71,7 @@ pub(crate) fn plan(meta: &NncMeta, graph: &GraphProto, base_dir: Option<&Path>) 
         if t.name.is_empty() {
             return Err(OnnxError::Model(format!("initializer #{i} has no name")));
         }
+        refuse_float64(t.data_type, || format!("initializer \"{}\"", t.name))?;
         let value = read_tensor(t, &t.name, base_dir)?;
         if inits.insert(&t.name, value).is_some() {
             return Err(OnnxError::Model(format!("initializer \"{}\" is defined twice", t.name)));
@@ -147,6 +148,7 @@ fn input_type(vi: &ValueInfoProto) -> Result<TensorType, OnnxError> {
         Some(TypeValue::OpaqueType(_)) => return Err(err("has an opaque type; only tensors are supported".into())),
         None => return Err(err("has no type".into())),
     };
+    refuse_float64(tensor.elem_type, || format!("graph input \"{}\"", vi.name))?;
     let dtype = match DataType::try_from(tensor.elem_type) {
         Ok(DataType::Float) => DType::F32,
         Ok(DataType::Int64) => DType::I64,

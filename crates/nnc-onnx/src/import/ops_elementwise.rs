@@ -180,6 +180,7 @@ impl Importer {
         let out = ctx.out()?;
         let attrs = ctx.attrs();
         let value = if let Some(t) = ctx.attr(attrs.tensor("value"))? {
+            super::tensor::refuse_float64(t.data_type, || ctx.describe_value())?;
             read_tensor(t, out, self.base_dir.as_deref())?
         } else if let Some(a) = attrs.get("value_float") {
             Tensor::scalar_f32(a.f)

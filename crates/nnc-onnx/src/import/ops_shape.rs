@@ -337,7 +337,10 @@ impl Importer {
         let shape = Shape(dims);
         check_size(ctx, &shape)?;
         let value = match ctx.attr(ctx.attrs().tensor("value"))? {
-            Some(t) => super::tensor::read_tensor(t, out, self.base_dir.as_deref())?,
+            Some(t) => {
+                super::tensor::refuse_float64(t.data_type, || ctx.describe_value())?;
+                super::tensor::read_tensor(t, out, self.base_dir.as_deref())?
+            }
             None => Tensor::scalar_f32(0.0),
         };
         if value.len() != 1 {

@@ -28,15 +28,27 @@ pub(crate) fn element_count(dims: &[i64], what: impl Fn(String) -> OnnxError) ->
 }
 
 /// The IR element type an ONNX element type is read as, if nnc can hold it.
-/// Wider or narrower ONNX types are converted (double → f32, int16 → i32, ...).
+/// Narrower types are widened, which is exact (float16 → f32, int16 → i32, ...), and
+/// so are unsigned integers that fit i64. Double is not read: narrowing it to f32
+/// would round the model's values, so it is refused ([`refuse_float64`]).
 pub(crate) fn ir_dtype(data_type: i32) -> Option<DType> {
     match DataType::try_from(data_type).ok()? {
-        DataType::Float | DataType::Double | DataType::Float16 | DataType::Bfloat16 => Some(DType::F32),
+        DataType::Float | DataType::Float16 | DataType::Bfloat16 => Some(DType::F32),
         DataType::Int64 | DataType::Uint32 | DataType::Uint64 => Some(DType::I64),
         DataType::Int32 | DataType::Int16 | DataType::Int8 | DataType::Uint16 | DataType::Uint8 => Some(DType::I32),
         DataType::Bool => Some(DType::Bool),
         _ => None,
     }
+}
+
+/// Refuses a float64 element type: `what` names the tensor or input (`initializer
+/// "fc1.weight"`), for [`OnnxError::Float64`]. The one check every float64 source
+/// goes through (initializers, Constant values, graph inputs, test-data tensors).
+pub(crate) fn refuse_float64(data_type: i32, what: impl FnOnce() -> String) -> Result<(), OnnxError> {
+    if data_type == DataType::Double as i32 {
+        return Err(OnnxError::Float64 { what: what() });
+    }
+    Ok(())
 }
 
 /// The ONNX name of an element type, for messages.
@@ -50,7 +62,7 @@ pub(crate) fn type_name(data_type: i32) -> String {
 /// Bytes per element in `raw_data` for the types nnc reads.
 fn raw_width(t: DataType) -> usize {
     match t {
-        DataType::Double | DataType::Int64 | DataType::Uint64 => 8,
+        DataType::Int64 | DataType::Uint64 => 8,
         DataType::Float | DataType::Int32 | DataType::Uint32 => 4,
         DataType::Float16 | DataType::Bfloat16 | DataType::Int16 | DataType::Uint16 => 2,
         _ => 1,
@@ -65,6 +77,7 @@ pub(crate) fn read_tensor(t: &TensorProto, name: &str, base_dir: Option<&Path>) 
     let count: usize = shape.iter().product();
     let data_type =
         DataType::try_from(t.data_type).map_err(|_| err(format!("unknown element type {}", t.data_type)))?;
+    refuse_float64(t.data_type, || format!("tensor \"{name}\""))?;
     if ir_dtype(t.data_type).is_none() {
         return Err(err(format!("element type {} is not supported", type_name(t.data_type))));
     }
@@ -126,9 +139,6 @@ fn decode_raw(bytes: &[u8], t: DataType, count: usize) -> Result<Values, String>
     let chunks = bytes.chunks_exact(width);
     Ok(match t {
         DataType::Float => Values::F32(chunks.map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
-        DataType::Double => Values::F32(
-            chunks.map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32).collect(),
-        ),
         DataType::Float16 => Values::F32(chunks.map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect()),
         DataType::Bfloat16 => {
             Values::F32(chunks.map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)).collect())
@@ -163,7 +173,6 @@ fn decode_typed(t: &TensorProto, data_type: DataType, count: usize) -> Result<Va
     }
     Ok(match data_type {
         DataType::Float => Values::F32(exact(&t.float_data, count)?.to_vec()),
-        DataType::Double => Values::F32(exact(&t.double_data, count)?.iter().map(|&v| v as f32).collect()),
         DataType::Int64 => Values::I64(exact(&t.int64_data, count)?.to_vec()),
         DataType::Uint32 | DataType::Uint64 => Values::I64(
             exact(&t.uint64_data, count)?
