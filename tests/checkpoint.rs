@@ -255,7 +255,7 @@ fn divergence_stops_cleanly_and_keeps_the_last_good_checkpoint() {
     let c = Checkpoint::load(&dir).unwrap();
     assert_eq!(c.progress.step, step - 1, "the last good checkpoint is the step before");
     assert!(c.params.iter().chain(&c.state).all(|(_, t)| t.as_f32().unwrap().iter().all(|v| v.is_finite())));
-    assert!(!dir.join("checkpoint.nnc.tmp").exists());
+    assert!(nnc_ir::fs::leftover_temporaries(&dir.join("checkpoint.nnc")).unwrap().is_empty());
 
     // The same with --on-nan skip: every step after the first is undone, until 10 in a row.
     let skip_dir = toy.path("skip");

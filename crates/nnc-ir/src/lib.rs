@@ -11,6 +11,7 @@ mod builder;
 pub mod cost;
 mod dot;
 mod error;
+pub mod fs;
 pub mod fused;
 mod graph;
 pub mod infer;

@@ -1,12 +1,13 @@
 //! Checkpoints of a training run, and resuming from them.
 //!
 //! A checkpoint directory holds one checkpoint, the file `checkpoint.nnc`, replaced
-//! as a whole each time a checkpoint is written ([`write_atomically`]: a temporary
-//! file, flushed to disk, renamed over the old one, then the directory flushed). A
-//! process killed at any moment leaves the previous checkpoint or the new one,
-//! complete, never a mixture. The directory also holds `lock`, locked while a trainer
-//! writes there (two trainers cannot share a directory), and, after a crash,
-//! `checkpoint.nnc.tmp`, the unfinished write, removed by the next trainer.
+//! as a whole each time a checkpoint is written (`nnc_ir::fs::write_atomically`: a
+//! temporary file, flushed to disk, renamed over the old one, then the directory
+//! flushed). A process killed at any moment leaves the previous checkpoint or the new
+//! one, complete, never a mixture. The directory also holds `lock`, locked while a
+//! trainer writes there (two trainers cannot share a directory), and, after a crash,
+//! the unfinished write's temporary file (`.checkpoint.nnc.<pid>.<n>.tmp`), removed by
+//! the next trainer.
 //!
 //! A checkpoint holds what a run needs to continue exactly as if it had not stopped:
 //! every parameter and optimizer-state tensor, the step counter (Adam's bias
@@ -37,6 +38,7 @@ use crate::error::TrainError;
 use crate::metrics::Metrics;
 use crate::train::{EpochReport, Plan, TrainConfig};
 use nnc_autodiff::{Optimizer, TrainOptions};
+use nnc_ir::fs::{leftover_temporaries, write_atomically};
 use nnc_ir::{DType, Graph, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -657,9 +659,9 @@ impl CheckpointDir {
                 ),
             });
         }
-        match std::fs::remove_file(tmp_path(&file)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(write_err(&tmp_path(&file))(e)),
-            _ => {}
+        // The lock is ours: no other writer's temporary file can be in the directory.
+        for tmp in leftover_temporaries(&file).map_err(write_err(dir))? {
+            std::fs::remove_file(&tmp).map_err(write_err(&tmp))?;
         }
         Ok(CheckpointDir { dir: dir.to_path_buf(), _lock: lock })
     }
@@ -676,46 +678,9 @@ impl CheckpointDir {
     /// Replaces the directory's checkpoint with `checkpoint`, atomically and durably.
     pub fn write(&self, checkpoint: &Checkpoint) -> Result<(), TrainError> {
         let path = self.file();
-        write_atomically(&path, &checkpoint.to_bytes()).map_err(|source| TrainError::Write { path, source })
+        let bytes = checkpoint.to_bytes();
+        write_atomically(&path, |f| f.write_all(&bytes)).map_err(|source| TrainError::Write { path, source })
     }
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
-}
-
-/// Replaces `path` with `bytes` so that `path` is, at every moment, either the old
-/// file or the complete new one — also if the process is killed or the machine loses
-/// power: writes `<path>.tmp` in the same directory, flushes it to disk (`fsync`),
-/// renames it over `path` (atomic on POSIX file systems) and flushes the directory so
-/// the rename itself is durable.
-///
-/// The temporary file has a fixed name, so a crash leaves at most one behind (the next
-/// write truncates it); two processes must not write the same `path` at once
-/// ([`CheckpointDir`] locks its directory for that). `nnc::write_atomically` (the
-/// CLI's output files) uses a random temporary name instead, and nnc-train cannot use
-/// it: the `nnc` package depends on this crate, not the other way round.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = tmp_path(path);
-    let mut file = File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)?;
-    sync_dir(path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")))
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> std::io::Result<()> {
-    // Windows cannot open a directory as a file; its renames are journaled by NTFS.
-    Ok(())
 }
 
 #[cfg(test)]
@@ -811,13 +776,13 @@ mod tests {
             let e = CheckpointDir::open(&dir, true).unwrap_err().to_string();
             assert!(e.contains("another process"), "{e}");
             w.write(&c).unwrap();
-            assert!(!tmp_path(&w.file()).exists());
+            assert!(leftover_temporaries(&w.file()).unwrap().is_empty());
         }
         let e = CheckpointDir::open(&dir, false).unwrap_err().to_string();
         assert!(e.contains("already holds a checkpoint (step 7)"), "{e}");
-        std::fs::write(dir.join("checkpoint.nnc.tmp"), b"half a file").unwrap();
+        std::fs::write(dir.join(".checkpoint.nnc.4321.0.tmp"), b"half a file").unwrap();
         let w = CheckpointDir::open(&dir, true).unwrap();
-        assert!(!dir.join("checkpoint.nnc.tmp").exists(), "a crashed writer's temporary file is removed");
+        assert!(leftover_temporaries(&w.file()).unwrap().is_empty(), "a crashed writer's temporary file is removed");
         assert!(same(&Checkpoint::load(w.dir()).unwrap(), &c));
         let e = Checkpoint::load(&tmp.path().join("nope")).unwrap_err().to_string();
         assert!(e.contains("no such directory"), "{e}");

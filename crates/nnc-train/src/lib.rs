@@ -34,7 +34,7 @@ mod train;
 
 pub use backend::{store_params, StepBackend, StepResult};
 pub use batches::{shuffle_rng, Batch, Batches};
-pub use checkpoint::{write_atomically, Checkpoint, CheckpointDir, Progress, RunIdentity, CHECKPOINT_FILE};
+pub use checkpoint::{Checkpoint, CheckpointDir, Progress, RunIdentity, CHECKPOINT_FILE};
 pub use dataset::{byte_value, example_dims, fit_to_input, fit_to_model, Dataset, Examples, Labels};
 pub use error::TrainError;
 pub use interp::InterpBackend;
