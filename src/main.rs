@@ -146,7 +146,7 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         batch: usize,
     },
-    /// Time the jitted training step of a model (default: the seed MLP) on random data.
+    /// Time the jitted training step of a model (default: the seed MLP), or its inference pass, on random data.
     Bench {
         model: Option<PathBuf>,
         #[arg(long, default_value_t = 100)]
@@ -162,6 +162,9 @@ enum Command {
         kernels: KernelsArg,
         #[command(flatten)]
         step: StepArgs,
+        /// Time the inference pass (the model's outputs from its inputs) instead of the training step.
+        #[arg(long)]
+        infer: bool,
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -468,14 +471,15 @@ fn run(command: Command) -> Result<()> {
                 checkpoint,
             })
         }
-        Command::Bench { model, batch, steps, threads, kernels, step, json } => {
+        Command::Bench { model, batch, steps, threads, kernels, step, infer, json } => {
             let model = match model {
                 Some(path) => import(&path)?,
                 None => build_mlp(&MlpSpec::seed_model())?,
             };
             let options = step.options();
             let kernels = kernels.into();
-            cli::bench::run_bench(cli::bench::BenchRequest { model, options, batch, steps, threads, kernels, json })
+            let request = cli::bench::BenchRequest { model, options, batch, steps, threads, kernels, infer, json };
+            cli::bench::run_bench(request)
         }
         Command::Eval { model, backend, data, batch } => {
             let graph = import(&model)?;

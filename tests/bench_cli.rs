@@ -48,6 +48,7 @@ fn json_has_every_figure() {
     assert_eq!(v["batch"], 5);
     assert_eq!(v["threads"], 1);
     assert_eq!(v["optimizer"], "sgd");
+    assert_eq!(v["mode"], "train");
     assert_eq!(v["steps_timed"], 3);
     assert!(v["kernel_count"].as_u64().is_some_and(|k| k > 0), "{v}");
     // The seed step's products: x·W1, h·W2 forward; dH, dW2, dW1 backward.
@@ -104,4 +105,22 @@ fn bad_thread_counts_are_clap_errors() {
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
     let o = nnc(&["bench", "--threads", "two"]);
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn infer_times_the_inference_pass() {
+    let v = bench_json(&["--infer", "--batch", "5", "--threads", "1"]);
+    assert_eq!(v["mode"], "infer", "{v}");
+    assert!(v.get("optimizer").is_none(), "{v}");
+    for key in ["step_ms_median", "step_ms_min", "samples_per_s", "gflops", "compile_ms", "baseline_gflops"] {
+        assert!(v[key].as_f64().is_some_and(|x| x > 0.0 && x.is_finite()), "{key} in {v}");
+    }
+    // The seed model's two dense layers: x·W1 and h·W2, and nothing else.
+    let matmul = 2 * 5 * (784 * 256 + 256 * 10);
+    assert_eq!(v["matmul_flops_per_step"].as_u64(), Some(matmul), "{v}");
+    assert_eq!(v["kernel_count"], 2, "{v}");
+    assert_eq!(bench_json(&["--batch", "5"])["mode"], "train");
+    let o = nnc(&["bench", "--infer", "--batch", "2", "--steps", "2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("inference of "), "{}", String::from_utf8_lossy(&o.stdout));
 }

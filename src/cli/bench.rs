@@ -1,4 +1,5 @@
-//! `nnc bench`: how fast the jitted training step of a model runs on this machine.
+//! `nnc bench`: how fast the jitted training step of a model runs on this machine, or
+//! with `--infer` its inference pass.
 //!
 //! Random inputs and labels of the model's shapes; a few warm-up steps, then the
 //! median of many timed steps (the median resists the noise of a shared machine).
@@ -32,6 +33,8 @@ pub struct BenchRequest {
     /// 0: one per available core.
     pub threads: usize,
     pub kernels: nnc_cranelift::Kernels,
+    /// Time the inference pass instead of the training step.
+    pub infer: bool,
     pub json: bool,
 }
 
@@ -39,7 +42,11 @@ pub struct BenchRequest {
 #[derive(serde::Serialize)]
 struct BenchReport {
     model: String,
-    optimizer: &'static str,
+    /// `train` (the training step) or `infer` (the inference pass).
+    mode: &'static str,
+    /// The training step's optimizer (absent for inference).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    optimizer: Option<&'static str>,
     batch: usize,
     steps_timed: usize,
     step_ms_median: f64,
@@ -148,17 +155,20 @@ fn median(times: &mut [f64]) -> f64 {
     times[times.len() / 2]
 }
 
-pub fn run_bench(req: BenchRequest) -> Result<()> {
-    let BenchRequest { model, options, batch, steps, threads, kernels, json } = req;
-    anyhow::ensure!(batch > 0 && steps > 0, "--batch and --steps must be at least 1");
-    let threads = resolve_threads(threads)?;
-    let tg = nnc_pipeline::differentiate(&model, &options).context("cannot form the training step")?;
-    let flops = cost::flops(&tg.graph, batch);
-    let started = Instant::now();
-    let compile = CompileOptions { threads, kernels, ..CompileOptions::default() };
-    let mut backend = JitBackend::from_train_graph(&tg, &compile).context("cannot compile the training step")?;
-    let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+/// What is timed: one run of the compiled training step or inference pass.
+struct Subject {
+    run: Box<dyn FnMut(u64) -> Result<()>>,
+    /// The graph whose FLOPs and matrix products one run does.
+    graph: Graph,
+    kernel_count: usize,
+    threads: usize,
+    family: &'static str,
+    width: nnc_cranelift::VectorWidth,
+}
 
+/// The training step on random inputs and labels.
+fn training_step(tg: nnc_autodiff::TrainGraph, compile: &CompileOptions, batch: usize) -> Result<Subject> {
+    let mut backend = JitBackend::from_train_graph(&tg, compile).context("cannot compile the training step")?;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut dims = vec![batch];
     dims.extend(nnc_train::example_dims(backend.input_type())?);
@@ -173,12 +183,64 @@ pub fn run_bench(req: BenchRequest) -> Result<()> {
             Tensor::from_f32(&dims, (0..n).map(|_| rng.random::<f32>()).collect())?
         }
     };
-    let baseline = Baseline::new(&tg.graph, batch, &mut rng);
-
+    let (kernel_count, threads, family, width) =
+        (backend.kernel_count(), backend.threads(), backend.kernel_family(), backend.vector_width());
     // A tiny learning rate keeps the parameters (and so the work) the same across steps.
-    let lr = 1e-6;
+    let run = Box::new(move |step: u64| backend.step(&x, &y, 1e-6, step).map(|_| ()).map_err(Into::into));
+    Ok(Subject { run, graph: tg.graph, kernel_count, threads, family, width })
+}
+
+/// The inference pass on random inputs (f32, the batch where the model has it).
+fn inference(model: &Graph, compile: &CompileOptions, batch: usize) -> Result<Subject> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut inputs = Vec::new();
+    for id in model.inputs() {
+        let ty = model.ty(id);
+        anyhow::ensure!(
+            ty.dtype == nnc_ir::DType::F32,
+            "--infer feeds random f32 inputs, and input \"{}\" is {ty}",
+            model.name_of(id)
+        );
+        let dims = ty.shape.resolve(batch);
+        let n: usize = dims.iter().product();
+        inputs.push((
+            model.name_of(id).to_string(),
+            Tensor::from_f32(&dims, (0..n).map(|_| rng.random::<f32>()).collect())?,
+        ));
+    }
+    let mut compiled =
+        nnc_pipeline::compile(model, &Default::default(), compile).context("cannot compile the inference pass")?;
+    let (kernel_count, threads, family, width) =
+        (compiled.kernel_count(), compiled.threads(), compiled.kernel_family(), compiled.vector_width());
+    let run = Box::new(move |_| {
+        let feeds = inputs.iter().map(|(name, t)| (name.as_str(), t)).collect();
+        compiled.run_views(&feeds).map(|_| ()).map_err(Into::into)
+    });
+    Ok(Subject { run, graph: model.clone(), kernel_count, threads, family, width })
+}
+
+pub fn run_bench(req: BenchRequest) -> Result<()> {
+    let BenchRequest { model, options, batch, steps, threads, kernels, infer, json } = req;
+    anyhow::ensure!(batch > 0 && steps > 0, "--batch and --steps must be at least 1");
+    let threads = resolve_threads(threads)?;
+    let compile = CompileOptions { threads, kernels, ..CompileOptions::default() };
+    let step = match infer {
+        true => None,
+        false => Some(nnc_pipeline::differentiate(&model, &options).context("cannot form the training step")?),
+    };
+    // Compiling (optimize, lower, codegen) is timed; differentiating is not.
+    let started = Instant::now();
+    let mut subject = match step {
+        Some(tg) => training_step(tg, &compile, batch)?,
+        None => inference(&model, &compile, batch)?,
+    };
+    let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+    let flops = cost::flops(&subject.graph, batch);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let baseline = Baseline::new(&subject.graph, batch, &mut rng);
+
     for step in 1..=5 {
-        backend.step(&x, &y, lr, step)?;
+        (subject.run)(step)?;
     }
     if let Some(b) = &baseline {
         b.round();
@@ -188,20 +250,21 @@ pub fn run_bench(req: BenchRequest) -> Result<()> {
     let mut baseline_times = Vec::new();
     for step in 0..steps {
         let t = Instant::now();
-        backend.step(&x, &y, lr, 6 + step as u64)?;
+        (subject.run)(6 + step as u64)?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
         if let Some(b) = baseline.as_ref().filter(|_| step % every == 0) {
             baseline_times.push(b.round());
         }
     }
     let median_ms = median(&mut times);
-    let width = backend.vector_width();
-    let peak_gflops = nnc_cranelift::fma_peak_gflops(width)?.map(|p| p * backend.threads() as f64);
+    let width = subject.width;
+    let peak_gflops = nnc_cranelift::fma_peak_gflops(width)?.map(|p| p * subject.threads as f64);
     let gflops = flops as f64 / (median_ms / 1e3) / 1e9;
     let baseline_gflops = baseline.as_ref().map(|b| b.flops as f64 / median(&mut baseline_times) / 1e9);
     let report = BenchReport {
         model: model.name.clone(),
-        optimizer: optimizer_name(&options.optimizer),
+        mode: if infer { "infer" } else { "train" },
+        optimizer: (!infer).then(|| optimizer_name(&options.optimizer)),
         batch,
         steps_timed: steps,
         step_ms_median: median_ms,
@@ -210,12 +273,12 @@ pub fn run_bench(req: BenchRequest) -> Result<()> {
         flops_per_step: flops,
         gflops,
         compile_ms,
-        kernels: backend.kernel_family(),
+        kernels: subject.family,
         vector_bits: width.bits(),
         peak_gflops,
         percent_of_peak: peak_gflops.map(|p| 100.0 * gflops / p),
-        kernel_count: backend.kernel_count(),
-        threads: backend.threads(),
+        kernel_count: subject.kernel_count,
+        threads: subject.threads,
         matmul_flops_per_step: baseline.as_ref().map(|b| b.flops),
         baseline_gflops,
         ratio_to_baseline: baseline_gflops.map(|b| gflops / b),
@@ -223,12 +286,14 @@ pub fn run_bench(req: BenchRequest) -> Result<()> {
     let text = if json {
         serde_json::to_string(&report).context("cannot encode the report")? + "\n"
     } else {
+        let what = match report.optimizer {
+            Some(optimizer) => format!("training step of {} ({optimizer})", report.model),
+            None => format!("inference of {}", report.model),
+        };
         let mut text = format!(
-            "training step of {} ({}) at batch {}: median {:.3} ms (min {:.3} ms) over {} steps\n\
+            "{what} at batch {}: median {:.3} ms (min {:.3} ms) over {} steps\n\
              {:.0} samples/s, {:.1} GFLOP/s ({:.1} MFLOP per step), {} kernels ({}), {} thread{}\n\
              compiled in {:.1} ms\n",
-            report.model,
-            report.optimizer,
             batch,
             report.step_ms_median,
             report.step_ms_min,
