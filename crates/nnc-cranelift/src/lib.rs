@@ -191,8 +191,7 @@ impl Lowered {
     /// JIT-compiles the program.
     pub fn compile(self) -> Result<Compiled, BackendError> {
         let Lowered { program, family, opts } = self;
-        let (code, _) = runtime::jit::generate(&program, family.as_ref(), true, false, opts.checked)?;
-        let code = code.ok_or_else(|| BackendError::Codegen("internal: no code".into()))?;
+        let code = runtime::jit::compile(&program, family.as_ref(), opts.checked)?;
         let threads = match opts.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -203,8 +202,7 @@ impl Lowered {
     /// The Cranelift IR of every generated function, as text (before Cranelift's own
     /// optimizations): the kernels, then `step`.
     pub fn clif(&self) -> Result<String, BackendError> {
-        let (_, text) = runtime::jit::generate(&self.program, self.family.as_ref(), false, true, self.opts.checked)?;
-        Ok(text)
+        runtime::jit::clif(&self.program, self.family.as_ref(), self.opts.checked)
     }
 
     /// The lowered program as text: every kernel with what it computes and, for a

@@ -28,12 +28,12 @@
 //! The object needs nothing but libc (`memcpy`, `memset`) and libm.
 
 use crate::clif::{Fx, PTR};
-use crate::codegen::{define_step, Imports, Signatures, Sink};
+use crate::codegen::{define_step, Imports, Signatures, Sink, StepOptions};
 use crate::error::codegen_err;
 use crate::error::BackendError;
 use crate::host_math::MathFn;
 use crate::program::{Program, Slot};
-use crate::target::isa;
+use crate::target::{isa, Relocation};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, StackSlotData, StackSlotKind, Value};
 use cranelift_codegen::Context;
@@ -145,7 +145,7 @@ pub fn compile_object(entries: &[(&str, &crate::Lowered)], opts: &ObjectOptions)
         arena_bytes = arena_bytes.max(layout.total);
     }
 
-    let (isa, fma) = isa(true)?;
+    let (isa, fma) = isa(Relocation::Pic)?;
     let builder =
         ObjectBuilder::new(isa, format!("{}.o", opts.prefix), default_libcall_names()).map_err(codegen_err)?;
     let mut module = ObjectModule::new(builder);
@@ -166,7 +166,8 @@ pub fn compile_object(entries: &[(&str, &crate::Lowered)], opts: &ObjectOptions)
         let prefix = format!("{}_{name}_", opts.prefix);
         let mut sink = Sink { module: &mut module, compile: true, text: None, defined: Vec::new() };
         // The object's `parallel_for` is serial: no column-split variants.
-        let step = define_step(&mut sink, program, family, &imports, fma, &prefix, false, false)?;
+        let options = StepOptions { checked: false, threaded: false };
+        let step = define_step(&mut sink, program, family, &imports, fma, &prefix, options)?;
         let consts = program
             .consts
             .iter()

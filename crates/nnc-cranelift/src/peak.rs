@@ -84,7 +84,7 @@ mod x86 {
             VectorWidth::V512 => loop_512(),
         }
         .map_err(|e| codegen_err(format!("assembling the FMA peak loop: {e}")))?;
-        let (isa, _) = crate::target::isa(false)?;
+        let (isa, _) = crate::target::isa(crate::target::Relocation::Absolute)?;
         let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
         let mut sig = Signature::new(module.isa().default_call_conv());
         sig.params.push(AbiParam::new(types::I64));

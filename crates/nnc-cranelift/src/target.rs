@@ -32,10 +32,18 @@ impl VectorWidth {
     }
 }
 
-/// The host's ISA and whether it has fused multiply-add. `pic` for object files
-/// (linked into position-independent executables); the JIT places code anywhere in
-/// the address space and uses absolute calls, no PIC.
-pub(crate) fn isa(pic: bool) -> Result<(OwnedTargetIsa, bool), BackendError> {
+/// How generated code addresses what it calls.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Relocation {
+    /// Position-independent, for object files linked into PIE executables.
+    Pic,
+    /// Absolute calls: the JIT places code anywhere in the address space.
+    Absolute,
+}
+
+/// The host's ISA and whether it has fused multiply-add.
+pub(crate) fn isa(relocation: Relocation) -> Result<(OwnedTargetIsa, bool), BackendError> {
+    let pic = relocation == Relocation::Pic;
     let mut flags = settings::builder();
     flags.set("opt_level", "speed").map_err(codegen_err)?;
     flags.set("use_colocated_libcalls", if pic { "true" } else { "false" }).map_err(codegen_err)?;

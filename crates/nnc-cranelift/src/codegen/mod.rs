@@ -102,10 +102,17 @@ impl Sink<'_> {
     }
 }
 
+/// How the step is generated.
+#[derive(Clone, Copy)]
+pub(crate) struct StepOptions {
+    /// Checked mode: every load and store bounds-checked.
+    pub checked: bool,
+    /// The step may get a thread pool, so products also get their column-split variant.
+    pub threaded: bool,
+}
+
 /// Defines the kernels of `program` and its `step` function in the sink's module,
-/// every name prefixed with `prefix`; returns the step function's id. `threaded`: the
-/// step may get a thread pool, so products also get their column-split variant.
-#[allow(clippy::too_many_arguments)]
+/// every name prefixed with `prefix`; returns the step function's id.
 pub(crate) fn define_step(
     sink: &mut Sink,
     program: &Program,
@@ -113,8 +120,7 @@ pub(crate) fn define_step(
     imports: &Imports,
     fma: bool,
     prefix: &str,
-    checked: bool,
-    threaded: bool,
+    StepOptions { checked, threaded }: StepOptions,
 ) -> Result<FuncId, BackendError> {
     let sigs = Signatures::new(sink.module.isa().default_call_conv());
     let mut ctx = sink.module.make_context();

@@ -59,7 +59,9 @@ fn identity(fx: &mut Fx, op: ReduceOp, d: DType) -> Value {
     }
 }
 
-fn combine(fx: &mut Fx, op: ReduceOp, float: bool, a: Value, b: Value) -> Value {
+/// `max(a, b)` or `a + b`, for floats or integers as the values are.
+fn combine(fx: &mut Fx, op: ReduceOp, a: Value, b: Value) -> Value {
+    let float = fx.b.func.dfg.value_type(a).lane_type().is_float();
     match (op, float) {
         (ReduceOp::Max, true) => fx.b.ins().fmax(a, b),
         (ReduceOp::Max, false) => fx.b.ins().smax(a, b),
@@ -192,14 +194,14 @@ impl Ctx<'_> {
                     let addr = fx.add(input, off);
                     let x = fx.load(types::F32X4, addr, 0);
                     let a = fx.get(vacc);
-                    let y = combine(fx, op, true, a, x);
+                    let y = combine(fx, op, a, x);
                     fx.set(vacc, y);
                 });
                 let v = fx.get(vacc);
                 let mut s = fx.get(acc);
                 for lane in 0..4u8 {
                     let x = fx.b.ins().extractlane(v, lane);
-                    s = combine(fx, op, true, s, x);
+                    s = combine(fx, op, s, x);
                 }
                 fx.set(acc, s);
             }
@@ -208,12 +210,12 @@ impl Ctx<'_> {
                 let addr = fx.add(input, off);
                 let x = fx.load(self.ty, addr, 0);
                 let a = fx.get(acc);
-                let y = combine(fx, op, self.float, a, x);
+                let y = combine(fx, op, a, x);
                 fx.set(acc, y);
             });
             let old = fx.load(self.ty, out, 0);
             let a = fx.get(acc);
-            let y = combine(fx, op, self.float, old, a);
+            let y = combine(fx, op, old, a);
             fx.store(y, out, 0);
         } else {
             // Kept row: out[i] = out[i] ⊕ in[i].
@@ -225,7 +227,7 @@ impl Ctx<'_> {
                     let dst = fx.add(out, off);
                     let x = fx.load(types::F32X4, src, 0);
                     let o = fx.load(types::F32X4, dst, 0);
-                    let y = combine(fx, op, true, o, x);
+                    let y = combine(fx, op, o, x);
                     fx.store(y, dst, 0);
                 });
             }
@@ -236,7 +238,7 @@ impl Ctx<'_> {
                 let dst = fx.add(out, doff);
                 let x = fx.load(self.ty, src, 0);
                 let o = fx.load(self.ty, dst, 0);
-                let y = combine(fx, op, self.float, o, x);
+                let y = combine(fx, op, o, x);
                 fx.store(y, dst, 0);
             });
         }

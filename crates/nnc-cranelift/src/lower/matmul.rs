@@ -126,17 +126,23 @@ impl Lowering<'_> {
         let tile = family.tile_shape(&GemmShape { m: o.m.as_fixed(), k: o.k.as_fixed(), n: o.n.as_fixed() });
         let nr = tile.nr() as u64;
         let a_read = if o.a_k.is_fixed(1) { ARead::InPlace { k_contiguous: true } } else { ARead::Packed };
-        fn spec(shape: TileShape, a: ARead, copy_b: bool, epilogue: &[EpilogueOp]) -> MicroOp<'_> {
-            let cols = shape.nr();
-            MicroOp::Tile(TileSpec { shape, rows: TileRows::All, cols, a, copy_a: false, copy_b, epilogue })
-        }
+        // A whole tile reading A as the product mostly does.
+        let whole = TileSpec {
+            shape: tile,
+            rows: TileRows::All,
+            cols: tile.nr(),
+            a: a_read,
+            copy_a: false,
+            copy_b: false,
+            epilogue: &[],
+        };
         // A row-major B is read in place. A panel read in place strides through B's
         // rows, which at a power-of-two row length map to a few L1 sets and evict each
         // other, so every row tile would read it from L2: where the family's tiles copy
         // B as they read it, each panel's first row tile copies it for the others; else
         // a static M of at least four row tiles packs it in a pass of its own. A
         // transposed B has every panel packed.
-        let copies_b = family.runs(&spec(tile, a_read, true, &[]));
+        let copies_b = family.runs(&MicroOp::Tile(TileSpec { copy_b: true, ..whole }));
         let pack_b = match (o.b_col.is_fixed(1), o.n.as_fixed(), o.m.as_fixed()) {
             (false, _, _) => PackB::All,
             (true, Some(_), Some(mf)) if mf >= 4 * tile.mr as u64 && !copies_b => PackB::All,
@@ -164,8 +170,9 @@ impl Lowering<'_> {
             _ => tile.kc as u64,
         };
         let packed_a = self.packed_a(o, tile, kc, family)?;
-        let epilogue_at =
-            epilogue_at(o, packed_a.is_some(), operands, &epilogue, |ops| family.runs(&spec(tile, a_read, false, ops)));
+        let epilogue_at = epilogue_at(o, packed_a.is_some(), operands, &epilogue, |ops| {
+            family.runs(&MicroOp::Tile(TileSpec { epilogue: ops, ..whole }))
+        });
         // Few rows of a large transposed B: dot products; else few rows of a large B:
         // K in parts with partial sums.
         let dots = dots_variant(o);

@@ -2,12 +2,12 @@
 //! `JITModule` with the host's math functions and thread pool as symbols, then
 //! finalized.
 
-use crate::codegen::{define_step, Imports, Signatures, Sink};
+use crate::codegen::{define_step, Imports, Signatures, Sink, StepOptions};
 use crate::error::{codegen_err, BackendError};
 use crate::host_math::MathFn;
 use crate::microkernel::KernelFamily;
 use crate::program::Program;
-use crate::target::isa;
+use crate::target::{isa, Relocation};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Linkage, Module};
 use std::collections::BTreeMap;
@@ -36,16 +36,42 @@ impl Drop for JitCode {
     }
 }
 
-/// Builds every function. With `jit`, compiles and links them and returns the code;
-/// with `text`, returns the CLIF of every function as generated (before optimization).
-pub(crate) fn generate(
+/// Compiles and links every function of `program`.
+pub(crate) fn compile(program: &Program, family: &dyn KernelFamily, checked: bool) -> Result<JitCode, BackendError> {
+    match generate(program, family, Output::Code, checked)? {
+        Generated::Code(code) => Ok(*code),
+        Generated::Clif(_) => Err(BackendError::Codegen("internal: no code".into())),
+    }
+}
+
+/// The CLIF of every function of `program` as generated (before Cranelift's own
+/// optimizations).
+pub(crate) fn clif(program: &Program, family: &dyn KernelFamily, checked: bool) -> Result<String, BackendError> {
+    match generate(program, family, Output::Clif, checked)? {
+        Generated::Clif(text) => Ok(text),
+        Generated::Code(_) => Err(BackendError::Codegen("internal: no CLIF".into())),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Code,
+    Clif,
+}
+
+enum Generated {
+    Code(Box<JitCode>),
+    Clif(String),
+}
+
+/// Builds every function into a JIT module: compiled and linked, or as CLIF text.
+fn generate(
     program: &Program,
     family: &dyn KernelFamily,
-    jit: bool,
-    text: bool,
+    output: Output,
     checked: bool,
-) -> Result<(Option<JitCode>, String), BackendError> {
-    let (isa, fma) = isa(false)?;
+) -> Result<Generated, BackendError> {
+    let (isa, fma) = isa(Relocation::Absolute)?;
     let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
     builder.symbol(PARALLEL_FOR, crate::runtime::pool::nnc_parallel_for as *const u8);
     for f in MathFn::ALL {
@@ -65,15 +91,16 @@ pub(crate) fn generate(
     if let Some(kernels) = family.micro_kernels() {
         kernels.prepare(&mut module)?;
     }
-    let mut sink = Sink { module: &mut module, compile: jit, text: text.then(String::new), defined: Vec::new() };
-    let step_id = define_step(&mut sink, program, family, &imports, fma, "", checked, true)?;
+    let (compile, text) = (output == Output::Code, (output == Output::Clif).then(String::new));
+    let mut sink = Sink { module: &mut module, compile, text, defined: Vec::new() };
+    let step_id = define_step(&mut sink, program, family, &imports, fma, "", StepOptions { checked, threaded: true })?;
     let (clif, mut defined) = (sink.text.take().unwrap_or_default(), std::mem::take(&mut sink.defined));
     if let Some(kernels) = family.micro_kernels() {
         defined.extend(kernels.finish()?);
     }
 
-    if !jit {
-        return Ok((None, clif));
+    if output == Output::Clif {
+        return Ok(Generated::Clif(clif));
     }
     module.finalize_definitions().map_err(codegen_err)?;
     let ptr = module.get_finalized_function(step_id);
@@ -86,7 +113,7 @@ pub(crate) fn generate(
     if std::env::var_os("NNC_PERF_MAP").is_some() {
         write_perf_map(&functions);
     }
-    Ok((Some(JitCode { module: Some(module), step, functions }), clif))
+    Ok(Generated::Code(Box::new(JitCode { module: Some(module), step, functions })))
 }
 
 /// Appends the jitted functions to `/tmp/perf-<pid>.map`, where `perf report` looks
