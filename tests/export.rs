@@ -3,7 +3,7 @@
 //!
 //! - exported models (the seed model, a trained model) import back into the same IR,
 //!   and tract computes what nnc's interpreter computes on the original;
-//! - the exported training step (`--training`) has the README's interface, and tract
+//! - the exported training step (`--training`) has the interface docs/usage.md documents, and tract
 //!   running it for consecutive steps, fed its own outputs, follows nnc's JIT;
 //! - bad output paths give one-line errors and leave existing files alone.
 

@@ -5,7 +5,7 @@
 //! are compared with the ONNX tolerances (rtol 1e-3, atol 1e-7). A test either passes,
 //! is skipped because it uses an op nnc does not support (listed), or fails. Failures
 //! must be listed in `tests/onnx_node_expected_failures.txt` with the reason (that file
-//! is the README's "known gaps" table); an unlisted failure or a listed test that now
+//! is the "Failing" list in docs/onnx.md); an unlisted failure or a listed test that now
 //! passes fails this test.
 //!
 //! The tests come from `onnx==1.22.0` (installed by `.ci/install-test-deps.sh`, found
@@ -34,7 +34,7 @@ enum Outcome {
     /// Uses ops nnc does not implement (listed).
     Unsupported(String),
     /// Uses only supported ops, but in a way nnc refuses by design with a clear error;
-    /// the category is a row of the README's table.
+    /// the category is a row of docs/onnx.md's "refused by design" table.
     Refused(&'static str),
     Fail(String),
 }

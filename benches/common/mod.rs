@@ -265,7 +265,7 @@ pub fn summary_wanted() -> bool {
     args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test" || a == "--list")
 }
 
-/// Prints a markdown table (ready to paste into the README).
+/// Prints a markdown table (ready to paste into docs/performance.md).
 pub fn print_table(title: &str, header: &[&str], rows: &[Vec<String>]) {
     if rows.is_empty() {
         return;

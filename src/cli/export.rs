@@ -4,7 +4,7 @@
 //! Fused ops are written as their primitive expansion (nnc-onnx does that), so the file
 //! runs in any ONNX runtime. With `--training` the file is the training step as a pure
 //! function — batch, labels, parameters, optimizer state and hyper-parameters in; loss,
-//! new parameters and new state out — with the interface the README documents
+//! new parameters and new state out — with the interface docs/usage.md documents
 //! (`ExportOptions::training_interface` in nnc-onnx).
 
 use crate::{LossArg, OptArgs, OptimizerArg, StepArgs};

@@ -147,7 +147,7 @@ fn family(opts: &CompileOptions) -> Result<Box<dyn KernelFamily>, BackendError> 
             Kernels::Avx2 => return Ok(Box::new(X86Tiles::new(VectorWidth::V256))),
             Kernels::Avx512 => return Ok(Box::new(X86Tiles::new(VectorWidth::V512))),
             // AVX-512 where the CPU has it: measured faster at every batch of the
-            // seed step (see the README's table).
+            // seed step (docs/performance.md).
             Kernels::Auto if avx2 && opts.tile.is_none() && !opts.checked => {
                 let width = if has_avx512f() { VectorWidth::V512 } else { VectorWidth::V256 };
                 return Ok(Box::new(X86Tiles::new(width)));

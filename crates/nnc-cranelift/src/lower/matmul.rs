@@ -163,8 +163,8 @@ impl Lowering<'_> {
         }
         .ok_or(TWO_BATCH)?;
         let packed = self.scratch_slot(packed_bytes);
-        // Split a static K into equal blocks no deeper than `kc` (784 → 3 × 262, not
-        // 256+256+256+16); a run-time K uses `kc`.
+        // Split a static K into equal blocks no deeper than `kc` (784 → 4 × 196 for a
+        // `kc` of 256, not 256+256+256+16); a run-time K uses `kc`.
         let kc = match k.as_fixed() {
             Some(kk) if kk > 0 => kk.div_ceil(kk.div_ceil(tile.kc as u64)),
             _ => tile.kc as u64,

@@ -163,12 +163,11 @@ impl KernelFamily for CraneliftTiles {
         if let Some(t) = self.fixed {
             return t;
         }
-        // Measured with `examples/tile_sweep.rs` at the seed shapes: 4 rows × 2 f32x4
-        // (8 accumulators, K unrolled by 2, fused multiply-add) is fastest, about
-        // 35-38 GFLOP/s; 4×3, 6×2 and 2×4 run at 25-33 (x86 has 16 vector registers,
-        // and every FMA result needs a register besides its accumulator, see
-        // `emit_tile`). Outputs of at most 4 columns take a one-vector panel so the
-        // padding does not double the work.
+        // 4 rows × 2 f32x4 (8 accumulators, K unrolled by 2, fused multiply-add)
+        // measured fastest at the seed shapes (`examples/tile_sweep.rs`, see
+        // docs/matmul.md): x86 has 16 vector registers, and every FMA result needs
+        // a register besides its accumulator (see `emit_tile`). Outputs of at most 4
+        // columns take a one-vector panel so the padding does not double the work.
         let nv = match shape.n {
             Some(n) if n <= 4 => 1,
             _ => 2,

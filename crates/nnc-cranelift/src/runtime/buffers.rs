@@ -15,9 +15,8 @@ use std::ptr::NonNull;
 /// contiguous, so consecutive rows map to consecutive L2 sets: with 4 KiB pages at
 /// random physical addresses, the half of the seed's 784 KiB W1 that a core keeps in
 /// its 512 KiB L2 between the forward product and the update overflows some sets and
-/// is partly evicted, by a different amount in every process (batch 1 on two threads
-/// took 0.028 to 0.048 ms from run to run, 0.028 in four runs with huge pages). Fewer
-/// TLB misses come with it. The cost is up to 2 MiB of address space per buffer.
+/// is partly evicted, by a different amount in every process (see docs/matmul.md).
+/// Fewer TLB misses come with it. The cost is up to 2 MiB of address space per buffer.
 pub(crate) struct AlignedBuf {
     ptr: NonNull<u8>,
     /// Bytes allocated (0: nothing is).

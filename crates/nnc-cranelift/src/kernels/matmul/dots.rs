@@ -4,7 +4,7 @@
 //! multiplies by its transpose (`Gemm` with `transB = 1`). The tiles need B's rows
 //! contiguous, so the pack phase transposes all of it into panels every step: at
 //! batch 1 that pass over the seed's 784 KiB weight cost more than the product
-//! itself (56% of a one-thread step). But in that layout each column of C is a dot
+//! itself (docs/matmul.md). But in that layout each column of C is a dot
 //! product of two contiguous vectors, A's row and B's stored row, which need no pack.
 //! So a product with A and the stored B both contiguous along K, a static K and N, a
 //! large B and few rows at run time (`MatMulPlan::dots`, see `lower/matmul.rs`)

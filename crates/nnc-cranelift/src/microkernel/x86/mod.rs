@@ -9,38 +9,32 @@
 //! classic shape for AVX2's 16 vector registers) or 6 rows × 4 zmm (6 × 64 f32: 24
 //! accumulators of AVX-512's 32 registers).
 //!
-//! Every tile the loop nest needs is assembled on demand for its exact shape: fewer
-//! rows at the M edge (the loop nest picks the variant at run time from the rows
-//! left), one vector for narrow products, and a masked last vector at the N edge
-//! (`vmaskmovps` with AVX2, a `k1` write mask with AVX-512), so no tile goes through a
-//! stack buffer or falls back to Cranelift code when A's rows are a static stride
-//! apart (always, once A is packed). Only run-time column counts still use the
-//! portable tiles of `microkernel/cranelift.rs`. One-row tiles with as many vectors as the
-//! accumulators (several panels of a row-major B read in place) take the last one or
-//! two rows, where a 1- or 2-row tile per panel would wait on its few FMA chains.
+//! Every tile the loop nest needs is assembled on demand for its exact shape
+//! (`X86Tiles::variants` says which it has): fewer rows at the M edge (the loop nest
+//! picks the variant at run time from the rows left), one vector for narrow products,
+//! and a masked last vector at the N edge (`vmaskmovps` with AVX2, a `k1` write mask
+//! with AVX-512), so no tile goes through a stack buffer or falls back to the portable
+//! tiles when A's rows are a static stride apart (always, once A is packed). One-row
+//! tiles with as many vectors as the accumulators (several panels of a row-major B read
+//! in place) take the last one or two rows, where a 1- or 2-row tile per panel would
+//! wait on its few FMA chains.
 //!
-//! The tiles also pack operands as they read them, so no pass of its own has to
-//! (A in both families; B only in the AVX2 ones, see `X86Tiles::variants`). A tile
-//! reading A in place can copy the values it broadcasts to the packed layout
-//! (`TileArgs::copy_a`): the first panel's tiles pack a transposed A for the other
-//! panels while the FMAs run (the seed's first weight gradient reads X, 3.2 MB at
-//! batch 1024, with a 3 KiB stride; one thread, fastest steps interleaved in one
-//! process: batch 1024 9.85 → 9.67 ms, batch 100 0.935 → 0.920). A tile reading a
-//! row-major B in place can store the B vectors it loads to a contiguous panel on the
-//! stack (`TileArgs::copy_b`), which the panel's other row tiles read from L1 instead
-//! of striding through 1 KiB rows that share a few L1 sets (batch 100: 0.921 → 0.902
-//! ms on one thread, 0.501 → 0.485 on two). A tile may do both (then `rbx`, saved,
-//! holds the B copy's address). Packing the forward pass's row-major X
-//! the `copy_a` way measured no faster than reading it in place, so row-major A is
-//! still read in place.
+//! The tiles also copy operands as they read them, so no pass of its own has to (A in
+//! both widths; B only in the AVX2 tiles). A tile reading A in place can copy the values
+//! it broadcasts to the packed layout (`TileArgs::copy_a`): the first panel's tiles pack
+//! a transposed A for the other panels while the FMAs run. A tile reading a row-major B
+//! in place can store the B vectors it loads to a contiguous panel on the stack
+//! (`TileArgs::copy_b`), which the panel's other row tiles read from L1 instead of
+//! striding through 1 KiB rows that share a few L1 sets. A tile may do both (then
+//! `rbx`, saved, holds the B copy's address). The measurements behind these choices
+//! are in docs/matmul.md.
 //!
-//! Two helpers are assembled the same way: the dot products of `kernels/matmul/dots.rs` (one or two
-//! rows of A times up to four stored rows of a transposed B, 8 lanes per ymm), and the pack of a
-//! transposed B into panels (4 × 4 in-lane transposes instead of a scalar copy per
-//! float: with the seed's 784 KiB weight stored `[out, in]`, a one-thread step at
-//! batch 16 went from 0.230 to 0.195 ms, at 32 from 0.374 to 0.341, fastest steps).
+//! Two helpers are assembled the same way: the dot products of `kernels/matmul/dots.rs`
+//! (one or two rows of A times up to four stored rows of a transposed B, 8 lanes per
+//! ymm), and the pack of a transposed B into panels (4 × 4 in-lane transposes instead
+//! of a scalar copy per float).
 //!
-//! Results are bitwise those of the Cranelift kernels: each element is the same chain
+//! Results are bitwise those of the portable tiles: each element is the same chain
 //! of single-rounding FMAs over k within a K block (`acc = b·a + acc` either way), and
 //! accumulation into C is the same addition.
 //!

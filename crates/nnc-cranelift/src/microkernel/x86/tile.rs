@@ -339,8 +339,8 @@ macro_rules! tile_kernel {
         $a.vpxord($v, $v, $v)?
     };
     // AVX2: no software prefetch. B read in place strides a row (often 1 KiB) per k;
-    // prefetching it eight rows ahead cost the AVX2 tiles 16% (100×784×256) and gained
-    // the AVX-512 ones 10%, whose two lines per row outrun the hardware prefetcher.
+    // prefetching it eight rows ahead slowed the AVX2 tiles and sped up the AVX-512
+    // ones, whose two lines per row outrun the hardware prefetcher (docs/matmul.md).
     (@prefetch ymm, $a:ident, $vecs:expr) => {};
     (@prefetch zmm, $a:ident, $vecs:expr) => {
         for j in 0..$vecs {
