@@ -7,7 +7,8 @@
 //! `cargo bench -j2 --bench compile`
 //!
 //! The stages are timed through the functions the CLI calls, so the figures follow
-//! whatever the pipeline does.
+//! whatever the pipeline does. Last, the step plan alone of a long chain of
+//! elementwise ops, which shows whether planning stays linear in the graph's size.
 
 mod common;
 
@@ -57,9 +58,26 @@ fn main() {
     });
     record("total", "`JitBackend::new`: all of the above, as `nnc train` runs it", &s);
 
+    // 20,000 ops, each reusing its operand's buffer: a quadratic planner takes seconds.
+    let chain = long_chain(20_000);
+    let mut s = Samples::default();
+    group.bench_function("plan_chain_20000", |b| s.iter(b, || nnc_opt::plan(&chain)));
+    record("plan", "`nnc_opt::plan` of a chain of 20,000 elementwise ops", &s);
+
     group.finish();
     c.final_summary();
     if common::summary_wanted() {
         common::print_table("Compiling the seed training step (SGD)", &["stage", "what", "ms"], &rows);
     }
+}
+
+/// `x: f32[N, 64]` through `len` alternating `neg` and `relu`.
+fn long_chain(len: usize) -> nnc_ir::Graph {
+    let mut text = String::from("graph chain {\n  %v0: f32[N,64] = input\n");
+    for i in 1..=len {
+        let op = if i % 2 == 0 { "relu" } else { "neg" };
+        text += &format!("  %v{i}: f32[N,64] = {op} %v{}\n", i - 1);
+    }
+    text += &format!("  return %v{len}\n}}\n");
+    nnc_ir::parse(&text).expect("the chain parses")
 }

@@ -491,10 +491,7 @@ fn run(command: Command) -> Result<()> {
             let feeds = read_feeds(&graph, &inputs)?;
             let outputs = match backend {
                 Backend::Interp => nnc_interp::run(&graph, &feeds)?,
-                Backend::Jit => {
-                    let opts = (nnc_opt::OptOptions::default(), nnc_cranelift::CompileOptions::default());
-                    nnc_pipeline::compile(&graph, &opts.0, &opts.1)?.run(&feeds)?
-                }
+                Backend::Jit => nnc_pipeline::compile(&graph, &Default::default(), &Default::default())?.run(&feeds)?,
             };
             match output {
                 Some(path) => {

@@ -378,7 +378,7 @@ impl Wrapper<'_> {
             });
             let table = fx.b.create_sized_stack_slot(StackSlotData::new(
                 StackSlotKind::ExplicitSlot,
-                (p.n_slots * 8) as u32,
+                (p.n_slots() * 8) as u32,
                 3,
             ));
             let status = fx.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 4, 2));
@@ -398,7 +398,7 @@ impl Wrapper<'_> {
             }
             fx.store(status_addr, table_addr, (p.status_slot * 8) as i32);
             let null = fx.iconst(0);
-            fx.store(null, table_addr, (p.pool_slot * 8) as i32);
+            fx.store(null, table_addr, (p.pool_slot() * 8) as i32);
             let result = fx.call_returning(self.step, &[table_addr, batch]);
             let failed = fx.b.ins().icmp_imm_s(IntCC::NotEqual, result, 0);
             fx.if_then(failed, |fx| {

@@ -85,7 +85,7 @@ impl Report {
             .into_iter()
             .filter(|(m, _)| !matches!(*m, "input" | "param" | "state" | "const"))
             .collect();
-        // Size in the batch like every size: the line through N = 1 and N = 2.
+        // Linear in the batch like every size: the line through N = 1 and N = 2.
         let flops = |g: &Graph| {
             let (one, two) = (cost::flops(g, 1), cost::flops(g, 2));
             let per_batch = two.saturating_sub(one);

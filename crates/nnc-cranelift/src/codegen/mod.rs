@@ -135,7 +135,7 @@ pub(crate) fn define_step(
             let id = sink.module.declare_function(&name, Linkage::Local, &sigs.kernel).map_err(codegen_err)?;
             sink.function(id, &name, &sigs.kernel, (&mut ctx, &mut fctx), &imports.math, fma, |fx| {
                 if checked {
-                    fx.enable_checks(&slots, program.n_slots, program.status_slot, index as u32 + 1);
+                    fx.enable_checks(&slots, program.n_slots(), program.status_slot, index as u32 + 1);
                 }
                 emit(fx);
                 fx.b.ins().return_(&[]);

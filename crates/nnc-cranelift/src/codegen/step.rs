@@ -87,7 +87,7 @@ impl Step<'_> {
     fn either(&self, fx: &mut Fx, part: Value, alternatives: &[Taken], otherwise: &dyn Fn(&mut Fx)) {
         let Some((last, before)) = alternatives.split_last() else { return otherwise(fx) };
         let pool = last.threaded_only.then(|| {
-            let pool = fx.slot(self.program.pool_slot);
+            let pool = fx.slot(self.program.pool_slot());
             fx.b.ins().icmp_imm_u(IntCC::NotEqual, pool, 0)
         });
         let (rows, few) = few_rows(fx, &last.variant);
@@ -122,7 +122,7 @@ impl Step<'_> {
     fn parallel(&self, fx: &mut Fx, part: Value, kernel: FuncId, items: Size, split: Split) {
         let (table, batch) = (fx.table, fx.batch);
         let n = fx.sz(items);
-        let pool = fx.slot(self.program.pool_slot);
+        let pool = fx.slot(self.program.pool_slot());
         let kernel = fx.func_addr(kernel);
         let align = fx.iconst(split.align);
         // ceil(MIN_CHUNK_WORK / work per item) at this batch.

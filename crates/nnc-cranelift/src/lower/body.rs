@@ -181,10 +181,15 @@ impl Lowering<'_> {
                 let ty = g.ty(p).clone();
                 let states: Vec<usize> = args[first + 1..first + 1 + rule.states()].iter().map(|a| a.index()).collect();
                 let after_states = first + 1 + rule.states();
+                if dense && !two_d(&ty) {
+                    return Err("the parameter must be 2-D".into());
+                }
+                // A fused product's gradient is scratch: written by the product, read
+                // by the epilogue.
                 let (g_slot, scalars) = if dense {
-                    (None, &args[after_states..])
+                    (buffer(self, None, &ty)?, &args[after_states..])
                 } else {
-                    (Some(args[after_states].index()), &args[after_states + 1..])
+                    (args[after_states].index(), &args[after_states + 1..])
                 };
                 let out = |o: UpdateOut| {
                     let op = match f {
@@ -195,11 +200,11 @@ impl Lowering<'_> {
                     };
                     result(op).map(|s| s.index())
                 };
-                let mut update = Update {
+                let update = Update {
                     rule,
                     p: p.index(),
                     states,
-                    g: g_slot.unwrap_or(usize::MAX),
+                    g: g_slot,
                     scalars: scalars.iter().map(|a| a.index()).collect(),
                     p_out: out(UpdateOut::Param),
                     m_out: out(UpdateOut::M),
@@ -209,12 +214,7 @@ impl Lowering<'_> {
                 let FusedOp::DenseUpdate { trans_a, trans_b, .. } = *f else {
                     return Ok(Body::Update(update));
                 };
-                if !two_d(&ty) {
-                    return Err("the parameter must be 2-D".into());
-                }
-                // The gradient is scratch: written by the product, read by the epilogue.
-                let c = buffer(self, None, &ty)?;
-                update.g = c;
+                let c = update.g;
                 let ops = vec![EpilogueOp::Update(update)];
                 let mm = self.lower_matmul((args[0], args[1]), (c, &ty.shape), (trans_a, trans_b), ops, family)?;
                 Ok(Body::MatMul(Box::new(mm)))

@@ -290,9 +290,11 @@ fn row_tile_cols(o: &Operands, tile: TileShape, packed_a: bool, runs: impl Fn(us
     let n = o.n.as_fixed()? as usize;
     let width = n / nr * nr;
     let eligible = o.b_col.is_fixed(1) && (o.a_row.as_fixed().is_some() || packed_a) && width >= 2 * nr;
+    if !eligible {
+        return None;
+    }
     // Every narrower group of whole panels is needed too (the last group of a row).
-    let widest = (1..=MAX_ROW_TILE_PANELS).map(|p| p * nr).take_while(|&cols| runs(cols)).last()?;
-    eligible.then_some(widest)
+    (1..=MAX_ROW_TILE_PANELS).map(|p| p * nr).take_while(|&cols| runs(cols)).last()
 }
 
 /// The variant whose work items are B's column panels (`nr` columns of C each), if

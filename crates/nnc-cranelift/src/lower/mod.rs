@@ -227,9 +227,7 @@ impl<'g> Lowering<'g> {
             leaves: self.leaves,
             consts: self.consts,
             outputs,
-            n_slots: status_slot + 2,
             status_slot,
-            pool_slot: status_slot + 1,
             label_checks: self.label_checks,
         }
     }

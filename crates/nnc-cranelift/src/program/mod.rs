@@ -161,9 +161,10 @@ pub(crate) struct MatMulPlan {
     /// Where the epilogue runs.
     pub epilogue_at: EpilogueAt,
     /// Split by B's column panels instead of C's rows, when there are threads and few
-    /// rows (`lower/matmul.rs`'s `columns`).
+    /// rows (`lower/matmul.rs`'s `columns_variant`).
     pub columns: Option<Variant>,
-    /// Split along K into partial results at few rows (`lower/matmul.rs`'s `depth`).
+    /// Split along K into partial results at few rows (`lower/matmul.rs`'s
+    /// `depth_parts`).
     pub depth: Option<DepthSplit>,
     /// Dot products of stored rows at few rows, instead of packing and tiling
     /// (`kernels/matmul/dots.rs`).
@@ -183,6 +184,17 @@ pub(crate) struct Variant {
     pub deeper_than: Option<Size>,
     /// Work per item (floating-point operations).
     pub work: Size,
+}
+
+impl Variant {
+    /// Whether the step takes the variant at batch size `batch` (on a thread pool, for
+    /// one that splits across threads): the condition `codegen/step.rs`'s `few_rows`
+    /// emits.
+    pub fn taken_at(&self, batch: usize) -> bool {
+        let rows = self.rows.at(batch);
+        let few = rows.is_some_and(|m| m <= self.max_rows as u64);
+        few && self.deeper_than.is_none_or(|k| k.at(batch) > rows)
+    }
 }
 
 /// Where a product split along K keeps its partial results: part `d` of rows `[0, M)`
@@ -321,7 +333,8 @@ impl Body {
         }
     }
 
-    /// Every table slot the kernel reads or writes (for lifetimes).
+    /// Every table slot the kernel reads or writes (the buffers checked mode lets it
+    /// touch).
     pub fn slots(&self) -> Vec<usize> {
         match self {
             Body::Elementwise(e) => std::iter::once(e.out.slot).chain(e.args.iter().map(|a| a.slot)).collect(),
@@ -433,13 +446,24 @@ pub(crate) struct Program {
     pub leaves: Vec<LeafSpec>,
     pub consts: Vec<(ValueId, Tensor)>,
     pub outputs: Vec<OutputSpec>,
-    /// Table slots: one per graph value, then scratch buffers, then the status word,
-    /// then the thread pool (null: run single-threaded).
-    pub n_slots: usize,
+    /// The status word's table slot: after one slot per graph value and the scratch
+    /// buffers' slots, and followed by the thread pool's (null: run single-threaded),
+    /// the table's last.
     pub status_slot: usize,
-    pub pool_slot: usize,
     /// One-hot kernels reading a graph input directly: `(index in inputs, depth,
     /// one-hot value)`. The host checks those labels before running, so bad labels fail
     /// before any parameter changes.
     pub label_checks: Vec<(usize, u64, ValueId)>,
+}
+
+impl Program {
+    /// The thread pool's table slot.
+    pub fn pool_slot(&self) -> usize {
+        self.status_slot + 1
+    }
+
+    /// The number of table slots.
+    pub fn n_slots(&self) -> usize {
+        self.status_slot + 2
+    }
 }

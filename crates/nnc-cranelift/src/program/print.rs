@@ -159,7 +159,6 @@ impl Program {
             lines.push(format!("epilogue ({at}): {}", ops.join(", ")));
         }
         let rows = m.m.at(batch).unwrap_or(u64::MAX);
-        let few = |v: &Variant| rows <= v.max_rows as u64;
         let mut split = Vec::new();
         if let Some(v) = p.columns {
             let deeper = if v.deeper_than.is_some() { " and K > M" } else { "" };
@@ -179,11 +178,13 @@ impl Program {
         if !split.is_empty() {
             lines.push(format!("splits: by rows, or {}", split.join("; or ")));
         }
-        let taken = if p.dots.as_ref().is_some_and(few) {
+        // The later variants take precedence, as in the step (`codegen/step.rs`).
+        let taken = |v: &Option<Variant>| v.is_some_and(|v| v.taken_at(batch));
+        let taken = if taken(&p.dots) {
             "dot products"
-        } else if p.depth.as_ref().is_some_and(|d| few(&d.variant)) {
+        } else if taken(&p.depth.map(|d| d.variant)) {
             "along K"
-        } else if p.columns.as_ref().is_some_and(|v| few(v) && v.deeper_than.is_none_or(|k| k.at(batch) > Some(rows))) {
+        } else if taken(&p.columns) {
             "by columns on a thread pool, else by rows"
         } else {
             "by rows"

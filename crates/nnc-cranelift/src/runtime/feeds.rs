@@ -34,16 +34,11 @@ pub(crate) fn bind<'a>(
     feeds: &HashMap<&str, &'a Tensor>,
     leaf_has_value: &[bool],
 ) -> Result<Bound<'a>, BackendError> {
-    let input_index: HashMap<&str, usize> =
-        program.inputs.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
-    let leaf_index: HashMap<&str, usize> =
-        program.leaves.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
-
-    let mut unknown: Vec<String> = feeds
-        .keys()
-        .filter(|n| !input_index.contains_key(*n) && !leaf_index.contains_key(*n))
-        .map(|n| n.to_string())
-        .collect();
+    // Feeds are few (the inputs, and rarely a parameter): scans, not maps built anew
+    // for every step.
+    let known =
+        |name: &str| program.inputs.iter().any(|s| s.name == name) || program.leaves.iter().any(|l| l.name == name);
+    let mut unknown: Vec<String> = feeds.keys().filter(|n| !known(n)).map(|n| n.to_string()).collect();
     if !unknown.is_empty() {
         unknown.sort();
         return Err(BackendError::UnknownFeeds { names: unknown });

@@ -90,7 +90,7 @@ impl Compiled {
         }
         let staging = program.inputs.iter().map(|_| AlignedBuf::default()).collect();
         // Checked mode reads each buffer's byte length at `table[n_slots + slot]`.
-        let table = vec![std::ptr::null_mut(); program.n_slots * if checked { 2 } else { 1 }];
+        let table = vec![std::ptr::null_mut(); program.n_slots() * if checked { 2 } else { 1 }];
         Ok(Compiled {
             program,
             code,
@@ -208,7 +208,7 @@ impl Compiled {
             };
         }
         if self.checked {
-            let n = self.program.n_slots;
+            let n = self.program.n_slots();
             for (slot, storage) in self.program.slots.iter().enumerate() {
                 let len = match *storage {
                     None => 0,
@@ -225,7 +225,7 @@ impl Compiled {
         *self.status = 0;
         let status_ptr: *mut u32 = &mut *self.status;
         self.table[self.program.status_slot] = status_ptr.cast();
-        self.table[self.program.pool_slot] =
+        self.table[self.program.pool_slot()] =
             self.pool.as_ref().map_or(std::ptr::null_mut(), |p| Arc::as_ptr(p).cast_mut().cast());
 
         // SAFETY: the table holds, for every slot the code touches, the address of a

@@ -43,6 +43,8 @@ pub(super) struct Planner<'g> {
     storages: Vec<Kind>,
     /// The storage of each value, if it has bytes.
     slot: Vec<Option<usize>>,
+    /// The values of each storage (the inverse of `slot`), so a merge touches only them.
+    members: Vec<Vec<ValueId>>,
     refused: Vec<(ValueId, &'static str)>,
     /// `(leaf storage, leaf, new value)` of the updates done by copying.
     copies: Vec<(usize, ValueId, ValueId)>,
@@ -74,6 +76,7 @@ impl<'g> Planner<'g> {
             steps: 0,
             storages: Vec::new(),
             slot: vec![None; g.len()],
+            members: Vec::new(),
             refused: Vec::new(),
             copies: Vec::new(),
             reused: Vec::new(),
@@ -129,11 +132,13 @@ impl<'g> Planner<'g> {
                 _ => self.new_storage(Kind::Arena { creator: id, size }),
             };
             self.slot[id.index()] = Some(storage);
+            self.members[storage].push(id);
         }
     }
 
     fn new_storage(&mut self, kind: Kind) -> usize {
         self.storages.push(kind);
+        self.members.push(Vec::new());
         self.storages.len() - 1
     }
 
@@ -164,11 +169,11 @@ impl<'g> Planner<'g> {
 
     /// Points every value of storage `from` at storage `to`.
     fn merge(&mut self, from: usize, to: usize) {
-        for slot in self.slot.iter_mut() {
-            if *slot == Some(from) {
-                *slot = Some(to);
-            }
+        let moved = std::mem::take(&mut self.members[from]);
+        for &id in &moved {
+            self.slot[id.index()] = Some(to);
         }
+        self.members[to].extend(moved);
         self.storages[from] = Kind::Merged;
     }
 
@@ -228,6 +233,9 @@ impl<'g> Planner<'g> {
     /// touches.
     fn reuse_dying_operands(&mut self) {
         let g = self.g;
+        // Kept up to date across merges (a merge moves the reads of one storage to the
+        // other), so the pass stays linear in the graph.
+        let mut reads = self.reads();
         for id in g.ids() {
             let v = g.value(id);
             if !self.computed(id) || !reads_in_place(v) {
@@ -239,7 +247,6 @@ impl<'g> Planner<'g> {
             }
             let same_layout =
                 |x: ValueId| g.ty(x).shape == v.ty.shape && g.ty(x).dtype.size_bytes() == v.ty.dtype.size_bytes();
-            let reads = self.reads();
             let t = self.step(id);
             let target = v.args.iter().filter(|&&a| same_layout(a)).find_map(|&a| {
                 let s = self.slot[a.index()]?;
@@ -250,6 +257,8 @@ impl<'g> Planner<'g> {
             });
             if let Some((s, a)) = target {
                 self.merge(own, s);
+                let moved = std::mem::take(&mut reads[own]);
+                reads[s].extend(moved);
                 self.reused.push((id, a));
             }
         }
@@ -259,14 +268,18 @@ impl<'g> Planner<'g> {
     /// lifetimes.
     fn finish(mut self) -> StepPlan {
         let g = self.g;
+        // The needed members of each kernel group, by leader, in definition order.
+        let mut groups: Vec<Vec<ValueId>> = vec![Vec::new(); g.len()];
+        for id in g.ids().filter(|id| self.needed[id.index()]) {
+            groups[self.leader[id.index()].index()].push(id);
+        }
         let mut kernels = Vec::new();
         for id in g.ids() {
             if !self.has_kernel(id) || self.leader[id.index()] != id {
                 continue;
             }
             let step = self.step_of[id.index()];
-            let group: Vec<ValueId> =
-                g.ids().filter(|&s| self.needed[s.index()] && self.leader[s.index()] == id).collect();
+            let group = std::mem::take(&mut groups[id.index()]);
             let column_sum = |s: ValueId| matches!(&g.value(s).op, Op::Fused(f) if is_column_sum(f));
             let results = group.iter().copied().filter(|&s| !column_sum(s)).collect();
             kernels.push(Kernel { step, work: Work::Compute { leader: id, results }, scratch: Vec::new() });

@@ -25,6 +25,7 @@ use crate::microkernel::{
 use crate::program::{CopyB, EpilogueAt, EpilogueOp, MatMul, PackA, PackB};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
+use nnc_ir::UpdateRule;
 
 /// Computes the row block of `region`.
 pub(super) fn emit(fx: &mut Fx, mm: &MatMul, family: &dyn KernelFamily, region: Region) {
@@ -174,6 +175,9 @@ impl<'m> Block<'m> {
         let in_tiles = plan.epilogue_at == EpilogueAt::Tiles && region.depth.is_none();
         let fused_ops: &[EpilogueOp] = if in_tiles { &plan.epilogue } else { &[] };
         let fused = in_tiles.then(|| fused_operands(fx, fused_ops, c_base)).flatten();
+        if in_tiles && fused.is_none() {
+            fx.fail(format!("internal: the tiles were planned to apply an epilogue they do not have: {fused_ops:?}"));
+        }
         Block {
             mm,
             family,
@@ -680,20 +684,25 @@ enum Edge {
     LeaveFewToRowTiles,
 }
 
-/// The tiles' epilogue operands as distances from C (computed once per row block).
+/// The tiles' epilogue operands as distances from C (computed once per row block):
+/// for the epilogues the assembled tiles apply (`microkernel/x86`'s `variants`), `None`
+/// for any other.
 fn fused_operands(fx: &mut Fx, ops: &[EpilogueOp], c_base: Value) -> Option<Fused> {
     let delta = |fx: &mut Fx, slot: usize| {
         let base = fx.slot(slot);
         fx.b.ins().isub(base, c_base)
     };
     Some(match ops {
-        [EpilogueOp::Update(u)] => {
+        [EpilogueOp::Update(u)] if u.rule == UpdateRule::Sgd { weight_decay: 0.0 } => {
             let p = delta(fx, u.p);
             let p_out = delta(fx, u.p_out.expect("a fused update writes the parameter"));
             Fused::Sgd { p, p_out, lr: fx.slot(u.scalars[0]) }
         }
-        [EpilogueOp::Bias(b), ..] => Fused::Dense { bias: Some(delta(fx, *b)) },
+        [EpilogueOp::Bias(b)] | [EpilogueOp::Bias(b), EpilogueOp::Activation(_)] => {
+            Fused::Dense { bias: Some(delta(fx, *b)) }
+        }
+        [EpilogueOp::Activation(_)] => Fused::Dense { bias: None },
         [EpilogueOp::ReluMask(h)] => Fused::Mask { h: delta(fx, *h) },
-        _ => Fused::Dense { bias: None },
+        _ => return None,
     })
 }
