@@ -185,13 +185,13 @@ fn bad_models_get_one_line_errors() {
     // Every unsupported op is listed at once, with node name and opset.
     let mut m = seed_proto();
     let nodes = &mut m.graph.as_mut().unwrap().node;
-    nodes[0].op_type = "Conv".into();
-    nodes[0].name = "conv1".into();
-    nodes[2].op_type = "MaxPool".into();
+    nodes[0].op_type = "LRN".into();
+    nodes[0].name = "norm1".into();
+    nodes[2].op_type = "LpPool".into();
     nodes[2].name = "pool".into();
     let err = expect_error(&["compile", write_model(d, "unsupported.onnx", &m).to_str().unwrap()]);
     assert!(err.contains("unsupported ONNX ops"), "{err}");
-    assert!(err.contains("\"conv1\" Conv (opset") && err.contains("\"pool\" MaxPool (opset"), "{err}");
+    assert!(err.contains("\"norm1\" LRN (opset") && err.contains("\"pool\" LpPool (opset"), "{err}");
 
     // The input no longer matches the first weight matrix.
     let mut m = seed_proto();

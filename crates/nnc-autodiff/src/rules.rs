@@ -13,7 +13,7 @@
 
 use crate::emit::Emitter;
 use crate::error::AutodiffError;
-use nnc_ir::{BinaryOp, DType, Dim, Op, ReduceOp, Shape, UnaryOp, ValueId};
+use nnc_ir::{BinaryOp, DType, Dim, Op, PoolKind, ReduceOp, Shape, UnaryOp, ValueId};
 
 /// 2/√π, the derivative of erf at 0.
 const TWO_OVER_SQRT_PI: f32 = std::f32::consts::FRAC_2_SQRT_PI;
@@ -194,6 +194,44 @@ pub(crate) fn vjp(
         Op::Cast { to: DType::F32 } => out[0] = Some(g),
         Op::Cast { .. } => return Err(no_rule()),
         Op::OneHot { .. } => return Err(no_rule()),
+        // The three convolutions are each other's adjoints: with x ⊛ w the forward
+        // convolution, ⟨x ⊛ w, dy⟩ = ⟨x, data(dy, w)⟩ = ⟨w, filter(x, dy)⟩. So every
+        // gradient of every one of them is one of the three, and the set is closed
+        // under differentiation.
+        Op::Conv(conv) => {
+            let (x, w) = (args[0], args[1]);
+            let input = spatial(em, x);
+            let data = Op::ConvBackwardData { conv: conv.clone(), input };
+            out[0] = want(0).then(|| em.op(data, &[g, w])).transpose()?;
+            out[1] = want(1).then(|| em.op(Op::ConvBackwardFilter { conv: conv.clone() }, &[x, g])).transpose()?;
+        }
+        Op::ConvBackwardData { conv, .. } => {
+            let (dy, w) = (args[0], args[1]);
+            out[0] = want(0).then(|| em.op(Op::Conv(conv.clone()), &[g, w])).transpose()?;
+            out[1] = want(1).then(|| em.op(Op::ConvBackwardFilter { conv: conv.clone() }, &[g, dy])).transpose()?;
+        }
+        Op::ConvBackwardFilter { conv } => {
+            let (x, dy) = (args[0], args[1]);
+            let input = spatial(em, x);
+            let data = Op::ConvBackwardData { conv: conv.clone(), input };
+            out[0] = want(0).then(|| em.op(data, &[dy, g])).transpose()?;
+            out[1] = want(1).then(|| em.op(Op::Conv(conv.clone()), &[x, g])).transpose()?;
+        }
+        Op::Pool(pool) => {
+            let x = args[0];
+            let backward = Op::PoolBackward { pool: pool.clone(), input: spatial(em, x) };
+            out[0] = Some(match pool.kind {
+                PoolKind::Max => em.op(backward, &[x, g])?,
+                PoolKind::Avg { .. } => em.op(backward, &[g])?,
+            });
+        }
+        // Average pooling's gradient is linear in dy, and its adjoint is the pooling.
+        // Max pooling's would gather at each window's maximum, which no primitive
+        // does: second derivatives through max pooling are not supported.
+        Op::PoolBackward { pool, .. } => match pool.kind {
+            PoolKind::Avg { .. } => out[0] = Some(em.op(Op::Pool(pool.clone()), &[g])?),
+            PoolKind::Max => return Err(no_rule()),
+        },
         // Differentiate first, then fuse: fused ops only appear in optimized graphs.
         Op::Fused(_) => return Err(no_rule()),
     }
@@ -288,6 +326,12 @@ fn unary(em: &mut Emitter, u: UnaryOp, x: ValueId, y: ValueId, g: ValueId) -> Re
         }
     };
     Ok(r)
+}
+
+/// The static spatial sizes of an `[N, C, spatial..]` value (the verifier has checked
+/// that they are static).
+fn spatial(em: &Emitter, x: ValueId) -> Vec<usize> {
+    em.shape(x).0[2..].iter().map(|d| d.fixed().unwrap_or(0)).collect()
 }
 
 /// A broadcasting op's contribution, summed down to the operand's shape.

@@ -14,7 +14,10 @@
 mod common;
 
 use common::*;
-use nnc_ir::{BinaryOp, DType, Dim, Graph, Op, ReduceOp, Shape, Tensor, TensorType, UnaryOp, ValueId};
+use nnc_ir::{
+    BinaryOp, Conv, DType, Dim, Graph, Op, Pool, PoolKind, ReduceOp, Shape, Tensor, TensorType, UnaryOp, ValueId,
+    Window,
+};
 
 const H: f32 = 1e-2;
 const TOL: Tol = Tol { atol: 2e-3, rtol: 1e-2 };
@@ -280,5 +283,82 @@ fn where_of_a_comparison() {
             let c = g.binary(BinaryOp::Greater, x[0], zero).unwrap();
             g.where_(c, x[0], zero).unwrap()
         });
+    }
+}
+
+fn window(kernel: &[usize], strides: &[usize], dilations: &[usize], pads: &[usize]) -> Window {
+    let r = kernel.len();
+    Window {
+        kernel: kernel.to_vec(),
+        strides: strides.to_vec(),
+        dilations: dilations.to_vec(),
+        pads_begin: pads[..r].to_vec(),
+        pads_end: pads[r..].to_vec(),
+    }
+}
+
+/// The convolutions of the tests below: 1-D grouped with strides and uneven pads;
+/// 2-D with strides, dilations and pads that differ per axis; depthwise.
+fn convs() -> Vec<(Conv, [usize; 3], &'static [usize], &'static [usize])> {
+    vec![
+        // (conv, [C, M, spatial rank], input spatial, weight spatial)
+        (Conv { window: window(&[3], &[2], &[1], &[1, 2]), groups: 2 }, [2, 4, 1], &[7], &[3]),
+        (Conv { window: window(&[3, 2], &[2, 1], &[1, 2], &[1, 0, 0, 1]), groups: 1 }, [2, 3, 2], &[5, 6], &[3, 2]),
+        (Conv { window: window(&[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]), groups: 3 }, [3, 3, 2], &[4, 4], &[3, 3]),
+    ]
+}
+
+fn dims(lead: &[usize], rest: &[usize]) -> Vec<usize> {
+    lead.iter().chain(rest).copied().collect()
+}
+
+#[test]
+fn convolution_input_and_weight() {
+    for (conv, [c, m, _], input, kernel) in convs() {
+        let x = dims(&[c], input);
+        let w = dims(&[m, c / conv.groups], kernel);
+        check_seeds(&[Leaf::I(&x, UNIT), Leaf::P(&w, UNIT)], |g, a| op(g, Op::Conv(conv.clone()), a));
+    }
+}
+
+/// The data and filter gradients are ops too (ConvTranspose is the first), so their
+/// own gradients are checked as well: each is again one of the three convolutions.
+#[test]
+fn convolution_gradients_are_differentiable() {
+    for (conv, [c, m, _], input, kernel) in convs() {
+        let out = conv.window.output_size(input, false).unwrap();
+        let dy = dims(&[m], &out);
+        let w = dims(&[m, c / conv.groups], kernel);
+        let data = Op::ConvBackwardData { conv: conv.clone(), input: input.to_vec() };
+        check_seeds(&[Leaf::I(&dy, UNIT), Leaf::P(&w, UNIT)], |g, a| op(g, data.clone(), a));
+        let x = dims(&[c], input);
+        let filter = Op::ConvBackwardFilter { conv: conv.clone() };
+        check_seeds(&[Leaf::I(&x, UNIT), Leaf::I(&dy, UNIT)], |g, a| op(g, filter.clone(), a));
+    }
+}
+
+#[test]
+fn pooling_max_and_average() {
+    let windows = [
+        (window(&[3], &[2], &[1], &[1, 1]), &[2usize, 7][..], false),
+        (window(&[2, 2], &[2, 2], &[1, 1], &[0, 0, 0, 0]), &[2, 5, 5][..], true),
+        (window(&[3, 2], &[2, 1], &[2, 1], &[1, 0, 1, 1]), &[1, 7, 4][..], false),
+    ];
+    for (w, x, ceil_mode) in windows {
+        let kinds =
+            [PoolKind::Max, PoolKind::Avg { count_include_pad: false }, PoolKind::Avg { count_include_pad: true }];
+        for kind in kinds {
+            // Distinct values keep each window's maximum unique under perturbation.
+            let dist = if kind == PoolKind::Max { Dist::Distinct(-2.0) } else { UNIT };
+            let pool = Pool { kind, window: w.clone(), ceil_mode };
+            check_seeds(&[Leaf::I(x, dist)], |g, a| op(g, Op::Pool(pool.clone()), a));
+            if kind != PoolKind::Max {
+                let input = x[1..].to_vec();
+                let out = w.output_size(&input, ceil_mode).unwrap();
+                let dy = dims(&[x[0]], &out);
+                let backward = Op::PoolBackward { pool: pool.clone(), input };
+                check_seeds(&[Leaf::I(&dy, UNIT)], |g, a| op(g, backward.clone(), a));
+            }
+        }
     }
 }

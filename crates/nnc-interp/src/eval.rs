@@ -6,6 +6,7 @@
 
 use crate::kernels::{self, Reduction};
 use crate::scalar::{unary_real, Element, Num, Real};
+use crate::window;
 use ndarray::ArrayD;
 use nnc_ir::{BinaryOp, DType, Op, ReduceOp, Shape, Tensor, UnaryOp};
 
@@ -88,6 +89,19 @@ pub(crate) fn eval(op: &Op, args: &[&Tensor]) -> Result<Tensor, String> {
             Tensor::I32(a) => cast(a, *to),
             Tensor::Bool(a) => cast(a, *to),
         }),
+        Op::Conv(conv) => Ok(Tensor::F32(window::conv(f32_arg(args[0])?, f32_arg(args[1])?, conv)?)),
+        Op::ConvBackwardData { conv, input } => {
+            Ok(Tensor::F32(window::conv_backward_data(f32_arg(args[0])?, f32_arg(args[1])?, conv, input)?))
+        }
+        Op::ConvBackwardFilter { conv } => {
+            Ok(Tensor::F32(window::conv_backward_filter(f32_arg(args[0])?, f32_arg(args[1])?, conv)?))
+        }
+        Op::Pool(pool) => Ok(Tensor::F32(window::pool(f32_arg(args[0])?, pool)?)),
+        Op::PoolBackward { pool, input } => {
+            let dy = f32_arg(args[args.len() - 1])?;
+            let x = if args.len() == 2 { Some(f32_arg(args[0])?) } else { None };
+            Ok(Tensor::F32(window::pool_backward(x, dy, pool, input)?))
+        }
         Op::Fused(f) => crate::fused::eval_fused(f, args),
     }
 }

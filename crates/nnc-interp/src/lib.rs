@@ -16,6 +16,7 @@ mod fused;
 mod kernels;
 mod scalar;
 mod typing;
+mod window;
 
 pub use error::{InterpError, MissingFeed};
 pub use feed::batch_size;

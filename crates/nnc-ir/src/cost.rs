@@ -34,6 +34,26 @@ pub fn value_flops(graph: &Graph, id: ValueId, batch: usize) -> u64 {
             let k = if *trans_a { a[a.len() - 2] } else { a[a.len() - 1] };
             2 * out * k as u64
         }
+        // The three convolutions do the same multiply-adds: one per output element of
+        // the forward convolution and weight of its group (padded taps included).
+        Op::Conv(_) | Op::ConvBackwardData { .. } | Op::ConvBackwardFilter { .. } => {
+            let (forward_out, weight) = match &v.op {
+                Op::Conv(_) => (&v.ty, graph.ty(v.args[1])),
+                Op::ConvBackwardData { .. } => (graph.ty(v.args[0]), graph.ty(v.args[1])),
+                _ => (graph.ty(v.args[1]), &v.ty),
+            };
+            let per_output = weight.shape.as_fixed().map_or(0, |d| d[1..].iter().product::<usize>() as u64);
+            2 * forward_out.shape.numel(batch).unwrap_or(0) as u64 * per_output
+        }
+        Op::Pool(pool) | Op::PoolBackward { pool, .. } => {
+            let taps: usize = pool.window.kernel.iter().product();
+            let pooled = match &v.op {
+                Op::Pool(_) => out,
+                // The backward pass visits every window of the output gradient, its last operand.
+                _ => v.args.last().map_or(0, |&dy| graph.ty(dy).shape.numel(batch).unwrap_or(0) as u64),
+            };
+            pooled * taps as u64
+        }
         Op::Unary(UnaryOp::Identity) => 0,
         Op::Unary(UnaryOp::Gelu { .. }) => 8 * out,
         Op::Unary(_) | Op::Where | Op::Binary(_) => out,

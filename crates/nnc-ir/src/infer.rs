@@ -3,6 +3,7 @@
 
 use crate::op::{BinaryOp, Op, UnaryOp};
 use crate::types::{DType, Dim, Shape, TensorType};
+use crate::window::{Conv, PoolKind};
 
 /// Numpy-style broadcast of two shapes (aligned at the right).
 pub fn broadcast_shapes(a: &Shape, b: &Shape) -> Result<Shape, String> {
@@ -151,8 +152,123 @@ pub fn infer_type(op: &Op, args: &[&TensorType]) -> Result<TensorType, String> {
             dims.push(Dim::Fixed(*depth));
             Ok(TensorType::new(DType::F32, Shape(dims)))
         }
+        Op::Conv(conv) => {
+            let (x, w) = (image(args[0], "input")?, image(args[1], "weight")?);
+            let (c, spatial) = channels_and_spatial(x, "input")?;
+            let wdims = fixed_dims(w, "weight")?;
+            let (m, cg) = (wdims[0], wdims[1]);
+            check_groups(conv, c, m, cg)?;
+            if wdims[2..] != conv.window.kernel[..] {
+                return Err(format!("weight {} does not have the kernel {:?}", w.shape, conv.window.kernel));
+            }
+            let out = conv.window.output_size(&spatial, false)?;
+            Ok(image_type(x.shape.0[0], m, &out))
+        }
+        Op::ConvBackwardData { conv, input } => {
+            let (dy, w) = (image(args[0], "output gradient")?, image(args[1], "weight")?);
+            let (m, out) = channels_and_spatial(dy, "output gradient")?;
+            let wdims = fixed_dims(w, "weight")?;
+            let cg = wdims[1];
+            let c = cg.checked_mul(conv.groups).ok_or("channel count overflows")?;
+            check_groups(conv, c, wdims[0], cg)?;
+            if wdims[0] != m {
+                return Err(format!("weight {} has {} output channels, the gradient {m}", w.shape, wdims[0]));
+            }
+            if wdims[2..] != conv.window.kernel[..] {
+                return Err(format!("weight {} does not have the kernel {:?}", w.shape, conv.window.kernel));
+            }
+            expect_output(conv.window.output_size(input, false)?, &out, input)?;
+            Ok(image_type(dy.shape.0[0], c, input))
+        }
+        Op::ConvBackwardFilter { conv } => {
+            let (x, dy) = (image(args[0], "input")?, image(args[1], "output gradient")?);
+            let (c, spatial) = channels_and_spatial(x, "input")?;
+            let (m, out) = channels_and_spatial(dy, "output gradient")?;
+            if x.shape.0[0] != dy.shape.0[0] {
+                return Err(format!("input {} and output gradient {} differ in the batch", x.shape, dy.shape));
+            }
+            if c % conv.groups != 0 {
+                return Err(format!("{c} input channels do not split into {} groups", conv.groups));
+            }
+            check_groups(conv, c, m, c / conv.groups)?;
+            expect_output(conv.window.output_size(&spatial, false)?, &out, &spatial)?;
+            let mut dims = vec![m, c / conv.groups];
+            dims.extend(&conv.window.kernel);
+            Ok(TensorType::new(DType::F32, Shape::fixed(&dims)))
+        }
+        Op::Pool(pool) => {
+            let x = image(args[0], "input")?;
+            let (c, spatial) = channels_and_spatial(x, "input")?;
+            pool.check()?;
+            let out = pool.window.output_size(&spatial, pool.ceil_mode)?;
+            Ok(image_type(x.shape.0[0], c, &out))
+        }
+        Op::PoolBackward { pool, input } => {
+            let dy = image(args[args.len() - 1], "output gradient")?;
+            let (c, out) = channels_and_spatial(dy, "output gradient")?;
+            pool.check()?;
+            if let PoolKind::Max = pool.kind {
+                let x = image(args[0], "input")?;
+                let (cx, spatial) = channels_and_spatial(x, "input")?;
+                if x.shape.0[0] != dy.shape.0[0] || cx != c || &spatial != input {
+                    return Err(format!("input {} does not match the output gradient {}", x.shape, dy.shape));
+                }
+            }
+            expect_output(pool.window.output_size(input, pool.ceil_mode)?, &out, input)?;
+            Ok(image_type(dy.shape.0[0], c, input))
+        }
         Op::Fused(f) => crate::fused::infer(f, args),
     }
+}
+
+/// An f32 `[N, C, spatial..]` operand (the batch, or a static size, first).
+fn image<'a>(t: &'a TensorType, what: &str) -> Result<&'a TensorType, String> {
+    if t.dtype != DType::F32 {
+        return Err(format!("the {what} must be f32, got {}", t.dtype));
+    }
+    if t.rank() < 3 {
+        return Err(format!("the {what} {} needs a batch, a channel and at least one spatial axis", t.shape));
+    }
+    Ok(t)
+}
+
+/// The static sizes after the leading axis.
+fn channels_and_spatial(t: &TensorType, what: &str) -> Result<(usize, Vec<usize>), String> {
+    let rest: Option<Vec<usize>> = t.shape.0[1..].iter().map(|d| d.fixed()).collect();
+    let rest = rest.ok_or_else(|| format!("the {what} {} may have the batch only on its first axis", t.shape))?;
+    Ok((rest[0], rest[1..].to_vec()))
+}
+
+fn fixed_dims(t: &TensorType, what: &str) -> Result<Vec<usize>, String> {
+    t.shape.as_fixed().ok_or_else(|| format!("the {what} {} must have a static shape", t.shape))
+}
+
+/// `C` input and `M` output channels, a weight with `cg` input channels per group.
+fn check_groups(conv: &Conv, c: usize, m: usize, cg: usize) -> Result<(), String> {
+    let g = conv.groups;
+    if g == 0 {
+        return Err("groups must be at least 1".into());
+    }
+    if cg == 0 || c != cg * g {
+        return Err(format!("{c} input channels do not fit a weight of {cg} channels per group in {g} groups"));
+    }
+    if m == 0 || !m.is_multiple_of(g) {
+        return Err(format!("{m} output channels do not split into {g} groups"));
+    }
+    Ok(())
+}
+
+fn expect_output(expected: Vec<usize>, got: &[usize], input: &[usize]) -> Result<(), String> {
+    if expected != got {
+        return Err(format!("an input of spatial size {input:?} gives an output of {expected:?}, not {got:?}"));
+    }
+    Ok(())
+}
+
+fn image_type(lead: Dim, channels: usize, spatial: &[usize]) -> TensorType {
+    let mut dims = vec![lead, Dim::Fixed(channels)];
+    dims.extend(spatial.iter().map(|&s| Dim::Fixed(s)));
+    TensorType::new(DType::F32, Shape(dims))
 }
 
 pub(crate) fn infer_matmul(a: &TensorType, b: &TensorType, trans_a: bool, trans_b: bool) -> Result<TensorType, String> {

@@ -25,6 +25,7 @@ mod size;
 mod tensor;
 mod types;
 mod verify;
+pub mod window;
 
 pub use dot::to_dot;
 pub use error::IrError;
@@ -38,3 +39,4 @@ pub use size::Size;
 pub use tensor::{Tensor, TensorView};
 pub use types::{DType, Dim, Shape, TensorType};
 pub use verify::{verify, MAX_ELEMENTS};
+pub use window::{Conv, Pool, PoolKind, Window};

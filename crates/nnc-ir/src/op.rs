@@ -8,6 +8,7 @@
 use crate::fused::FusedOp;
 use crate::tensor::Tensor;
 use crate::types::{DType, Shape};
+use crate::window::{Conv, Pool, PoolKind};
 
 /// Elementwise functions of one tensor.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -115,6 +116,33 @@ pub enum Op {
     OneHot {
         depth: usize,
     },
+    /// Convolution (cross-correlation, as in ONNX) of `x: [N, C, spatial..]` with
+    /// `w: [M, C/groups, kernel..]`, giving `[N, M, out..]`:
+    /// `y[n, m, o] = Σ_{c, k} w[m, c, k] · x[n, g·C/groups + c, o·stride − pad + k·dilation]`
+    /// for `m` in group `g`, padding reading zero. No bias (an `add` follows).
+    Conv(Conv),
+    /// The gradient of [`Op::Conv`] with respect to `x`, from `dy: [N, M, out..]` and
+    /// `w`: `[N, C, input..]`. Also ONNX's `ConvTranspose`. `input` is needed because
+    /// several input sizes give the same output size when the stride exceeds 1.
+    ConvBackwardData {
+        conv: Conv,
+        input: Vec<usize>,
+    },
+    /// The gradient of [`Op::Conv`] with respect to `w`, from `x` and `dy`: a sum over
+    /// the batch and the output positions, `[M, C/groups, kernel..]`.
+    ConvBackwardFilter {
+        conv: Conv,
+    },
+    /// Max or average pooling of `x: [N, C, spatial..]` per channel.
+    Pool(Pool),
+    /// The gradient of [`Op::Pool`] with respect to `x`. Max pooling takes `(x, dy)`
+    /// and routes each window's gradient to its first maximal tap; average pooling
+    /// takes `dy` alone and spreads it over the window's counted taps. `input` is the
+    /// spatial size of `x`.
+    PoolBackward {
+        pool: Pool,
+        input: Vec<usize>,
+    },
     /// A kernel standing for a sequence of the primitives above, made by the optimizer
     /// after differentiation (see [`FusedOp`]).
     Fused(FusedOp),
@@ -134,7 +162,16 @@ impl Op {
             | Op::Broadcast { .. }
             | Op::Cast { .. }
             | Op::OneHot { .. } => 1,
-            Op::Binary(_) | Op::MatMul { .. } => 2,
+            Op::Pool(_) => 1,
+            Op::PoolBackward { pool, .. } => match pool.kind {
+                PoolKind::Max => 2,
+                PoolKind::Avg { .. } => 1,
+            },
+            Op::Binary(_)
+            | Op::MatMul { .. }
+            | Op::Conv(_)
+            | Op::ConvBackwardData { .. }
+            | Op::ConvBackwardFilter { .. } => 2,
             Op::Where => 3,
             Op::Fused(f) => f.arity(),
         }
@@ -188,6 +225,17 @@ impl Op {
             Op::Broadcast { .. } => "broadcast",
             Op::Cast { .. } => "cast",
             Op::OneHot { .. } => "one_hot",
+            Op::Conv(_) => "conv",
+            Op::ConvBackwardData { .. } => "conv_backward_data",
+            Op::ConvBackwardFilter { .. } => "conv_backward_filter",
+            Op::Pool(p) => match p.kind {
+                PoolKind::Max => "max_pool",
+                PoolKind::Avg { .. } => "avg_pool",
+            },
+            Op::PoolBackward { pool, .. } => match pool.kind {
+                PoolKind::Max => "max_pool_backward",
+                PoolKind::Avg { .. } => "avg_pool_backward",
+            },
             Op::Fused(f) => f.mnemonic(),
         }
     }

@@ -9,6 +9,7 @@ use crate::print::is_bare_char;
 use crate::tensor::Tensor;
 use crate::types::{DType, Dim, Shape, TensorType};
 use crate::verify::verify;
+use crate::window::{Conv, Pool, PoolKind, Window};
 use ndarray::{ArrayD, IxDyn};
 
 /// Parses a graph and verifies it.
@@ -202,6 +203,16 @@ fn build_op(mnemonic: &str, attrs: &Attrs, data: Option<Vec<String>>, ty: &Tenso
             }
             _ => Err("cast needs to=TYPE".to_string()),
         },
+        "conv" => Ok(Op::Conv(conv(&mut get)?)),
+        "conv_backward_data" => {
+            Ok(Op::ConvBackwardData { conv: conv(&mut get)?, input: uint_list(get("input"), "input")? })
+        }
+        "conv_backward_filter" => Ok(Op::ConvBackwardFilter { conv: conv(&mut get)? }),
+        "max_pool" | "avg_pool" => Ok(Op::Pool(pool(mnemonic, &mut get, &flag)?)),
+        "max_pool_backward" | "avg_pool_backward" => Ok(Op::PoolBackward {
+            pool: pool(mnemonic.trim_end_matches("_backward"), &mut get, &flag)?,
+            input: uint_list(get("input"), "input")?,
+        }),
         m if m.starts_with("fused.") => fused_op(m, &mut get).map(Op::Fused),
         other => Err(format!("unknown op '{other}'")),
     }?;
@@ -315,6 +326,53 @@ fn fused_op<'a>(mnemonic: &str, get: &mut impl FnMut(&str) -> Option<&'a AttrVal
             FusedOp::Update { rule, out: update_out(word(get, "out")?)? }
         }
     })
+}
+
+/// A window from `kernel=`, and `strides=`, `dilations=`, `pads=` where they differ
+/// from the defaults.
+fn window<'a>(get: &mut impl FnMut(&str) -> Option<&'a AttrValue>) -> Result<Window, String> {
+    let mut w = Window::new(&uint_list(get("kernel"), "kernel")?);
+    let r = w.rank();
+    if let Some(v) = get("strides") {
+        w.strides = uint_list(Some(v), "strides")?;
+    }
+    if let Some(v) = get("dilations") {
+        w.dilations = uint_list(Some(v), "dilations")?;
+    }
+    if let Some(v) = get("pads") {
+        let pads = uint_list(Some(v), "pads")?;
+        if pads.len() != 2 * r {
+            return Err(format!("pads needs {} entries (begins, then ends), got {}", 2 * r, pads.len()));
+        }
+        w.pads_begin = pads[..r].to_vec();
+        w.pads_end = pads[r..].to_vec();
+    }
+    w.check()?;
+    Ok(w)
+}
+
+fn conv<'a>(get: &mut impl FnMut(&str) -> Option<&'a AttrValue>) -> Result<Conv, String> {
+    let window = window(get)?;
+    let groups = match get("groups") {
+        None => 1,
+        v => uint(v, "groups")?,
+    };
+    Ok(Conv { window, groups })
+}
+
+fn pool<'a>(
+    mnemonic: &str,
+    get: &mut impl FnMut(&str) -> Option<&'a AttrValue>,
+    flag: &impl Fn(Option<&AttrValue>) -> Result<bool, String>,
+) -> Result<Pool, String> {
+    let window = window(get)?;
+    let ceil_mode = flag(get("ceil_mode"))?;
+    let kind = if mnemonic == "max_pool" {
+        PoolKind::Max
+    } else {
+        PoolKind::Avg { count_include_pad: flag(get("count_include_pad"))? }
+    };
+    Ok(Pool { kind, window, ceil_mode })
 }
 
 fn float(v: Option<&AttrValue>, key: &str) -> Result<f32, String> {

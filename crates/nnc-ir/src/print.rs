@@ -112,6 +112,16 @@ fn attributes(op: &Op) -> Vec<String> {
         Op::Transpose { perm } => attrs.push(format!("perm={}", list(perm))),
         Op::Cast { to } => attrs.push(format!("to={to}")),
         Op::OneHot { depth } => attrs.push(format!("depth={depth}")),
+        Op::Conv(conv) | Op::ConvBackwardFilter { conv } => attrs = conv.attributes(),
+        Op::ConvBackwardData { conv, input } => {
+            attrs = conv.attributes();
+            attrs.push(format!("input={}", list(input)));
+        }
+        Op::Pool(pool) => attrs = pool.attributes(),
+        Op::PoolBackward { pool, input } => {
+            attrs = pool.attributes();
+            attrs.push(format!("input={}", list(input)));
+        }
         Op::Fused(f) => attrs = f.attributes(),
         Op::Input | Op::Param { .. } | Op::State { .. } | Op::Const(_) | Op::Unary(_) | Op::Binary(_) | Op::Where => {}
     }

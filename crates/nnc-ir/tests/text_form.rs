@@ -181,3 +181,55 @@ fn builder_reports_shape_errors_with_the_value_name() {
     let err = g.reshape(x, Shape::fixed(&[4])).unwrap_err();
     assert!(err.to_string().contains("the batch dimension must be kept once"), "{err}");
 }
+
+/// Convolutions and pooling: every attribute form round-trips, and operands that do
+/// not fit the window are refused with the reason.
+#[test]
+fn window_ops_round_trip_and_refuse_misfits() {
+    let text = "graph cnn {
+  %x: f32[N,4,9,8] = input
+  %w: f32[6,2,3,3] = param
+  %y: f32[N,6,5,3] = conv[kernel=[3,3], strides=[2,2], dilations=[1,2], pads=[1,1,1,0], groups=2] %x, %w
+  %dx: f32[N,4,9,8] = conv_backward_data[kernel=[3,3], strides=[2,2], dilations=[1,2], pads=[1,1,1,0], groups=2, input=[9,8]] %y, %w
+  %dw: f32[6,2,3,3] = conv_backward_filter[kernel=[3,3], strides=[2,2], dilations=[1,2], pads=[1,1,1,0], groups=2] %x, %y
+  %m: f32[N,4,5,4] = max_pool[kernel=[2,2], strides=[2,2], ceil_mode] %x
+  %dm: f32[N,4,9,8] = max_pool_backward[kernel=[2,2], strides=[2,2], ceil_mode, input=[9,8]] %x, %m
+  %a: f32[N,4,9,8] = avg_pool[kernel=[3,3], pads=[1,1,1,1], count_include_pad] %x
+  %da: f32[N,4,9,8] = avg_pool_backward[kernel=[3,3], pads=[1,1,1,1], count_include_pad, input=[9,8]] %a
+  %v: f32[N,4,7] = input
+  %k: f32[3,4,7] = param
+  %z: f32[N,3,1] = conv[kernel=[7]] %v, %k
+  return %dx, %dw, %dm, %da, %z
+}
+";
+    let g = parse(text).unwrap();
+    assert_eq!(print(&g), text);
+
+    let misfit = |decl: &str, op: &str| {
+        let text = format!(
+            "graph g {{\n  %x: f32[N,4,5,5] = input\n  %w: {decl} = param\n  %y: f32[N,2,3,3] = {op} %x, %w\n  return %y\n}}\n"
+        );
+        parse_err(&text)
+    };
+    assert_eq!(
+        misfit("f32[2,3,3,3]", "conv[kernel=[3,3]]"),
+        "%y (conv): 4 input channels do not fit a weight of 3 channels per group in 1 groups"
+    );
+    assert_eq!(
+        misfit("f32[3,2,3,3]", "conv[kernel=[3,3], groups=2]"),
+        "%y (conv): 3 output channels do not split into 2 groups"
+    );
+    assert_eq!(
+        misfit("f32[2,4,7,7]", "conv[kernel=[7,7]]"),
+        "%y (conv): the window spans 7 on spatial axis 0, more than the padded input's 5 (5 + pads 0+0)"
+    );
+    assert_eq!(
+        misfit("f32[2,4,3,3]", "conv[kernel=[3,3], strides=[0,1]]"),
+        "line 4, column 22: strides must be at least 1 (axis 0)"
+    );
+    let pool = "graph g {\n  %x: f32[N,4,5,5] = input\n  %y: f32[N,4,5,5] = max_pool[kernel=[2,2], pads=[2,0,0,0]] %x\n  return %y\n}\n";
+    assert_eq!(
+        parse_err(pool),
+        "%y (max_pool): pads 2+0 on spatial axis 0 must each be smaller than the window's span 2"
+    );
+}

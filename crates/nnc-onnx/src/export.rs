@@ -14,6 +14,7 @@
 
 mod nodes;
 mod proto_build;
+mod window;
 mod write;
 
 use crate::import::MAX_OPSET;

@@ -25,6 +25,7 @@ mod ops_linalg;
 mod ops_one_hot;
 mod ops_reduce;
 mod ops_shape;
+mod ops_window;
 mod order;
 mod support;
 mod tensor;
@@ -413,6 +414,14 @@ impl Importer {
             "ConstantOfShape" => self.constant_of_shape(ctx),
             "Expand" => self.expand(ctx),
             "OneHot" => self.one_hot(ctx),
+            "Clip" => self.clip(ctx),
+            "Conv" => self.conv(ctx),
+            "ConvTranspose" => self.conv_transpose(ctx),
+            "MaxPool" => self.pool(ctx, true),
+            "AveragePool" => self.pool(ctx, false),
+            "GlobalAveragePool" => self.global_pool(ctx, nnc_ir::ReduceOp::Mean),
+            "GlobalMaxPool" => self.global_pool(ctx, nnc_ir::ReduceOp::Max),
+            "BatchNormalization" => self.batch_norm(ctx),
             other => Err(ctx.err(format!("{other} is not supported"))),
         }
     }

@@ -115,18 +115,18 @@ fn unsupported_ops_are_all_listed() {
         input: vec![f32_input("x", &[D::P("N"), D::V(1), D::V(8), D::V(8)])],
         output: vec![f32_input("y", &[D::P("N"), D::V(10)])],
         node: vec![
-            node("Conv", "conv1", &["x", "w"], &["c"], vec![]),
+            node("DeformConv", "conv1", &["x", "w"], &["c"], vec![]),
             node("Relu", "relu1", &["c"], &["r"], vec![]),
-            node("MaxPool", "pool", &["r"], &["p"], vec![]),
+            node("LpPool", "pool", &["r"], &["p"], vec![]),
             node("Flatten", "", &["p"], &["f"], vec![]),
-            node("BatchNormalization", "", &["f"], &["y"], vec![]),
+            node("LRN", "", &["f"], &["y"], vec![]),
         ],
         ..Default::default()
     };
     assert_eq!(
         import_err(&model(17, graph)),
-        "unsupported ONNX ops: node \"conv1\" Conv (opset 17), node \"pool\" MaxPool (opset 17), \
-         node #4 BatchNormalization (opset 17)"
+        "unsupported ONNX ops: node \"conv1\" DeformConv (opset 17), node \"pool\" LpPool (opset 17), \
+         node #4 LRN (opset 17)"
     );
 }
 
@@ -559,4 +559,88 @@ fn cast_to_unsupported_type() {
 fn wrong_attribute_type() {
     let g = one_node("LeakyRelu", &["x"], vec![attr_int("alpha", 1)]);
     assert_eq!(import_err(&model(17, g)), "node \"n\" LeakyRelu (opset 17): attribute alpha must be FLOAT, got INT");
+}
+
+/// x[N,4,6,6] and a weight `w` of the given shape → node → y.
+fn image_node(op: &str, w: Option<&[i64]>, attrs: Vec<nnc_onnx::proto::AttributeProto>) -> ModelProto {
+    let mut inputs = vec!["x"];
+    let mut initializer = Vec::new();
+    if let Some(dims) = w {
+        let n: i64 = dims.iter().product();
+        initializer.push(raw_f32("w", dims, &noise(n as usize, 1, 0.1)));
+        inputs.push("w");
+    }
+    model(
+        17,
+        GraphProto {
+            name: "image".into(),
+            input: vec![f32_input("x", &[D::P("N"), D::V(4), D::V(6), D::V(6)])],
+            output: vec![f32_input("y", &[D::P("N")])],
+            node: vec![node(op, "c1", &inputs, &["y"], attrs)],
+            initializer,
+            ..Default::default()
+        },
+    )
+}
+
+#[test]
+fn convolutions_and_pooling_that_do_not_fit_their_input() {
+    let cases: Vec<(ModelProto, &str)> = vec![
+        (
+            image_node("Conv", Some(&[8, 3, 3, 3]), vec![]),
+            "node \"c1\" Conv (opset 17): the input has 4 channels, but the weight [8, 3, 3, 3] with group 1 takes 3",
+        ),
+        (
+            image_node("Conv", Some(&[6, 2, 3, 3]), vec![attr_int("group", 4)]),
+            "node \"c1\" Conv (opset 17): the input has 4 channels, but the weight [6, 2, 3, 3] with group 4 takes 8",
+        ),
+        (
+            image_node("Conv", Some(&[6, 1, 3, 3]), vec![attr_int("group", 4)]),
+            "node \"c1\" Conv (opset 17): 6 output channels do not split into 4 groups",
+        ),
+        (
+            image_node("Conv", Some(&[8, 4, 7, 7]), vec![]),
+            "node \"c1\" Conv (opset 17): the window spans 7 on spatial axis 0, more than the padded input's 6 \
+             (6 + pads 0+0)",
+        ),
+        (
+            image_node("Conv", Some(&[8, 4, 3, 3]), vec![attr_ints("kernel_shape", &[5, 5])]),
+            "node \"c1\" Conv (opset 17): kernel_shape [5, 5] differs from the weight's [3, 3]",
+        ),
+        (
+            image_node("Conv", Some(&[8, 4, 3, 3]), vec![attr_ints("strides", &[1, -2])]),
+            "node \"c1\" Conv (opset 17): strides [1, -2]: -2 is out of range",
+        ),
+        (
+            image_node("Conv", Some(&[8, 4, 3, 3]), vec![attr_string("auto_pad", "SAME")]),
+            "node \"c1\" Conv (opset 17): auto_pad \"SAME\" is not NOTSET, SAME_UPPER, SAME_LOWER or VALID",
+        ),
+        (
+            image_node("MaxPool", None, vec![attr_ints("kernel_shape", &[8, 8]), attr_ints("pads", &[1, 1, 0, 0])]),
+            "node \"c1\" MaxPool (opset 17): the window spans 8 on spatial axis 0, more than the padded input's 7 \
+             (6 + pads 1+0)",
+        ),
+        (
+            image_node("AveragePool", None, vec![attr_ints("kernel_shape", &[2, 2]), attr_ints("pads", &[2, 0, 0, 0])]),
+            "node \"c1\" AveragePool (opset 17): pads 2+0 on spatial axis 0 must each be smaller than the window's \
+             span 2",
+        ),
+        (image_node("MaxPool", None, vec![]), "node \"c1\" MaxPool (opset 17): kernel_shape is required"),
+        (
+            image_node("MaxPool", None, vec![attr_ints("kernel_shape", &[2, 2, 2])]),
+            "node \"c1\" MaxPool (opset 17): kernel_shape [2, 2, 2] needs 2 entries, one per spatial axis",
+        ),
+        (
+            image_node(
+                "ConvTranspose",
+                Some(&[4, 2, 3, 3]),
+                vec![attr_ints("strides", &[2, 2]), attr_ints("output_padding", &[2, 0])],
+            ),
+            "node \"c1\" ConvTranspose (opset 17): an output of [15, 13] is not what this transposed convolution \
+             makes from [6, 6] (output_padding or output_shape must stay below the stride)",
+        ),
+    ];
+    for (m, want) in cases {
+        assert_eq!(import_err(&m), want);
+    }
 }

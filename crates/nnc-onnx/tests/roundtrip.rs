@@ -44,6 +44,13 @@ fn every_op_roundtrips() {
     }
 }
 
+#[test]
+fn convolutions_and_pooling_roundtrip() {
+    for opset in OPSETS.into_iter().filter(|&o| o >= 11) {
+        roundtrip(&graphs::cnn(), opset);
+    }
+}
+
 /// Below opset 13 an inner-axis softmax and a reduction over no axes come back as
 /// the equivalent ops ONNX had then.
 #[test]

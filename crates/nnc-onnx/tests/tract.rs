@@ -72,3 +72,10 @@ fn training_step_matches_interpreter() {
 fn interleaved_graph_matches_interpreter() {
     check(&graphs::interleaved(), 17);
 }
+
+#[test]
+fn convolutions_and_pooling_match_interpreter() {
+    for opset in [11, 13, 17, 20] {
+        check(&graphs::cnn(), opset);
+    }
+}

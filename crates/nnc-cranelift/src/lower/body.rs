@@ -86,6 +86,13 @@ impl Lowering<'_> {
                     depth: *depth as u64,
                 }));
             }
+            Op::Conv(_)
+            | Op::ConvBackwardData { .. }
+            | Op::ConvBackwardFilter { .. }
+            | Op::Pool(_)
+            | Op::PoolBackward { .. } => {
+                return Err(format!("no compiled kernel for {} yet (`--backend interp` runs it)", v.op.mnemonic()));
+            }
             // Leaves and aliases have no kernel; fused ops go through `lower_fused`.
             Op::Input | Op::Param { .. } | Op::State { .. } | Op::Const(_) | Op::Reshape { .. } | Op::Fused(_) => {
                 return Err("internal: this value has no kernel of its own".into());

@@ -61,6 +61,11 @@ impl Exporter<'_> {
             Op::Cast { to } => {
                 self.node("Cast", &args, name, vec![pb::attr_int("to", pb::data_type(*to) as i64)]);
             }
+            Op::Conv(_)
+            | Op::ConvBackwardData { .. }
+            | Op::ConvBackwardFilter { .. }
+            | Op::Pool(_)
+            | Op::PoolBackward { .. } => self.window_nodes(id)?,
             // `export_model` expands fused ops before it gets here.
             Op::Fused(f) => {
                 return Err(OnnxError::Export {

@@ -11,7 +11,7 @@
 //! an export reproduces the graph exactly; other models get the canonical order:
 //! graph inputs, then the remaining initializers.
 
-use super::support::is_value_input;
+use super::support::{is_state_input, is_value_input};
 use super::tensor::{read_tensor, refuse_float64, MAX_ELEMENTS};
 use crate::meta::{NncMeta, Role};
 use crate::proto::tensor_proto::DataType;
@@ -57,9 +57,12 @@ pub(crate) fn plan(meta: &NncMeta, graph: &GraphProto, base_dir: Option<&Path>) 
 
     // Values some node reads as run-time data (or the graph returns).
     let mut data_used: HashSet<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+    let mut state_used: HashSet<&str> = HashSet::new();
     for node in &graph.node {
         for (pos, input) in node.input.iter().enumerate() {
-            if !is_value_input(node, pos) {
+            if is_state_input(node, pos) {
+                state_used.insert(input);
+            } else if !is_value_input(node, pos) {
                 data_used.insert(input);
             }
         }
@@ -92,6 +95,7 @@ pub(crate) fn plan(meta: &NncMeta, graph: &GraphProto, base_dir: Option<&Path>) 
             _ if positions.contains_key(name) || (value.dtype() == DType::F32 && data_used.contains(name)) => {
                 Some(LeafKind::Param(value))
             }
+            _ if value.dtype() == DType::F32 && state_used.contains(name) => Some(LeafKind::State(value)),
             _ => {
                 known.push((name.to_string(), value));
                 None

@@ -43,6 +43,44 @@ impl Importer {
         }
     }
 
+    /// `min(max(x, lo), hi)`: the bounds are attributes below opset 11 and optional
+    /// inputs from 11 on; a missing bound is no bound. With `lo > hi` every element
+    /// becomes `hi`, as ONNX says.
+    pub(super) fn clip(&mut self, ctx: &Ctx) -> Result<(), OnnxError> {
+        let (x, out) = (ctx.req_input(0)?, ctx.out()?);
+        let bounds: [Option<String>; 2] = if ctx.opset >= 11 {
+            [ctx.input(1).map(str::to_string), ctx.input(2).map(str::to_string)]
+        } else {
+            let attrs = ctx.attrs();
+            let mut named = [None, None];
+            for (i, key) in ["min", "max"].into_iter().enumerate() {
+                if attrs.get(key).is_some() {
+                    let v = ctx.attr(attrs.float(key, 0.0))?;
+                    let name = self.fresh(&format!("{out}_{key}"));
+                    self.define(&name, Slot { ir: None, known: Some(Known::T(Tensor::scalar_f32(v))) });
+                    named[i] = Some(name);
+                }
+            }
+            named
+        };
+        for b in bounds.iter().flatten() {
+            let ty = self.ty(ctx, b)?;
+            if ty.rank() != 0 && ty.shape.numel(1) != Some(1) {
+                return Err(ctx.err(format!("the bound \"{b}\" must be a scalar, got {}", ty.shape)));
+            }
+        }
+        match bounds {
+            [None, None] => self.identity_of(ctx, x, out),
+            [Some(lo), None] => self.binary_named(ctx, Bin::Arith(Arith::Max, BinaryOp::Max), x, &lo, out),
+            [None, Some(hi)] => self.binary_named(ctx, Bin::Arith(Arith::Min, BinaryOp::Min), x, &hi, out),
+            [Some(lo), Some(hi)] => {
+                let low = self.fresh(&format!("{out}_lower"));
+                self.binary_named(ctx, Bin::Arith(Arith::Max, BinaryOp::Max), x, &lo, &low)?;
+                self.binary_named(ctx, Bin::Arith(Arith::Min, BinaryOp::Min), &low, &hi, out)
+            }
+        }
+    }
+
     fn binary_named(&mut self, ctx: &Ctx, bin: Bin, a: &str, b: &str, out: &str) -> Result<(), OnnxError> {
         match bin {
             Bin::Arith(op, ir_op) => self.fold_or_emit(

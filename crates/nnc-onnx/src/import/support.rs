@@ -14,7 +14,9 @@ pub(crate) fn is_supported(op_type: &str, opset: i64) -> bool {
         "Gemm" | "MatMul" | "Add" | "Sub" | "Mul" | "Div" | "Neg" | "Exp" | "Log" | "Sqrt" | "Pow" | "Relu"
         | "LeakyRelu" | "Sigmoid" | "Tanh" | "Softmax" | "LogSoftmax" | "Flatten" | "Reshape" | "Transpose"
         | "Identity" | "Dropout" | "Constant" | "Cast" | "Unsqueeze" | "Squeeze" | "Max" | "Min" | "Greater"
-        | "Less" | "Equal" | "ReduceSum" | "ReduceMean" | "ReduceMax" | "Shape" | "Gather" | "Slice" | "Concat" => 1,
+        | "Less" | "Equal" | "ReduceSum" | "ReduceMean" | "ReduceMax" | "Shape" | "Gather" | "Slice" | "Concat"
+        | "Conv" | "ConvTranspose" | "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool"
+        | "BatchNormalization" | "Clip" => 1,
         "Expand" => 8,
         "Erf" | "Where" | "ConstantOfShape" | "OneHot" => 9,
         "Gelu" => 20,
@@ -35,4 +37,11 @@ pub(crate) fn is_value_input(node: &NodeProto, pos: usize) -> bool {
         "Slice" | "Dropout" | "OneHot" => pos >= 1,
         _ => false,
     }
+}
+
+/// Whether input `pos` of `node` is state the op reads but does not train: batch
+/// normalization's running mean and variance. Float initializers used only this way
+/// become state, not parameters.
+pub(crate) fn is_state_input(node: &NodeProto, pos: usize) -> bool {
+    node.op_type == "BatchNormalization" && (pos == 3 || pos == 4)
 }

@@ -151,3 +151,30 @@ pub fn step() -> Graph {
     g.set_updates(vec![(w, w2), (m, m2), (count, count2)]);
     g
 }
+
+/// Every convolution and pooling form the exporter writes as a standard ONNX op:
+/// a grouped, dilated, padded convolution with a bias, its transpose (with an
+/// output size only output_padding reaches), max pooling in ceil mode, average
+/// pooling counting the padding, a global average and a 1-D convolution.
+pub fn cnn() -> Graph {
+    nnc_ir::parse(
+        "graph cnn {
+  %x: f32[N,4,9,8] = input
+  %w: f32[6,2,3,3] = param
+  %b: f32[6,1,1] = param
+  %c: f32[N,6,5,3] = conv[kernel=[3,3], strides=[2,2], dilations=[1,2], pads=[1,1,1,0], groups=2] %x, %w
+  %cb: f32[N,6,5,3] = add %c, %b
+  %r: f32[N,6,5,3] = relu %cb
+  %t: f32[N,4,10,8] = conv_backward_data[kernel=[3,3], strides=[2,2], pads=[1,0,0,0], groups=2, input=[10,8]] %r, %w
+  %m: f32[N,4,5,4] = max_pool[kernel=[2,2], strides=[2,2], ceil_mode] %t
+  %a: f32[N,4,5,4] = avg_pool[kernel=[3,3], pads=[1,1,1,1], count_include_pad] %m
+  %g: f32[N,4,1,1] = reduce_mean[axes=[2,3], keep_dims] %a
+  %f: f32[N,4,20] = reshape[shape=[N,4,20]] %a
+  %k: f32[3,4,5] = param
+  %z: f32[N,3,16] = conv[kernel=[5], pads=[0,0]] %f, %k
+  return %g, %z
+}
+",
+    )
+    .unwrap()
+}

@@ -1,0 +1,96 @@
+//! Convolutional networks from PyTorch's two exporters (`tests/fixtures/cnn/`, made by
+//! its `make_fixtures.py`): the interpreter matches ONNX Runtime's outputs, and the
+//! LeNet-5 training step reproduces PyTorch's ten SGD steps.
+
+use nnc::npy::read_npy;
+use nnc_autodiff::{training_graph, TrainOptions};
+use nnc_ir::{Graph, Op, Tensor};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cnn")
+}
+
+fn f32s(t: &Tensor) -> Vec<f32> {
+    t.to_f32_vec().unwrap()
+}
+
+/// The largest difference relative to the largest magnitude of `want`.
+fn relative_error(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0f64, |m, v| m.max(v.abs() as f64));
+    let diff = got.iter().zip(want).fold(0f64, |m, (g, w)| m.max((*g as f64 - *w as f64).abs()));
+    diff / scale
+}
+
+#[test]
+fn real_exporter_cnns_match_onnx_runtime() {
+    let mut seen = 0;
+    for model in ["lenet5", "small_bn_cnn", "resnet_tiny", "mobilenetv2_tiny"] {
+        for exporter in ["ts", "dynamo"] {
+            let file = |suffix: &str| fixtures().join(format!("{model}.{exporter}.{suffix}"));
+            let g = nnc_onnx::import_file(&file("onnx")).unwrap();
+            let x = read_npy(&file("input.npy")).unwrap();
+            let want = read_npy(&file("output.npy")).unwrap();
+            let got = nnc_interp::run(&g, &HashMap::from([("input".to_string(), x)])).unwrap();
+            assert_eq!(got[0].shape(), want.shape(), "{model}.{exporter}");
+            let err = relative_error(&f32s(&got[0]), &f32s(&want));
+            assert!(err <= 1e-4, "{model}.{exporter}: relative error {err:e} against ONNX Runtime");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 8);
+}
+
+fn initial(g: &Graph, name: &str) -> Vec<f32> {
+    match &g.value(g.find(name).unwrap()).op {
+        Op::Param { init: Some(t) } => f32s(t),
+        other => panic!("{name} is {other:?}"),
+    }
+}
+
+/// Ten SGD steps (lr 0.01, batch 8) through the interpreter, against PyTorch's losses
+/// and final parameters, recorded once by `make_fixtures.py`. Besides the parameters
+/// themselves, their change is compared: it is a few hundredths of them, so a step
+/// that did nothing would still pass a loose check of the parameters alone.
+#[test]
+fn lenet5_training_step_reproduces_pytorch() {
+    let dir = fixtures();
+    let model = nnc_onnx::import_file(&dir.join("lenet5.ts.onnx")).unwrap();
+    let tg = training_graph(&model, &TrainOptions::default()).unwrap();
+    let g = &tg.graph;
+    let inputs = read_npy(&dir.join("lenet5_sgd.inputs.npy")).unwrap();
+    let labels = read_npy(&dir.join("lenet5_sgd.labels.npy")).unwrap();
+    let losses = f32s(&read_npy(&dir.join("lenet5_sgd.losses.npy")).unwrap());
+    let (inputs, labels) = (inputs.as_f32().unwrap().clone(), labels.as_i64().unwrap().clone());
+
+    let loss_at = g.outputs().iter().position(|&o| o == tg.loss).unwrap();
+    let mut feeds: HashMap<String, Tensor> = HashMap::new();
+    feeds.insert("lr".into(), Tensor::scalar_f32(0.01));
+    let mut got_losses = Vec::new();
+    for k in 0..losses.len() {
+        feeds.insert("input".into(), Tensor::F32(inputs.index_axis(ndarray::Axis(0), k).to_owned()));
+        feeds.insert("labels".into(), Tensor::I64(labels.index_axis(ndarray::Axis(0), k).to_owned()));
+        let step = nnc_interp::run_step(g, &feeds).unwrap();
+        got_losses.push(f32s(&step.outputs[loss_at])[0]);
+        for (&(leaf, _), value) in g.updates().iter().zip(step.updates) {
+            feeds.insert(g.name_of(leaf).to_string(), value);
+        }
+    }
+    let loss_err = relative_error(&got_losses, &losses);
+    assert!(loss_err <= 1e-4, "losses {got_losses:?} vs PyTorch {losses:?}");
+
+    let names = ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1.weight", "fc1.bias"];
+    let names = names.iter().chain(&["fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"]);
+    for name in names {
+        let want = f32s(&read_npy(&dir.join(format!("lenet5_sgd.final.{name}.npy"))).unwrap());
+        let got = f32s(&feeds[*name]);
+        let err = relative_error(&got, &want);
+        assert!(err <= 1e-4, "{name}: relative error {err:e}");
+        let start = initial(&model, name);
+        let delta = |v: &[f32]| -> Vec<f32> { v.iter().zip(&start).map(|(a, b)| a - b).collect() };
+        let delta_err = relative_error(&delta(&got), &delta(&want));
+        assert!(delta_err <= 1e-3, "{name}: the change differs from PyTorch's by {delta_err:e} of it");
+    }
+}
