@@ -187,7 +187,7 @@ pub fn infer_type(op: &Op, args: &[&TensorType]) -> Result<TensorType, String> {
             if x.shape.0[0] != dy.shape.0[0] {
                 return Err(format!("input {} and output gradient {} differ in the batch", x.shape, dy.shape));
             }
-            if c % conv.groups != 0 {
+            if conv.groups == 0 || !c.is_multiple_of(conv.groups) {
                 return Err(format!("{c} input channels do not split into {} groups", conv.groups));
             }
             check_groups(conv, c, m, c / conv.groups)?;

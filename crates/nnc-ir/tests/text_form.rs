@@ -227,6 +227,10 @@ fn window_ops_round_trip_and_refuse_misfits() {
         misfit("f32[2,4,3,3]", "conv[kernel=[3,3], strides=[0,1]]"),
         "line 4, column 22: strides must be at least 1 (axis 0)"
     );
+    // Zero groups is an error for every convolution, never a division by zero.
+    let filter = "graph g {\n  %x: f32[N,4,5,5] = input\n  %dy: f32[N,2,3,3] = input\n  \
+                  %w: f32[2,4,3,3] = conv_backward_filter[kernel=[3,3], groups=0] %x, %dy\n  return %w\n}\n";
+    assert_eq!(parse_err(filter), "%w (conv_backward_filter): 4 input channels do not split into 0 groups");
     let pool = "graph g {\n  %x: f32[N,4,5,5] = input\n  %y: f32[N,4,5,5] = max_pool[kernel=[2,2], pads=[2,0,0,0]] %x\n  return %y\n}\n";
     assert_eq!(
         parse_err(pool),
