@@ -94,3 +94,63 @@ fn lenet5_training_step_reproduces_pytorch() {
         assert!(delta_err <= 1e-3, "{name}: the change differs from PyTorch's by {delta_err:e} of it");
     }
 }
+
+/// The same fixtures through the whole pipeline (optimizer and JIT).
+#[test]
+fn jitted_cnns_match_onnx_runtime() {
+    for model in ["lenet5", "small_bn_cnn", "resnet_tiny", "mobilenetv2_tiny"] {
+        for exporter in ["ts", "dynamo"] {
+            let file = |suffix: &str| fixtures().join(format!("{model}.{exporter}.{suffix}"));
+            let g = nnc_onnx::import_file(&file("onnx")).unwrap();
+            let mut c = nnc_pipeline::compile(&g, &Default::default(), &Default::default()).unwrap();
+            let x = read_npy(&file("input.npy")).unwrap();
+            let want = read_npy(&file("output.npy")).unwrap();
+            let got = c.run(&HashMap::from([("input".to_string(), x)])).unwrap();
+            let err = relative_error(&f32s(&got[0]), &f32s(&want));
+            assert!(err <= 1e-4, "{model}.{exporter}: relative error {err:e} against ONNX Runtime");
+        }
+    }
+}
+
+/// The compiled LeNet-5 training step: PyTorch's ten SGD steps, and the same bits
+/// with one, two and three threads.
+#[test]
+fn jitted_lenet5_training_step_reproduces_pytorch_for_any_thread_count() {
+    let dir = fixtures();
+    let model = nnc_onnx::import_file(&dir.join("lenet5.ts.onnx")).unwrap();
+    let tg = training_graph(&model, &TrainOptions::default()).unwrap();
+    let inputs = read_npy(&dir.join("lenet5_sgd.inputs.npy")).unwrap();
+    let labels = read_npy(&dir.join("lenet5_sgd.labels.npy")).unwrap();
+    let losses = f32s(&read_npy(&dir.join("lenet5_sgd.losses.npy")).unwrap());
+    let (inputs, labels) = (inputs.as_f32().unwrap().clone(), labels.as_i64().unwrap().clone());
+    let loss_at = tg.graph.outputs().iter().position(|&o| o == tg.loss).unwrap();
+    let run = |threads: usize| -> (Vec<f32>, Vec<Vec<f32>>) {
+        let backend = nnc_cranelift::CompileOptions { threads, ..Default::default() };
+        let mut c = nnc_pipeline::compile(&tg.graph, &Default::default(), &backend).unwrap();
+        let mut got = Vec::new();
+        for k in 0..losses.len() {
+            let feeds = HashMap::from([
+                ("input".to_string(), Tensor::F32(inputs.index_axis(ndarray::Axis(0), k).to_owned())),
+                ("labels".to_string(), Tensor::I64(labels.index_axis(ndarray::Axis(0), k).to_owned())),
+                ("lr".to_string(), Tensor::scalar_f32(0.01)),
+            ]);
+            got.push(f32s(&c.run(&feeds).unwrap()[loss_at])[0]);
+        }
+        (got, c.param_names().iter().map(|n| f32s(&c.param(n).unwrap())).collect())
+    };
+    let one = run(1);
+    let loss_err = relative_error(&one.0, &losses);
+    assert!(loss_err <= 1e-4, "losses {:?} vs PyTorch {losses:?}", one.0);
+    let c = nnc_pipeline::compile(&tg.graph, &Default::default(), &Default::default()).unwrap();
+    for (name, got) in c.param_names().iter().zip(&one.1) {
+        let want = f32s(&read_npy(&dir.join(format!("lenet5_sgd.final.{name}.npy"))).unwrap());
+        let err = relative_error(got, &want);
+        assert!(err <= 1e-4, "{name}: relative error {err:e}");
+    }
+    let to_bits = |r: &(Vec<f32>, Vec<Vec<f32>>)| -> Vec<u32> {
+        r.0.iter().chain(r.1.iter().flatten()).map(|v| v.to_bits()).collect()
+    };
+    for threads in [2, 3] {
+        assert!(to_bits(&one) == to_bits(&run(threads)), "{threads} threads differ from one");
+    }
+}

@@ -5,7 +5,7 @@
 use crate::clif::Fx;
 use crate::error::{codegen_err, BackendError};
 use crate::kernels::matmul::dots;
-use crate::kernels::{cross_entropy, elementwise, matmul, onehot, reduce, softmax, update};
+use crate::kernels::{cross_entropy, elementwise, matmul, onehot, reduce, softmax, update, window};
 use crate::microkernel::KernelFamily;
 use crate::program::{Body, Program, Variant};
 use nnc_ir::Size;
@@ -83,6 +83,11 @@ fn split_of(body: &Body) -> Split {
         Body::CrossEntropy(c) => (1, Size::fixed(40 * c.classes)),
         Body::OneHot(h) => (1, Size::fixed(h.depth)),
         Body::Update(_) => (1, Size::fixed(10)),
+        // A plane: every output position's taps (of every channel of its group).
+        Body::Window(w) => {
+            let taps: u64 = w.kernel.iter().product::<u64>() * w.cg.max(1);
+            (1, Size::fixed(2 * taps * w.output.iter().product::<u64>()))
+        }
     };
     Split { align, work }
 }
@@ -107,6 +112,7 @@ pub(super) fn phases<'p>(
         Body::Softmax(s) => (Size::ONE, vec![one(softmax::items(s), Box::new(move |fx| softmax::emit(fx, s)))]),
         Body::OneHot(h) => (Size::ONE, vec![one(onehot::items(h), Box::new(move |fx| onehot::emit(fx, h, status)))]),
         Body::Update(u) => (Size::ONE, vec![one(update::items(u), Box::new(move |fx| update::emit(fx, u)))]),
+        Body::Window(w) => (Size::ONE, vec![one(window::items(w), Box::new(move |fx| window::emit(fx, w)))]),
         Body::CrossEntropy(ce) => {
             let mut list =
                 vec![one(cross_entropy::row_items(ce), Box::new(move |fx| cross_entropy::emit_rows(fx, ce, status)))];

@@ -11,3 +11,4 @@ pub(crate) mod onehot;
 pub(crate) mod reduce;
 pub(crate) mod softmax;
 pub(crate) mod update;
+pub(crate) mod window;

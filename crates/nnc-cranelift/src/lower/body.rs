@@ -90,9 +90,7 @@ impl Lowering<'_> {
             | Op::ConvBackwardData { .. }
             | Op::ConvBackwardFilter { .. }
             | Op::Pool(_)
-            | Op::PoolBackward { .. } => {
-                return Err(format!("no compiled kernel for {} yet (`--backend interp` runs it)", v.op.mnemonic()));
-            }
+            | Op::PoolBackward { .. } => return window_kernel(g, id).map(|w| Body::Window(Box::new(w))),
             // Leaves and aliases have no kernel; fused ops go through `lower_fused`.
             Op::Input | Op::Param { .. } | Op::State { .. } | Op::Const(_) | Op::Reshape { .. } | Op::Fused(_) => {
                 return Err("internal: this value has no kernel of its own".into());
@@ -239,4 +237,56 @@ pub(super) fn column_sum(g: &Graph, grad: usize, ty: &TensorType, value: ValueId
     let out = Arr { slot: value.index(), dtype: g.ty(value).dtype };
     let input = Arr { slot: grad, dtype: DType::F32 };
     Ok(Body::Reduce(Reduce { op: ReduceOp::Sum, input, out, nest, out_numel: n, count: m }))
+}
+
+/// A convolution's or pooling's kernel, its spatial axes padded to three.
+fn window_kernel(g: &Graph, id: ValueId) -> Result<WindowKernel, String> {
+    let v = g.value(id);
+    let static_dims = |a: ValueId| -> Result<(Size, Vec<u64>), String> {
+        let dims = &g.ty(a).shape.0;
+        let rest: Option<Vec<u64>> = dims[1..].iter().map(|d| d.fixed().map(|x| x as u64)).collect();
+        Ok((Size::of(dims[0]), rest.ok_or("internal: a window operand with the batch past its first axis")?))
+    };
+    let (batch, _) = static_dims(id)?;
+    let (op, window, groups, image, grad) = match &v.op {
+        Op::Conv(c) => (WindowOp::Conv, &c.window, c.groups, v.args[0], id),
+        Op::ConvBackwardData { conv, .. } => (WindowOp::ConvData, &conv.window, conv.groups, id, v.args[0]),
+        Op::ConvBackwardFilter { conv } => (WindowOp::ConvFilter, &conv.window, conv.groups, v.args[0], v.args[1]),
+        Op::Pool(p) => (WindowOp::Pool(p.kind), &p.window, 0, v.args[0], id),
+        Op::PoolBackward { pool, .. } => {
+            (WindowOp::PoolBackward(pool.kind), &pool.window, 0, id, v.args[v.args.len() - 1])
+        }
+        _ => return Err("internal: not a window op".into()),
+    };
+    let (_, x_dims) = static_dims(image)?;
+    let (_, y_dims) = static_dims(grad)?;
+    let batch = if matches!(op, WindowOp::ConvFilter) { static_dims(image)?.0 } else { batch };
+    let r = window.rank();
+    if r > 3 {
+        return Err(format!("{}-D windows have no compiled kernel (1-, 2- and 3-D do)", r));
+    }
+    let pad3 = |v: &[u64], fill: u64| -> [u64; 3] {
+        let mut a = [fill; 3];
+        a[3 - v.len()..].copy_from_slice(v);
+        a
+    };
+    let u = |v: &[usize]| v.iter().map(|&x| x as u64).collect::<Vec<u64>>();
+    let (c, m) = (x_dims[0], y_dims[0]);
+    let (groups, cg, mg) = if groups == 0 { (c, 1, 1) } else { (groups as u64, c / groups as u64, m / groups as u64) };
+    Ok(WindowKernel {
+        op,
+        args: v.args.iter().map(|a| a.index()).collect(),
+        out: id.index(),
+        batch,
+        input: pad3(&x_dims[1..], 1),
+        output: pad3(&y_dims[1..], 1),
+        kernel: pad3(&u(&window.kernel), 1),
+        strides: pad3(&u(&window.strides), 1),
+        dilations: pad3(&u(&window.dilations), 1),
+        pads_begin: pad3(&u(&window.pads_begin), 0),
+        pads_end: pad3(&u(&window.pads_end), 0),
+        groups,
+        cg,
+        mg,
+    })
 }

@@ -299,8 +299,59 @@ pub(crate) struct CrossEntropy {
     pub classes: u64,
 }
 
+/// Which convolution or pooling a [`WindowKernel`] computes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum WindowOp {
+    /// `(x, w) → y`, one item per output plane `(n, m)`.
+    Conv,
+    /// `(dy, w) → dx`, one item per input plane `(n, c)`.
+    ConvData,
+    /// `(x, dy) → dw`, one item per weight plane `(m, c)`; the batch is summed inside.
+    ConvFilter,
+    /// `x → y`, one item per plane `(n, c)`.
+    Pool(nnc_ir::PoolKind),
+    /// `(x, dy) → dx` (max) or `dy → dx` (average), one item per plane `(n, c)`.
+    PoolBackward(nnc_ir::PoolKind),
+}
+
+/// A convolution or pooling over `[N, C, spatial..]` planes, written as the
+/// interpreter's sums in the interpreter's order. The spatial axes are padded to
+/// three with leading axes of size 1, so one loop nest serves 1-, 2- and 3-D.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct WindowKernel {
+    pub op: WindowOp,
+    /// The operands' slots, in the op's order.
+    pub args: Vec<usize>,
+    pub out: usize,
+    /// The leading (batch) dimension.
+    pub batch: Size,
+    pub input: [u64; 3],
+    pub output: [u64; 3],
+    pub kernel: [u64; 3],
+    pub strides: [u64; 3],
+    pub dilations: [u64; 3],
+    pub pads_begin: [u64; 3],
+    pub pads_end: [u64; 3],
+    pub groups: u64,
+    /// Input channels per group (pooling: 1 group per channel).
+    pub cg: u64,
+    /// Output channels per group.
+    pub mg: u64,
+}
+
+impl WindowKernel {
+    pub fn channels_in(&self) -> u64 {
+        self.cg * self.groups
+    }
+
+    pub fn channels_out(&self) -> u64 {
+        self.mg * self.groups
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Body {
+    Window(Box<WindowKernel>),
     Elementwise(Elementwise),
     MatMul(Box<MatMul>),
     Reduce(Reduce),
@@ -330,6 +381,13 @@ impl Body {
             Body::Reduce(_) => "reduce",
             Body::Softmax(_) => "softmax",
             Body::OneHot(_) => "one_hot",
+            Body::Window(w) => match w.op {
+                WindowOp::Conv => "conv",
+                WindowOp::ConvData => "conv_data",
+                WindowOp::ConvFilter => "conv_filter",
+                WindowOp::Pool(_) => "pool",
+                WindowOp::PoolBackward(_) => "pool_backward",
+            },
         }
     }
 
@@ -357,6 +415,7 @@ impl Body {
             Body::Reduce(r) => vec![r.input.slot, r.out.slot],
             Body::Softmax(s) => vec![s.x.slot, s.out.slot],
             Body::OneHot(h) => vec![h.idx.slot, h.out.slot],
+            Body::Window(w) => w.args.iter().copied().chain([w.out]).collect(),
         }
     }
 
@@ -368,7 +427,7 @@ impl Body {
             }
             Body::Reduce(r) => r.op == ReduceOp::Mean && r.out.dtype != DType::F32,
             Body::OneHot(_) | Body::CrossEntropy(_) => true,
-            Body::MatMul(_) | Body::Softmax(_) | Body::Update(_) => false,
+            Body::MatMul(_) | Body::Softmax(_) | Body::Update(_) | Body::Window(_) => false,
         }
     }
 }

@@ -80,6 +80,24 @@ impl Program {
                     size(x.inner)
                 )
             }
+            Body::Window(w) => {
+                let args: Vec<String> = w.args.iter().map(|&a| s(a)).collect();
+                let list = |v: &[u64; 3]| format!("{v:?}");
+                format!(
+                    "{} = {:?} {} over planes of {} from {} by kernel {} strides {} dilations {} pads {}+{}, {} groups",
+                    s(w.out),
+                    w.op,
+                    args.join(", "),
+                    list(&w.output),
+                    list(&w.input),
+                    list(&w.kernel),
+                    list(&w.strides),
+                    list(&w.dilations),
+                    list(&w.pads_begin),
+                    list(&w.pads_end),
+                    w.groups
+                )
+            }
             Body::OneHot(h) => format!("{} = one_hot {} of depth {}", s(h.out.slot), s(h.idx.slot), h.depth),
             Body::Update(u) => format!("{}, in {} elements", update(self, u), size(u.len)),
             Body::CrossEntropy(c) => {

@@ -1,0 +1,86 @@
+//! Convolutions and pooling in the JIT: the same bits as the interpreter, for every
+//! op of the family, 1-, 2- and 3-D windows with strides, dilations, uneven pads,
+//! groups and ceil mode, at several batch sizes and thread counts.
+
+mod common;
+
+use common::*;
+use nnc_cranelift::{compile, CompileOptions};
+use nnc_ir::{parse, Graph, Tensor};
+use std::collections::HashMap;
+
+/// Every op of the family on one input `x: [N, 4, 7, 6]`, each its own output.
+fn graph_2d() -> Graph {
+    parse(
+        "graph windows {
+  %x: f32[N,4,7,6] = input
+  %w: f32[6,2,3,2] = input
+  %dy: f32[N,6,3,7] = input
+  %y: f32[N,6,3,7] = conv[kernel=[3,2], strides=[2,1], dilations=[1,2], pads=[1,1,0,2], groups=2] %x, %w
+  %dx: f32[N,4,7,6] = conv_backward_data[kernel=[3,2], strides=[2,1], dilations=[1,2], pads=[1,1,0,2], groups=2, input=[7,6]] %dy, %w
+  %dw: f32[6,2,3,2] = conv_backward_filter[kernel=[3,2], strides=[2,1], dilations=[1,2], pads=[1,1,0,2], groups=2] %x, %dy
+  %m: f32[N,4,4,3] = max_pool[kernel=[2,2], strides=[2,2], ceil_mode] %x
+  %dm: f32[N,4,7,6] = max_pool_backward[kernel=[2,2], strides=[2,2], ceil_mode, input=[7,6]] %x, %m
+  %a: f32[N,4,7,6] = avg_pool[kernel=[3,3], pads=[1,1,1,1]] %x
+  %ai: f32[N,4,7,6] = avg_pool[kernel=[3,3], pads=[1,1,1,1], count_include_pad] %x
+  %da: f32[N,4,7,6] = avg_pool_backward[kernel=[3,3], pads=[1,1,1,1], count_include_pad, input=[7,6]] %ai
+  return %y, %dx, %dw, %m, %dm, %a, %ai, %da
+}
+",
+    )
+    .unwrap()
+}
+
+/// A depthwise 1-D and a 3-D convolution with their gradients, and 3-D pooling.
+fn graph_1d_3d() -> Graph {
+    parse(
+        "graph windows13 {
+  %s: f32[N,3,9] = input
+  %k: f32[3,1,4] = input
+  %c1: f32[N,3,4] = conv[kernel=[4], strides=[2], pads=[1,0], groups=3] %s, %k
+  %d1: f32[N,3,9] = conv_backward_data[kernel=[4], strides=[2], pads=[1,0], groups=3, input=[9]] %c1, %k
+  %f1: f32[3,1,4] = conv_backward_filter[kernel=[4], strides=[2], pads=[1,0], groups=3] %s, %c1
+  %v: f32[N,2,4,5,3] = input
+  %u: f32[3,2,2,3,2] = input
+  %c3: f32[N,3,3,3,2] = conv[kernel=[2,3,2], pads=[0,0,0,0,0,0]] %v, %u
+  %f3: f32[3,2,2,3,2] = conv_backward_filter[kernel=[2,3,2]] %v, %c3
+  %p3: f32[N,2,2,3,2] = max_pool[kernel=[2,2,2], strides=[2,2,2], ceil_mode] %v
+  return %d1, %f1, %f3, %p3
+}
+",
+    )
+    .unwrap()
+}
+
+fn feeds_for(g: &Graph, batch: usize, seed: u64) -> HashMap<String, Tensor> {
+    let mut r = rng(seed);
+    let mut f = HashMap::new();
+    for v in g.values() {
+        if matches!(v.op, nnc_ir::Op::Input) {
+            f.insert(v.name.clone(), random_f32(&mut r, &v.ty.shape.resolve(batch)));
+        }
+    }
+    f
+}
+
+fn bits(ts: &[Tensor]) -> Vec<Vec<u32>> {
+    ts.iter().map(|t| t.to_f32_vec().unwrap().iter().map(|v| v.to_bits()).collect()).collect()
+}
+
+#[test]
+fn window_kernels_give_the_interpreters_bits_for_every_thread_count() {
+    for g in [graph_2d(), graph_1d_3d()] {
+        let mut compiled: Vec<_> =
+            [1, 2, 3].map(|threads| compile(&g, &CompileOptions { threads, ..Default::default() }).unwrap()).into();
+        for batch in [1, 2, 5] {
+            let feeds = feeds_for(&g, batch, batch as u64);
+            let want = bits(&nnc_interp::run(&g, &feeds).unwrap());
+            for c in &mut compiled {
+                let got = bits(&c.run(&feeds).unwrap());
+                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!(a == b, "{} output {i} at batch {batch} with {} threads differs", g.name, c.threads());
+                }
+            }
+        }
+    }
+}
