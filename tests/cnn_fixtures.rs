@@ -4,6 +4,7 @@
 
 use nnc::npy::read_npy;
 use nnc_autodiff::{training_graph, TrainOptions};
+use nnc_cranelift::Kernels;
 use nnc_ir::{Graph, Op, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -113,9 +114,9 @@ fn jitted_cnns_match_onnx_runtime() {
 }
 
 /// The compiled LeNet-5 training step: PyTorch's ten SGD steps, and the same bits
-/// with one, two and three threads.
+/// with one, two and three threads and with the portable kernels.
 #[test]
-fn jitted_lenet5_training_step_reproduces_pytorch_for_any_thread_count() {
+fn jitted_lenet5_training_step_reproduces_pytorch_for_any_thread_count_and_family() {
     let dir = fixtures();
     let model = nnc_onnx::import_file(&dir.join("lenet5.ts.onnx")).unwrap();
     let tg = training_graph(&model, &TrainOptions::default()).unwrap();
@@ -124,8 +125,8 @@ fn jitted_lenet5_training_step_reproduces_pytorch_for_any_thread_count() {
     let losses = f32s(&read_npy(&dir.join("lenet5_sgd.losses.npy")).unwrap());
     let (inputs, labels) = (inputs.as_f32().unwrap().clone(), labels.as_i64().unwrap().clone());
     let loss_at = tg.graph.outputs().iter().position(|&o| o == tg.loss).unwrap();
-    let run = |threads: usize| -> (Vec<f32>, Vec<Vec<f32>>) {
-        let backend = nnc_cranelift::CompileOptions { threads, ..Default::default() };
+    let run = |threads: usize, kernels: Kernels| -> (Vec<f32>, Vec<Vec<f32>>) {
+        let backend = nnc_cranelift::CompileOptions { threads, kernels, ..Default::default() };
         let mut c = nnc_pipeline::compile(&tg.graph, &Default::default(), &backend).unwrap();
         let mut got = Vec::new();
         for k in 0..losses.len() {
@@ -138,7 +139,7 @@ fn jitted_lenet5_training_step_reproduces_pytorch_for_any_thread_count() {
         }
         (got, c.param_names().iter().map(|n| f32s(&c.param(n).unwrap())).collect())
     };
-    let one = run(1);
+    let one = run(1, Kernels::Auto);
     let loss_err = relative_error(&one.0, &losses);
     assert!(loss_err <= 1e-4, "losses {:?} vs PyTorch {losses:?}", one.0);
     let c = nnc_pipeline::compile(&tg.graph, &Default::default(), &Default::default()).unwrap();
@@ -151,6 +152,8 @@ fn jitted_lenet5_training_step_reproduces_pytorch_for_any_thread_count() {
         r.0.iter().chain(r.1.iter().flatten()).map(|v| v.to_bits()).collect()
     };
     for threads in [2, 3] {
-        assert!(to_bits(&one) == to_bits(&run(threads)), "{threads} threads differ from one");
+        assert!(to_bits(&one) == to_bits(&run(threads, Kernels::Auto)), "{threads} threads differ from one");
     }
+    let portable = run(2, Kernels::Cranelift);
+    assert!(to_bits(&one) == to_bits(&portable), "the portable kernels differ from the assembled ones");
 }

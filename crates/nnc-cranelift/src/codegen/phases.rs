@@ -5,7 +5,7 @@
 use crate::clif::Fx;
 use crate::error::{codegen_err, BackendError};
 use crate::kernels::matmul::dots;
-use crate::kernels::{cross_entropy, elementwise, matmul, onehot, reduce, softmax, update, window};
+use crate::kernels::{conv, cross_entropy, elementwise, matmul, onehot, reduce, softmax, update, window};
 use crate::microkernel::KernelFamily;
 use crate::program::{Body, Program, Variant};
 use nnc_ir::Size;
@@ -88,6 +88,7 @@ fn split_of(body: &Body) -> Split {
             let taps: u64 = w.kernel.iter().product::<u64>() * w.cg.max(1);
             (1, Size::fixed(2 * taps * w.output.iter().product::<u64>()))
         }
+        Body::ConvGemm(c) => (1, conv::item_work(c)),
     };
     Split { align, work }
 }
@@ -113,6 +114,24 @@ pub(super) fn phases<'p>(
         Body::OneHot(h) => (Size::ONE, vec![one(onehot::items(h), Box::new(move |fx| onehot::emit(fx, h, status)))]),
         Body::Update(u) => (Size::ONE, vec![one(update::items(u), Box::new(move |fx| update::emit(fx, u)))]),
         Body::Window(w) => (Size::ONE, vec![one(window::items(w), Box::new(move |fx| window::emit(fx, w)))]),
+        Body::ConvGemm(c) => {
+            let mut list = Vec::new();
+            if c.flip.is_some() {
+                let mut flip = one(Size::ONE, Box::new(move |fx| conv::emit_flip(fx, c)));
+                flip.name = format!("{name}_flip");
+                list.push(flip);
+            }
+            if c.padded.is_some() {
+                // A plane: about a copy per padded element.
+                let plane: u64 = c.read_dims().iter().product();
+                let mut pad = one(conv::pad_items(c), Box::new(move |fx| conv::emit_pad(fx, c)));
+                pad.name = format!("{name}_pad");
+                pad.split = Split { align: 1, work: Size::fixed(COPY_WORK * plane) };
+                list.push(pad);
+            }
+            list.push(one(conv::items(c), Box::new(move |fx| conv::emit(fx, c, family))));
+            (Size::ONE, list)
+        }
         Body::CrossEntropy(ce) => {
             let mut list =
                 vec![one(cross_entropy::row_items(ce), Box::new(move |fx| cross_entropy::emit_rows(fx, ce, status)))];

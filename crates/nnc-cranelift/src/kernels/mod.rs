@@ -2,6 +2,7 @@
 //! the program (`program/`) into the body of a Cranelift function over a range of its
 //! work items.
 
+pub(crate) mod conv;
 pub(crate) mod cross_entropy;
 pub(crate) mod elementwise;
 pub(crate) mod epilogue;

@@ -83,21 +83,41 @@ fn at(fx: &mut Fx, base: Value, i: Value) -> Value {
     fx.add(base, off)
 }
 
+/// The most taps a window whose taps are all inside the input has unrolled.
+const MAX_UNROLLED_TAPS: u64 = 64;
+
+/// Whether every window lies inside the input: no padding is read, so every output
+/// has all the taps (`[0, K)` on every axis) at static offsets from its first.
+fn interior(w: &WindowKernel) -> bool {
+    (0..3).all(|a| {
+        let last = (w.output[a].max(1) - 1) * w.strides[a] + (w.kernel[a] - 1) * w.dilations[a];
+        w.pads_begin[a] == 0 && last < w.input[a]
+    })
+}
+
 /// `body(o)` for every output position, in row-major order; `ranges` per axis are
 /// computed at that axis's loop level.
 fn for_outputs(fx: &mut Fx, w: &WindowKernel, body: &mut dyn FnMut(&mut Fx, [Value; 3], TapRanges)) {
+    let inside = interior(w);
+    let range = |fx: &mut Fx, a: usize, o: Value| match inside {
+        true => {
+            let k = fx.iconst(w.kernel[a] as i64);
+            (fx.iconst(0), k, k)
+        }
+        false => tap_range(fx, w, a, o),
+    };
     let z = fx.iconst(0);
     let o0_end = fx.iconst(w.output[0] as i64);
     fx.for_range(z, o0_end, 1, |fx, o0| {
-        let r0 = tap_range(fx, w, 0, o0);
+        let r0 = range(fx, 0, o0);
         let z = fx.iconst(0);
         let o1_end = fx.iconst(w.output[1] as i64);
         fx.for_range(z, o1_end, 1, |fx, o1| {
-            let r1 = tap_range(fx, w, 1, o1);
+            let r1 = range(fx, 1, o1);
             let z = fx.iconst(0);
             let o2_end = fx.iconst(w.output[2] as i64);
             fx.for_range(z, o2_end, 1, |fx, o2| {
-                let r2 = tap_range(fx, w, 2, o2);
+                let r2 = range(fx, 2, o2);
                 body(fx, [o0, o1, o2], [r0, r1, r2]);
             });
         });
@@ -107,6 +127,27 @@ fn for_outputs(fx: &mut Fx, w: &WindowKernel, body: &mut dyn FnMut(&mut Fx, [Val
 /// `body(k, p)` for the taps of output `o` inside the input, in row-major tap order:
 /// `k` the flat tap index, `p` the flat input index.
 fn for_taps(fx: &mut Fx, w: &WindowKernel, o: [Value; 3], r: TapRanges, body: &mut dyn FnMut(&mut Fx, Value, Value)) {
+    // Every tap inside: the taps unrolled, at static offsets from the window's first.
+    let taps: u64 = w.kernel.iter().product();
+    if interior(w) && taps <= MAX_UNROLLED_TAPS {
+        let starts: Vec<Value> = (0..3).map(|a| fx.mul_imm(o[a], w.strides[a] as i64)).collect();
+        let first = flat(fx, [starts[0], starts[1], starts[2]], &w.input);
+        let (i1, i2) = (w.input[1] as i64, w.input[2] as i64);
+        let mut k = 0;
+        for k0 in 0..w.kernel[0] as i64 {
+            for k1 in 0..w.kernel[1] as i64 {
+                for k2 in 0..w.kernel[2] as i64 {
+                    let d = &w.dilations;
+                    let off = (k0 * d[0] as i64 * i1 + k1 * d[1] as i64) * i2 + k2 * d[2] as i64;
+                    let kv = fx.iconst(k);
+                    let p = fx.b.ins().iadd_imm_s(first, off);
+                    body(fx, kv, p);
+                    k += 1;
+                }
+            }
+        }
+        return;
+    }
     // The flat indices move by one tap (and `dilation` input positions) along the
     // last axis: computed once per row of taps, stepped in the innermost loop.
     let start2 = fx.mul_imm(o[2], w.strides[2] as i64);

@@ -90,7 +90,7 @@ impl Lowering<'_> {
             | Op::ConvBackwardData { .. }
             | Op::ConvBackwardFilter { .. }
             | Op::Pool(_)
-            | Op::PoolBackward { .. } => return window_kernel(g, id).map(|w| Body::Window(Box::new(w))),
+            | Op::PoolBackward { .. } => return self.lower_window(id, family),
             // Leaves and aliases have no kernel; fused ops go through `lower_fused`.
             Op::Input | Op::Param { .. } | Op::State { .. } | Op::Const(_) | Op::Reshape { .. } | Op::Fused(_) => {
                 return Err("internal: this value has no kernel of its own".into());
@@ -240,7 +240,7 @@ pub(super) fn column_sum(g: &Graph, grad: usize, ty: &TensorType, value: ValueId
 }
 
 /// A convolution's or pooling's kernel, its spatial axes padded to three.
-fn window_kernel(g: &Graph, id: ValueId) -> Result<WindowKernel, String> {
+pub(super) fn window_kernel(g: &Graph, id: ValueId) -> Result<WindowKernel, String> {
     let v = g.value(id);
     let static_dims = |a: ValueId| -> Result<(Size, Vec<u64>), String> {
         let dims = &g.ty(a).shape.0;

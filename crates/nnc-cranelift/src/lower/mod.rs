@@ -11,6 +11,7 @@
 //! root's storage); scratch buffers, snapshots and stages get slots after them.
 
 mod body;
+mod conv;
 mod matmul;
 
 use crate::error::{BackendError, Unsupported};

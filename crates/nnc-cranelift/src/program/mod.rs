@@ -349,9 +349,76 @@ impl WindowKernel {
     }
 }
 
+/// Which product a [`ConvGemm`] computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConvGemmOp {
+    /// `y[n, g] = W[g]·windows(x[n, g])`: rows the group's output channels, columns the
+    /// output positions, depth its input channels times the taps; one item per image
+    /// and group.
+    Forward,
+    /// `dW[g] = Σ_n dy[n, g]·windows(x[n, g])ᵀ`: rows the group's output channels,
+    /// columns its input channels times the taps, depth the output positions of every
+    /// image in turn; one item per group and column panel.
+    Filter,
+}
+
+/// A convolution as an implicit matrix product on the register tiles
+/// (`kernels/conv.rs`): the input windows are gathered, a K block of one column panel
+/// at a time, into a buffer on the stack that the tiles read, so no im2col matrix is
+/// ever stored. The data gradient of a stride-1 convolution is the forward product of
+/// the transposed convolution (`geometry`): over `dy`, by the kernel flipped and its
+/// channel axes swapped (`flip`).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ConvGemm {
+    pub op: ConvGemmOp,
+    /// The geometry of the product: `input` and `output` are the planes it reads and
+    /// writes (for the data gradient, those of the transposed convolution).
+    pub geometry: WindowKernel,
+    /// The planes read: `x`, or `dy` for the data gradient.
+    pub input: usize,
+    /// The matrix read in place as A: the weights `[M, Cg, taps]` (forward), `dy`
+    /// (filter).
+    pub a: usize,
+    pub out: usize,
+    /// The data gradient's weights: `(W, scratch)`, the flipped copy made first.
+    pub flip: Option<(usize, usize)>,
+    /// Scratch for the zero-padded input planes, when the convolution pads.
+    pub padded: Option<usize>,
+    /// The length of a padded input row when the product runs over the grid of output
+    /// positions at every padded column (a stride-1 convolution of at most two spatial
+    /// axes): the window of grid position `q` is then `q` floats past grid position 0's,
+    /// so a K row of a column panel is a contiguous run of the padded input. The grid
+    /// has `(O₁ − 1)·row + O₂` positions; those past a row's `O₂` are not outputs.
+    pub grid: Option<u64>,
+    pub tile: TileShape,
+    /// K block depth.
+    pub kc: u64,
+}
+
+impl ConvGemm {
+    /// The positions the product runs over: the output's, or the grid's.
+    pub fn positions(&self) -> u64 {
+        let w = &self.geometry;
+        match self.grid {
+            Some(row) => (w.output[1] - 1) * row + w.output[2],
+            None => w.output.iter().product(),
+        }
+    }
+
+    /// The input planes' sizes as the product reads them (padded).
+    pub fn read_dims(&self) -> [u64; 3] {
+        let w = &self.geometry;
+        match self.padded {
+            Some(_) => std::array::from_fn(|a| w.input[a] + w.pads_begin[a] + w.pads_end[a]),
+            None => w.input,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Body {
     Window(Box<WindowKernel>),
+    ConvGemm(Box<ConvGemm>),
     Elementwise(Elementwise),
     MatMul(Box<MatMul>),
     Reduce(Reduce),
@@ -381,6 +448,11 @@ impl Body {
             Body::Reduce(_) => "reduce",
             Body::Softmax(_) => "softmax",
             Body::OneHot(_) => "one_hot",
+            Body::ConvGemm(c) => match (c.op, c.flip) {
+                (ConvGemmOp::Forward, None) => "conv_gemm",
+                (ConvGemmOp::Forward, Some(_)) => "conv_data_gemm",
+                (ConvGemmOp::Filter, _) => "conv_filter_gemm",
+            },
             Body::Window(w) => match w.op {
                 WindowOp::Conv => "conv",
                 WindowOp::ConvData => "conv_data",
@@ -416,6 +488,10 @@ impl Body {
             Body::Softmax(s) => vec![s.x.slot, s.out.slot],
             Body::OneHot(h) => vec![h.idx.slot, h.out.slot],
             Body::Window(w) => w.args.iter().copied().chain([w.out]).collect(),
+            Body::ConvGemm(c) => {
+                let flip = c.flip.into_iter().flat_map(|(w, s)| [w, s]);
+                [c.input, c.a, c.out].into_iter().chain(flip).chain(c.padded).collect()
+            }
         }
     }
 
@@ -427,7 +503,7 @@ impl Body {
             }
             Body::Reduce(r) => r.op == ReduceOp::Mean && r.out.dtype != DType::F32,
             Body::OneHot(_) | Body::CrossEntropy(_) => true,
-            Body::MatMul(_) | Body::Softmax(_) | Body::Update(_) | Body::Window(_) => false,
+            Body::MatMul(_) | Body::Softmax(_) | Body::Update(_) | Body::Window(_) | Body::ConvGemm(_) => false,
         }
     }
 }

@@ -98,6 +98,33 @@ impl Program {
                     w.groups
                 )
             }
+            Body::ConvGemm(c) => {
+                let w = &c.geometry;
+                let list = |v: &[u64; 3]| format!("{v:?}");
+                let what = match (c.op, c.flip) {
+                    (ConvGemmOp::Forward, None) => format!("{}·windows({})", s(c.a), s(c.input)),
+                    (ConvGemmOp::Forward, Some((wt, _))) => {
+                        format!("flipped({})·windows({}) (the data gradient)", s(wt), s(c.input))
+                    }
+                    (ConvGemmOp::Filter, _) => format!("{}·windows({})ᵀ (the filter gradient)", s(c.a), s(c.input)),
+                };
+                let padded = c.padded.map_or(String::new(), |p| format!(", padded in {}", s(p)));
+                format!(
+                    "{} = {what} as an implicit product on {}×{} tiles, K blocks of {}: planes of {} from {} by kernel {} strides {} dilations {} pads {}+{}, {} groups{padded}",
+                    s(c.out),
+                    c.tile.mr,
+                    c.tile.nr(),
+                    c.kc,
+                    list(&w.output),
+                    list(&w.input),
+                    list(&w.kernel),
+                    list(&w.strides),
+                    list(&w.dilations),
+                    list(&w.pads_begin),
+                    list(&w.pads_end),
+                    w.groups
+                )
+            }
             Body::OneHot(h) => format!("{} = one_hot {} of depth {}", s(h.out.slot), s(h.idx.slot), h.depth),
             Body::Update(u) => format!("{}, in {} elements", update(self, u), size(u.len)),
             Body::CrossEntropy(c) => {

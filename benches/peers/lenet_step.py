@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""LeNet-5's training step (the model of tests/fixtures/cnn/make_fixtures.py: two 5×5
+convolutions with ReLU and 2×2 max pooling, three dense layers, softmax cross-entropy,
+SGD lr 0.01, random data) in PyTorch, timed: `lenet_step.py torch|torch-compile --batch B
+--steps S` prints one JSON object with the median and minimum step time in ms. Pin it
+to a core with `taskset -c 0` for one thread.
+
+Not run by CI: PyTorch is installed in a scratch environment, see benches/peers/README.md.
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class LeNet5(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(400, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("framework", choices=["torch", "torch-compile"])
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    model = LeNet5()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x = torch.rand(a.batch, 1, 28, 28)
+    y = torch.randint(0, 10, (a.batch,))
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    if a.framework == "torch-compile":
+        step = torch.compile(step)
+    for _ in range(20):
+        step()
+    times = []
+    for _ in range(a.steps):
+        t = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t) * 1e3)
+    print(json.dumps({"framework": a.framework, "batch": a.batch, "threads": a.threads,
+                      "median_ms": statistics.median(times), "min_ms": min(times)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,663 @@
+//! Convolutions as implicit matrix products on the register tiles (`ConvGemm`).
+//!
+//! ```text
+//! flip (data gradient):     w'[c, m, k] = w[m, c, K−1−k]
+//! pad (when it pads):       each input plane copied into a zeroed, padded plane
+//! forward, item (n, g, q):  for each K block of (input channel, tap)
+//!                               gather panel q's windows → B block on the stack
+//!                               row tiles of the group's output channels (A: w)
+//!                           over the grid: copy the panel's outputs out of the stack
+//! filter,  item (g, q):     for each image, for each K block of output positions
+//!                               gather windows → B block (columns: panel q's taps)
+//!                               [over the grid: stage dy's K block, zeros off the outputs]
+//!                               row tiles of the group's output channels (A: dy)
+//! ```
+//!
+//! The windows are read from padded planes, so the gather has no bounds tests: the
+//! element at output position `p` and tap `k` is at `offset(k) + offset(p)`, one
+//! offset per K row and one per column, each computed once per block (over the grid,
+//! `offset(p)` is `p`, and a K row of a forward panel is one contiguous run). Each
+//! element of the result is one chain of FMAs over K within a K block, as in the
+//! matrix products (`kernels/matmul/`), by the family's tiles or the portable ones
+//! with the same bits; an item writes only its own outputs, so the bits depend on
+//! neither the threads nor the family.
+
+use crate::clif::{Fx, PTR};
+use crate::microkernel::{
+    cranelift, ARead, ARows, KernelFamily, MicroArgs, MicroOp, Step, TileArgs, TileRows, TileSpec,
+};
+use crate::program::{ConvGemm, ConvGemmOp};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+use nnc_ir::Size;
+
+const F: i64 = 4;
+
+fn prod(v: &[u64; 3]) -> u64 {
+    v.iter().product()
+}
+
+fn planes(batch: Size, per: u64) -> Size {
+    Size { fixed: batch.fixed * per, per_batch: batch.per_batch * per }
+}
+
+/// Work items of the pad phase: the input planes.
+pub(crate) fn pad_items(c: &ConvGemm) -> Size {
+    planes(c.geometry.batch, c.geometry.channels_in())
+}
+
+/// Work items of the product: column panels of every image and group (forward), of
+/// every group (filter).
+pub(crate) fn items(c: &ConvGemm) -> Size {
+    let w = &c.geometry;
+    match c.op {
+        ConvGemmOp::Forward => planes(w.batch, w.groups * c.positions().div_ceil(c.tile.nr() as u64)),
+        ConvGemmOp::Filter => Size::fixed(w.groups * (w.cg * prod(&w.kernel)).div_ceil(c.tile.nr() as u64)),
+    }
+}
+
+/// Floating-point operations of one item (for the thread split).
+pub(crate) fn item_work(c: &ConvGemm) -> Size {
+    let w = &c.geometry;
+    let (taps, positions) = (prod(&w.kernel), c.positions());
+    match c.op {
+        ConvGemmOp::Forward => Size::fixed(2 * w.mg * w.cg * taps * (c.tile.nr() as u64).min(positions)),
+        ConvGemmOp::Filter => planes(w.batch, 2 * w.mg * c.tile.nr() as u64 * positions),
+    }
+}
+
+/// Copies input planes `[fx.begin, fx.end)` into zeroed padded planes.
+pub(crate) fn emit_pad(fx: &mut Fx, c: &ConvGemm) {
+    let Some(padded) = c.padded else { return };
+    let w = &c.geometry;
+    let (inp, pd) = (w.input, c.read_dims());
+    let (src_base, dst_base) = (fx.slot(c.input), fx.slot(padded));
+    let (begin, end) = (fx.begin, fx.end);
+    fx.for_range(begin, end, 1, |fx, plane| {
+        let src = fx.mul_imm(plane, prod(&inp) as i64 * F);
+        let src = fx.add(src_base, src);
+        let dst = fx.mul_imm(plane, prod(&pd) as i64 * F);
+        let dst = fx.add(dst_base, dst);
+        let zero = fx.b.ins().f32const(0.0);
+        let z = fx.iconst(0);
+        let len = fx.iconst(prod(&pd) as i64);
+        fx.for_range(z, len, 1, |fx, i| {
+            let at = fx.mul_imm(i, F);
+            let at = fx.add(dst, at);
+            fx.store(zero, at, 0);
+        });
+        let z = fx.iconst(0);
+        let rows = fx.iconst((inp[0] * inp[1]) as i64);
+        fx.for_range(z, rows, 1, |fx, r| {
+            let i0 = fx.b.ins().udiv_imm_u(r, inp[1] as i64);
+            let i1 = fx.b.ins().urem_imm_u(r, inp[1] as i64);
+            let src_row = fx.mul_imm(r, (inp[2] as i64) * F);
+            let src_row = fx.add(src, src_row);
+            let p0 = fx.b.ins().iadd_imm_s(i0, w.pads_begin[0] as i64);
+            let p0 = fx.mul_imm(p0, pd[1] as i64);
+            let p1 = fx.b.ins().iadd_imm_s(i1, w.pads_begin[1] as i64);
+            let p = fx.add(p0, p1);
+            let p = fx.mul_imm(p, pd[2] as i64);
+            let p = fx.b.ins().iadd_imm_s(p, w.pads_begin[2] as i64);
+            let p = fx.mul_imm(p, F);
+            let dst_row = fx.add(dst, p);
+            for i in 0..inp[2] as i32 {
+                let x = fx.load(types::F32, src_row, i * F as i32);
+                fx.store(x, dst_row, i * F as i32);
+            }
+        });
+    });
+}
+
+/// The data gradient's flipped weights: `w'[g·mg + c, m, k] = w[g·cg + m, c, K−1−k]`
+/// in the transposed convolution's terms (its `cg` are the forward's output channels).
+pub(crate) fn emit_flip(fx: &mut Fx, c: &ConvGemm) {
+    let Some((src_slot, dst_slot)) = c.flip else { return };
+    let w = &c.geometry;
+    let taps = prod(&w.kernel) as i64;
+    let (src, dst) = (fx.slot(src_slot), fx.slot(dst_slot));
+    let z = fx.iconst(0);
+    let rows = fx.iconst((w.groups * w.mg * w.cg) as i64);
+    // Row (o, m) of w': o = g·mg + c an output channel, m an input channel of the group.
+    fx.for_range(z, rows, 1, |fx, row| {
+        let o = fx.b.ins().udiv_imm_u(row, w.cg as i64);
+        let m = fx.b.ins().urem_imm_u(row, w.cg as i64);
+        let g = fx.b.ins().udiv_imm_u(o, w.mg as i64);
+        let cc = fx.b.ins().urem_imm_u(o, w.mg as i64);
+        let src_row = fx.mul_imm(g, w.cg as i64);
+        let src_row = fx.add(src_row, m);
+        let src_row = fx.mul_imm(src_row, w.mg as i64);
+        let src_row = fx.add(src_row, cc);
+        let src_row = fx.mul_imm(src_row, taps * F);
+        let src_row = fx.add(src, src_row);
+        let dst_row = fx.mul_imm(row, taps * F);
+        let dst_row = fx.add(dst, dst_row);
+        for k in 0..taps {
+            let x = fx.load(types::F32, src_row, ((taps - 1 - k) * F) as i32);
+            fx.store(x, dst_row, (k * F) as i32);
+        }
+    });
+}
+
+/// The element offset (in floats, within an image's padded planes of the group) of
+/// flat tap index `k` of input channel `k / taps`.
+fn tap_offset(fx: &mut Fx, c: &ConvGemm, k: Value) -> Value {
+    let w = &c.geometry;
+    let pd = c.read_dims();
+    let taps = prod(&w.kernel) as i64;
+    let ch = fx.b.ins().udiv_imm_u(k, taps);
+    let t = fx.b.ins().urem_imm_u(k, taps);
+    let t0 = fx.b.ins().udiv_imm_u(t, (w.kernel[1] * w.kernel[2]) as i64);
+    let t12 = fx.b.ins().urem_imm_u(t, (w.kernel[1] * w.kernel[2]) as i64);
+    let t1 = fx.b.ins().udiv_imm_u(t12, w.kernel[2] as i64);
+    let t2 = fx.b.ins().urem_imm_u(t12, w.kernel[2] as i64);
+    let off = fx.mul_imm(ch, prod(&pd) as i64);
+    let a0 = fx.mul_imm(t0, (w.dilations[0] * pd[1] * pd[2]) as i64);
+    let a1 = fx.mul_imm(t1, (w.dilations[1] * pd[2]) as i64);
+    let a2 = fx.mul_imm(t2, w.dilations[2] as i64);
+    let off = fx.add(off, a0);
+    let off = fx.add(off, a1);
+    fx.add(off, a2)
+}
+
+/// The element offset of output position `p`'s window in a padded plane.
+fn position_offset(fx: &mut Fx, c: &ConvGemm, p: Value) -> Value {
+    let w = &c.geometry;
+    let pd = c.read_dims();
+    let o0 = fx.b.ins().udiv_imm_u(p, (w.output[1] * w.output[2]) as i64);
+    let o12 = fx.b.ins().urem_imm_u(p, (w.output[1] * w.output[2]) as i64);
+    let o1 = fx.b.ins().udiv_imm_u(o12, w.output[2] as i64);
+    let o2 = fx.b.ins().urem_imm_u(o12, w.output[2] as i64);
+    let a0 = fx.mul_imm(o0, (w.strides[0] * pd[1] * pd[2]) as i64);
+    let a1 = fx.mul_imm(o1, (w.strides[1] * pd[2]) as i64);
+    let a2 = fx.mul_imm(o2, w.strides[2] as i64);
+    let off = fx.add(a0, a1);
+    fx.add(off, a2)
+}
+
+/// `table[j] = offset(first + j)` (i64) for `j < cols`.
+fn offset_table(fx: &mut Fx, table: Value, first: Value, cols: usize, offset: &dyn Fn(&mut Fx, Value) -> Value) {
+    let z = fx.iconst(0);
+    let n = fx.iconst(cols as i64);
+    fx.for_range(z, n, 1, |fx, j| {
+        let i = fx.add(first, j);
+        let off = offset(fx, i);
+        let off = fx.mul_imm(off, F);
+        let at = fx.mul_imm(j, 8);
+        let at = fx.add(table, at);
+        fx.store(off, at, 0);
+    });
+}
+
+/// The B block's rows `[0, kb)`, `cols` columns each: row `r` is at `row_base(r)`
+/// (bytes), column `j` `table[j]` bytes further.
+fn gather(
+    fx: &mut Fx,
+    block: Value,
+    nr: i64,
+    kb: Value,
+    cols: usize,
+    table: Value,
+    row_base: &dyn Fn(&mut Fx, Value) -> Value,
+) {
+    let z = fx.iconst(0);
+    fx.for_range(z, kb, 1, |fx, r| {
+        let src = row_base(fx, r);
+        let dst = fx.mul_imm(r, nr * F);
+        let dst = fx.add(block, dst);
+        let (sv, tp, dp) = (fx.var(PTR, src), fx.var(PTR, table), fx.var(PTR, dst));
+        let z = fx.iconst(0);
+        let n = fx.iconst(cols as i64);
+        fx.for_range(z, n, 1, |fx, _| {
+            let (src, t, d) = (fx.get(sv), fx.get(tp), fx.get(dp));
+            let off = fx.load(types::I64, t, 0);
+            let at = fx.add(src, off);
+            let x = fx.load(types::F32, at, 0);
+            fx.store(x, d, 0);
+            let (t, d) = (fx.b.ins().iadd_imm_s(t, 8), fx.b.ins().iadd_imm_s(d, F));
+            fx.set(tp, t);
+            fx.set(dp, d);
+            // Keep the row's base in a block parameter too.
+            fx.set(sv, src);
+        });
+    });
+}
+
+/// The row tiles of rows `[0, rows)` of one column panel: A's rows `a_row` bytes apart
+/// from `a` (its K block's first column), B the gathered block, C's rows `ldc` apart
+/// from `c_panel`.
+struct Tiles<'a> {
+    c: &'a ConvGemm,
+    family: &'a dyn KernelFamily,
+    rows: i64,
+    a_row: i64,
+    ldc: i64,
+    block: Value,
+    /// `mr × nr` floats for an edge tile the family does not run.
+    stack: Value,
+}
+
+impl Tiles<'_> {
+    fn spec(&self, rows: TileRows, cols: usize) -> TileSpec<'static> {
+        TileSpec {
+            shape: self.c.tile,
+            rows,
+            cols,
+            a: ARead::InPlace { k_contiguous: true },
+            copy_a: false,
+            copy_b: false,
+            epilogue: &[],
+        }
+    }
+
+    fn args(&self, fx: &mut Fx, a: Value, kb: Value, c: Value, accumulate: Value, cols: usize) -> TileArgs {
+        let nr = self.c.tile.nr() as i64;
+        let ldc = fx.iconst(self.ldc);
+        TileArgs {
+            a: ARows::Uniform { base: a, stride: self.a_row },
+            a_step: Step::Static(F),
+            b_panel: self.block,
+            b_step: Step::Static(nr * F),
+            kb,
+            c,
+            ldc,
+            accumulate,
+            cols,
+            finish: None,
+            copy_a: None,
+            copy_b: None,
+            rows: None,
+        }
+    }
+
+    fn tile(&self, fx: &mut Fx, rows: TileRows, args: &TileArgs) {
+        let op = MicroOp::Tile(self.spec(rows, args.cols));
+        match self.family.kernel_for(&op) {
+            Some(kernels) => kernels.emit(fx, &op, &MicroArgs::Tile(args)),
+            None => cranelift::emit_tile(fx, self.c.tile, args),
+        }
+    }
+
+    fn run(&self, fx: &mut Fx, a: Value, kb: Value, c_panel: Value, accumulate: Value, cols: usize) {
+        let mr = self.c.tile.mr as i64;
+        let whole = self.rows / mr * mr;
+        for i in (0..whole).step_by(mr as usize) {
+            let ai = fx.b.ins().iadd_imm_s(a, i * self.a_row);
+            let ci = fx.b.ins().iadd_imm_s(c_panel, i * self.ldc);
+            let args = self.args(fx, ai, kb, ci, accumulate, cols);
+            self.tile(fx, TileRows::All, &args);
+        }
+        let left = self.rows - whole;
+        if left == 0 {
+            return;
+        }
+        let ai = fx.b.ins().iadd_imm_s(a, whole * self.a_row);
+        let ci = fx.b.ins().iadd_imm_s(c_panel, whole * self.ldc);
+        if self.family.runs(&MicroOp::Tile(self.spec(TileRows::Edge, cols))) {
+            let mut args = self.args(fx, ai, kb, ci, accumulate, cols);
+            args.rows = Some(fx.iconst(left));
+            return self.tile(fx, TileRows::Edge, &args);
+        }
+        // A whole tile of rows clamped to the last, into the stack, then its valid rows.
+        let nr = self.c.tile.nr() as i64;
+        let rows: Vec<Value> = (0..mr).map(|r| fx.b.ins().iadd_imm_s(ai, r.min(left - 1) * self.a_row)).collect();
+        let no = fx.b.ins().iconst(types::I8, 0);
+        let mut args = self.args(fx, ai, kb, self.stack, no, nr as usize);
+        args.a = ARows::Each(rows);
+        args.ldc = fx.iconst(nr * F);
+        cranelift::emit_tile(fx, self.c.tile, &args);
+        for r in 0..left {
+            for j in 0..cols as i64 {
+                let x = fx.load(types::F32, self.stack, ((r * nr + j) * F) as i32);
+                let at = (r * self.ldc + j * F) as i32;
+                let old = fx.load(types::F32, ci, at);
+                let sum = fx.b.ins().fadd(old, x);
+                let y = fx.b.ins().select(accumulate, sum, x);
+                fx.store(y, ci, at);
+            }
+        }
+    }
+}
+
+/// The gathered K block on the stack, zeroed once so the columns past a partial
+/// panel's stay zero.
+fn block_buffer(fx: &mut Fx, c: &ConvGemm) -> Value {
+    let bytes = c.kc as i64 * c.tile.nr() as i64 * F;
+    let raw = fx.stack_buffer((bytes + 64) as u32);
+    let raw = fx.b.ins().iadd_imm_s(raw, 63);
+    let block = fx.b.ins().band_imm_s(raw, -64);
+    let zero = fx.b.ins().f32const(0.0);
+    let z = fx.iconst(0);
+    let end = fx.iconst(bytes);
+    fx.for_range(z, end, F, |fx, i| {
+        let at = fx.add(block, i);
+        fx.store(zero, at, 0);
+    });
+    block
+}
+
+pub(crate) fn emit(fx: &mut Fx, c: &ConvGemm, family: &dyn KernelFamily) {
+    match c.op {
+        ConvGemmOp::Forward => emit_forward(fx, c, family),
+        ConvGemmOp::Filter => emit_filter(fx, c, family),
+    }
+}
+
+/// `len` floats from `src` to `dst`: four at a time, then one at a time. The
+/// pointers are loop-carried: addresses derived in the loop from values computed
+/// outside it would be recomputed there (Cranelift rematerializes them).
+fn copy_floats(fx: &mut Fx, src: Value, dst: Value, len: Value) {
+    let (sp, dp) = (fx.var(PTR, src), fx.var(PTR, dst));
+    let z = fx.iconst(0);
+    let bytes = fx.mul_imm(len, F);
+    let step = |fx: &mut Fx, ty: Type, bytes: i64| {
+        let (s, d) = (fx.get(sp), fx.get(dp));
+        let x = fx.load(ty, s, 0);
+        fx.store(x, d, 0);
+        let (s, d) = (fx.b.ins().iadd_imm_s(s, bytes), fx.b.ins().iadd_imm_s(d, bytes));
+        fx.set(sp, s);
+        fx.set(dp, d);
+    };
+    let rest = fx.for_whole_steps(z, bytes, 4 * F, |fx, _| step(fx, types::F32X4, 4 * F));
+    fx.for_range(rest, bytes, F, |fx, _| step(fx, types::F32, F));
+}
+
+/// `len` floats from `src`, one every `src_step` bytes, to `dst`, one every
+/// `dst_step` bytes: four per iteration, then one (loop-carried pointers, as in
+/// `copy_floats`).
+fn copy_strided(fx: &mut Fx, (src, src_step): (Value, i64), (dst, dst_step): (Value, i64), len: Value) {
+    let (sp, dp) = (fx.var(PTR, src), fx.var(PTR, dst));
+    let step = |fx: &mut Fx, count: i64| {
+        let (s, d) = (fx.get(sp), fx.get(dp));
+        for i in 0..count {
+            let x = fx.load(types::F32, s, (i * src_step) as i32);
+            fx.store(x, d, (i * dst_step) as i32);
+        }
+        let (s, d) = (fx.b.ins().iadd_imm_s(s, count * src_step), fx.b.ins().iadd_imm_s(d, count * dst_step));
+        fx.set(sp, s);
+        fx.set(dp, d);
+    };
+    let z = fx.iconst(0);
+    let rest = fx.for_whole_steps(z, len, 4, |fx, _| step(fx, 4));
+    fx.for_range(rest, len, 1, |fx, _| step(fx, 1));
+}
+
+/// `body(len, column, output)` for each run of outputs among grid positions
+/// `[from, to)` (at most one per grid row): its length, and the byte offsets of its
+/// first position from grid position `from` and in the output plane.
+fn for_output_runs(fx: &mut Fx, c: &ConvGemm, from: Value, to: Value, body: &dyn Fn(&mut Fx, Value, Value, Value)) {
+    let (row, o2) = (c.grid.expect("a grid product") as i64, c.geometry.output[2] as i64);
+    let first = fx.b.ins().udiv_imm_u(from, row);
+    let last = fx.b.ins().iadd_imm_s(to, -1);
+    let last = fx.b.ins().udiv_imm_u(last, row);
+    let end = fx.b.ins().iadd_imm_s(last, 1);
+    fx.for_range(first, end, 1, |fx, r| {
+        let start = fx.mul_imm(r, row);
+        let lo = fx.b.ins().smax(start, from);
+        let outputs_end = fx.b.ins().iadd_imm_s(start, o2);
+        let hi = fx.min(outputs_end, to);
+        let some = fx.lt(lo, hi);
+        fx.if_then(some, |fx| {
+            let len = fx.b.ins().isub(hi, lo);
+            let column = fx.b.ins().isub(lo, from);
+            let column = fx.mul_imm(column, F);
+            // Grid position (r, j) is output (r, j): r·(row − O₂) positions fewer.
+            let skipped = fx.mul_imm(r, row - o2);
+            let output = fx.b.ins().isub(lo, skipped);
+            let output = fx.mul_imm(output, F);
+            body(fx, len, column, output);
+        });
+    });
+}
+
+/// `len` floats of each of `rows` rows, from rows `src.1` bytes apart to rows `dst.1`
+/// bytes apart.
+fn copy_rows(fx: &mut Fx, rows: u64, src: (Value, i64), dst: (Value, i64), len: Value) {
+    let z = fx.iconst(0);
+    let end = fx.iconst(rows as i64);
+    fx.for_range(z, end, 1, |fx, m| {
+        let s = fx.mul_imm(m, src.1);
+        let s = fx.add(src.0, s);
+        let d = fx.mul_imm(m, dst.1);
+        let d = fx.add(dst.0, d);
+        copy_floats(fx, s, d, len);
+    });
+}
+
+/// Items `(n, g, q)`: `y[n, g·mg + m, p] = Σ_k w[g·mg + m, k]·window(n, g, k, p)` for
+/// the output positions `p` of column panel `q`.
+fn emit_forward(fx: &mut Fx, c: &ConvGemm, family: &dyn KernelFamily) {
+    let w = &c.geometry;
+    let (nr, kc) = (c.tile.nr() as i64, c.kc as i64);
+    let depth = (w.cg * prod(&w.kernel)) as i64;
+    let (outputs, positions) = (prod(&w.output) as i64, c.positions() as i64);
+    let panels = (positions + nr - 1) / nr;
+    let plane = prod(&c.read_dims()) as i64;
+    let (c_in, c_out) = (w.channels_in() as i64, w.channels_out() as i64);
+    let block = block_buffer(fx, c);
+    let table = fx.stack_buffer((nr * 8) as u32);
+    let stack = fx.stack_buffer((c.tile.mr as i64 * nr * F) as u32);
+    // Over the grid the tiles write a panel of C on the stack, whose outputs are then
+    // copied out; else C itself.
+    let staged = c.grid.map(|_| fx.stack_buffer((w.mg as i64 * nr * F) as u32));
+    let ldc = if staged.is_some() { nr * F } else { outputs * F };
+    let tiles = Tiles { c, family, rows: w.mg as i64, a_row: depth * F, ldc, block, stack };
+    let input = fx.slot(c.padded.unwrap_or(c.input));
+    let (a_slot, out) = (fx.slot(c.a), fx.slot(c.out));
+    let (begin, end) = (fx.begin, fx.end);
+    fx.for_range(begin, end, 1, |fx, item| {
+        let q = fx.b.ins().urem_imm_u(item, panels);
+        let ng = fx.b.ins().udiv_imm_u(item, panels);
+        let n = fx.b.ins().udiv_imm_u(ng, w.groups as i64);
+        let g = fx.b.ins().urem_imm_u(ng, w.groups as i64);
+        let first = fx.mul_imm(n, c_in);
+        let gc = fx.mul_imm(g, w.cg as i64);
+        let first = fx.add(first, gc);
+        let planes_at = fx.mul_imm(first, plane * F);
+        let planes_at = fx.add(input, planes_at);
+        let a = fx.mul_imm(g, w.mg as i64 * depth * F);
+        let a = fx.add(a_slot, a);
+        let rows = fx.mul_imm(n, c_out);
+        let gm = fx.mul_imm(g, w.mg as i64);
+        let rows = fx.add(rows, gm);
+        let y_rows = fx.mul_imm(rows, outputs * F);
+        let y_rows = fx.add(out, y_rows);
+        let p0 = fx.mul_imm(q, nr);
+        let panel = |fx: &mut Fx, cols: usize| {
+            if c.grid.is_none() {
+                offset_table(fx, table, p0, cols, &|fx, p| position_offset(fx, c, p));
+            }
+            let c_panel = match staged {
+                Some(panel) => panel,
+                None => {
+                    let at = fx.mul_imm(p0, F);
+                    fx.add(y_rows, at)
+                }
+            };
+            let z = fx.iconst(0);
+            let k_end = fx.iconst(depth);
+            fx.for_range(z, k_end, kc, |fx, k0| {
+                let left = fx.b.ins().isub(k_end, k0);
+                let kc_v = fx.iconst(kc);
+                let kb = fx.min(left, kc_v);
+                let row_base = |fx: &mut Fx, r: Value| {
+                    let k = fx.add(k0, r);
+                    let off = tap_offset(fx, c, k);
+                    let off = fx.mul_imm(off, F);
+                    fx.add(planes_at, off)
+                };
+                match c.grid {
+                    // K row k of the panel: `cols` floats from its tap's first.
+                    Some(_) => {
+                        let z = fx.iconst(0);
+                        let cols_v = fx.iconst(cols as i64);
+                        let q0 = fx.mul_imm(p0, F);
+                        fx.for_range(z, kb, 1, |fx, r| {
+                            let src = row_base(fx, r);
+                            let src = fx.add(src, q0);
+                            let dst = fx.mul_imm(r, nr * F);
+                            let dst = fx.add(block, dst);
+                            copy_floats(fx, src, dst, cols_v);
+                        });
+                    }
+                    None => gather(fx, block, nr, kb, cols, table, &row_base),
+                }
+                let ak = fx.mul_imm(k0, F);
+                let ak = fx.add(a, ak);
+                let accumulate = fx.b.ins().icmp_imm_s(IntCC::NotEqual, k0, 0);
+                tiles.run(fx, ak, kb, c_panel, accumulate, cols);
+            });
+            let Some(panel) = staged else { return };
+            // The panel's outputs, run by run of a grid row.
+            let to = fx.b.ins().iadd_imm_s(p0, cols as i64);
+            for_output_runs(fx, c, p0, to, &|fx, len, column, output| {
+                let (src, dst) = (fx.add(panel, column), fx.add(y_rows, output));
+                copy_rows(fx, w.mg, (src, nr * F), (dst, outputs * F), len);
+            });
+        };
+        split_panels(fx, q, positions, nr, panel);
+    });
+}
+
+/// `panel(nr)` for the full panels, `panel(rem)` for the partial last one (`q` the
+/// panel of `len` columns).
+fn split_panels(fx: &mut Fx, q: Value, len: i64, nr: i64, panel: impl Fn(&mut Fx, usize)) {
+    let full = len / nr;
+    let rem = (len - full * nr) as usize;
+    if rem == 0 {
+        return panel(fx, nr as usize);
+    }
+    let is_full = fx.b.ins().icmp_imm_s(IntCC::SignedLessThan, q, full);
+    fx.if_else(is_full, |fx| panel(fx, nr as usize), |fx| panel(fx, rem));
+}
+
+/// Items `(g, q)`: `dw[g·mg + m, k] = Σ_n Σ_p dy[n, g·mg + m, p]·window(n, g, k, p)`
+/// for the columns `k` of panel `q`, the images and their K blocks in order. Over the
+/// grid, a K block of dy is staged on the stack with zeros at the grid positions that
+/// are not outputs (whose terms are then `0·x`, adding nothing for a finite `x`).
+fn emit_filter(fx: &mut Fx, c: &ConvGemm, family: &dyn KernelFamily) {
+    let w = &c.geometry;
+    let (nr, kc) = (c.tile.nr() as i64, c.kc as i64);
+    let depth = (w.cg * prod(&w.kernel)) as i64;
+    let (outputs, positions) = (prod(&w.output) as i64, c.positions() as i64);
+    let plane = prod(&c.read_dims()) as i64;
+    let (c_in, c_out) = (w.channels_in() as i64, w.channels_out() as i64);
+    let panels = (depth + nr - 1) / nr;
+    let block = block_buffer(fx, c);
+    let table = fx.stack_buffer((nr * 8) as u32);
+    let stack = fx.stack_buffer((c.tile.mr as i64 * nr * F) as u32);
+    let staged = c.grid.map(|_| fx.stack_buffer((w.mg as i64 * kc * F) as u32));
+    let a_row = if staged.is_some() { kc * F } else { outputs * F };
+    let tiles = Tiles { c, family, rows: w.mg as i64, a_row, ldc: depth * F, block, stack };
+    let input = fx.slot(c.padded.unwrap_or(c.input));
+    let (dy, out) = (fx.slot(c.a), fx.slot(c.out));
+    let batch = fx.sz(w.batch);
+    let (begin, end) = (fx.begin, fx.end);
+    fx.for_range(begin, end, 1, |fx, item| {
+        let g = fx.b.ins().udiv_imm_u(item, panels);
+        let q = fx.b.ins().urem_imm_u(item, panels);
+        let col0 = fx.mul_imm(q, nr);
+        let dw = fx.mul_imm(g, w.mg as i64 * depth);
+        let dw = fx.add(dw, col0);
+        let dw = fx.mul_imm(dw, F);
+        let c_panel = fx.add(out, dw);
+        let panel = |fx: &mut Fx, cols: usize| {
+            offset_table(fx, table, col0, cols, &|fx, k| tap_offset(fx, c, k));
+            // No images: the sum is zero.
+            let empty = fx.b.ins().icmp_imm_s(IntCC::Equal, batch, 0);
+            fx.if_then(empty, |fx| {
+                let zero = fx.b.ins().f32const(0.0);
+                let z = fx.iconst(0);
+                let rows = fx.iconst(w.mg as i64);
+                fx.for_range(z, rows, 1, |fx, r| {
+                    let row = fx.mul_imm(r, depth * F);
+                    let row = fx.add(c_panel, row);
+                    for j in 0..cols as i32 {
+                        fx.store(zero, row, j * F as i32);
+                    }
+                });
+            });
+            let z = fx.iconst(0);
+            fx.for_range(z, batch, 1, |fx, n| {
+                let first = fx.mul_imm(n, c_in);
+                let gc = fx.mul_imm(g, w.cg as i64);
+                let first = fx.add(first, gc);
+                let planes_at = fx.mul_imm(first, plane * F);
+                let planes_at = fx.add(input, planes_at);
+                let rows = fx.mul_imm(n, c_out);
+                let gm = fx.mul_imm(g, w.mg as i64);
+                let rows = fx.add(rows, gm);
+                let a_rows = fx.mul_imm(rows, outputs * F);
+                let a_rows = fx.add(dy, a_rows);
+                let z = fx.iconst(0);
+                let p_end = fx.iconst(positions);
+                fx.for_range(z, p_end, kc, |fx, p0| {
+                    let left = fx.b.ins().isub(p_end, p0);
+                    let kc_v = fx.iconst(kc);
+                    let kb = fx.min(left, kc_v);
+                    let a = match staged {
+                        Some(a_block) => {
+                            stage_dy(fx, c, a_block, a_rows, p0, kb);
+                            // Column j of the block: the run of tap j from grid position p0.
+                            let z = fx.iconst(0);
+                            let cols_v = fx.iconst(cols as i64);
+                            let q0 = fx.mul_imm(p0, F);
+                            fx.for_range(z, cols_v, 1, |fx, j| {
+                                let t = fx.mul_imm(j, 8);
+                                let t = fx.add(table, t);
+                                let off = fx.load(types::I64, t, 0);
+                                let src = fx.add(planes_at, off);
+                                let src = fx.add(src, q0);
+                                let dst = fx.mul_imm(j, F);
+                                let dst = fx.add(block, dst);
+                                copy_strided(fx, (src, F), (dst, nr * F), kb);
+                            });
+                            a_block
+                        }
+                        None => {
+                            gather(fx, block, nr, kb, cols, table, &|fx, r| {
+                                let p = fx.add(p0, r);
+                                let off = position_offset(fx, c, p);
+                                let off = fx.mul_imm(off, F);
+                                fx.add(planes_at, off)
+                            });
+                            let ak = fx.mul_imm(p0, F);
+                            fx.add(a_rows, ak)
+                        }
+                    };
+                    let later_image = fx.b.ins().icmp_imm_s(IntCC::NotEqual, n, 0);
+                    let later_block = fx.b.ins().icmp_imm_s(IntCC::NotEqual, p0, 0);
+                    let accumulate = fx.b.ins().bor(later_image, later_block);
+                    tiles.run(fx, a, kb, c_panel, accumulate, cols);
+                });
+            });
+        };
+        split_panels(fx, q, depth, nr, panel);
+    });
+}
+
+/// The filter gradient's K block of dy over the grid, `[mg][kc]` at `a_block`: grid
+/// positions `[p0, p0 + kb)` of every output channel of the group, zero where they are
+/// not outputs.
+fn stage_dy(fx: &mut Fx, c: &ConvGemm, a_block: Value, a_rows: Value, p0: Value, kb: Value) {
+    let w = &c.geometry;
+    let (kc, outputs) = (c.kc as i64, prod(&w.output) as i64);
+    let zero = fx.b.ins().f32const(0.0);
+    let z = fx.iconst(0);
+    let m_end = fx.iconst(w.mg as i64);
+    fx.for_range(z, m_end, 1, |fx, m| {
+        let dst = fx.mul_imm(m, kc * F);
+        let dst = fx.add(a_block, dst);
+        let z = fx.iconst(0);
+        fx.for_range(z, kb, 1, |fx, r| {
+            let d = fx.mul_imm(r, F);
+            let d = fx.add(dst, d);
+            fx.store(zero, d, 0);
+        });
+    });
+    let to = fx.add(p0, kb);
+    for_output_runs(fx, c, p0, to, &|fx, len, column, output| {
+        let (src, dst) = (fx.add(a_rows, output), fx.add(a_block, column));
+        copy_rows(fx, w.mg, (src, outputs * F), (dst, kc * F), len);
+    });
+}
