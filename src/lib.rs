@@ -4,6 +4,7 @@
 //! workspace crates, re-exported here: [`ir`] (the graph IR), [`onnx`] (import and
 //! export), [`interp`] (the reference interpreter).
 
+pub mod cnn;
 pub mod mlp;
 pub mod npy;
 pub mod summary;

@@ -46,6 +46,19 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Build LeNet-5 (two 5×5 convolutions with ReLU and max pooling, dense layers
+    /// 400-120-84-CLASSES) for [N, 1, 28, 28] images with seeded weights and write it as ONNX.
+    NewCnn {
+        #[arg(long, default_value_t = 10)]
+        classes: usize,
+        #[arg(long, value_enum, default_value = "he")]
+        init: Init,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where to write the model.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Import and verify a model, then print a summary or the IR.
     Compile {
         model: PathBuf,
@@ -340,6 +353,12 @@ fn run(command: Command) -> Result<()> {
     match command {
         Command::NewMlp { layers, activation, init, seed, layout, output } => {
             let graph = build_mlp(&MlpSpec { layers, activation, init, seed, layout })?;
+            nnc_onnx::write_file(&graph, &output, &nnc_onnx::ExportOptions::default())?;
+            eprintln!("wrote {}", output.display());
+            Ok(())
+        }
+        Command::NewCnn { classes, init, seed, output } => {
+            let graph = nnc::cnn::build_lenet5(&nnc::cnn::CnnSpec { classes, init, seed })?;
             nnc_onnx::write_file(&graph, &output, &nnc_onnx::ExportOptions::default())?;
             eprintln!("wrote {}", output.display());
             Ok(())

@@ -644,3 +644,26 @@ fn convolutions_and_pooling_that_do_not_fit_their_input() {
         assert_eq!(import_err(&m), want);
     }
 }
+
+#[test]
+fn batch_norm_statistics_outputs_before_opset_14() {
+    let stats = ["scale", "b", "mean", "var"].map(|n| raw_f32(n, &[4], &[1.0; 4]));
+    let graph = |outputs: &[&str]| GraphProto {
+        name: "bn".into(),
+        input: vec![f32_input("x", &[D::P("N"), D::V(4), D::V(6), D::V(6)])],
+        output: vec![f32_input("y", &[D::P("N")])],
+        node: vec![node("BatchNormalization", "bn", &["x", "scale", "b", "mean", "var"], outputs, vec![])],
+        initializer: stats.to_vec(),
+        ..Default::default()
+    };
+    assert_eq!(
+        import_err(&model(13, graph(&["y", "rm", "rv"]))),
+        "node \"bn\" BatchNormalization (opset 13): BatchNormalization's training form (batch statistics, running-statistics \
+         outputs) is supported from opset 14, with training_mode=1"
+    );
+    assert_eq!(
+        import_err(&model(15, graph(&["y", "rm"]))),
+        "node \"bn\" BatchNormalization (opset 15): BatchNormalization's training form (batch statistics, running-statistics \
+         outputs) is supported from opset 14, with training_mode=1"
+    );
+}

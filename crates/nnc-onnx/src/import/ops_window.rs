@@ -1,12 +1,13 @@
 //! Conv, ConvTranspose, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool and
-//! BatchNormalization (inference form).
+//! BatchNormalization (inference and training forms).
 //!
 //! Opset changes: MaxPool gained `dilations`, `ceil_mode` (and `storage_order`, with
 //! the `Indices` output, at 8) at 10; AveragePool `count_include_pad` at 7,
 //! `ceil_mode` at 10 and `dilations` at 19; the others changed only their types.
 //! `auto_pad` (`SAME_UPPER`, `SAME_LOWER`, `VALID`) is resolved into explicit pads
 //! here, since the input sizes are static. BatchNormalization lost `spatial` and
-//! `is_test` at 7/9 and gained `training_mode` at 14; training mode is refused.
+//! `is_test` at 7/9 and gained `training_mode` at 14; training mode is imported from
+//! opset 14 (batch statistics, and the running ones as the optional outputs).
 
 use super::{Ctx, Importer};
 use crate::OnnxError;
@@ -306,9 +307,11 @@ impl Importer {
             false
         };
         let extra_outputs = ctx.node.output.iter().skip(1).any(|s| !s.is_empty());
-        if training || extra_outputs {
+        // Before opset 14 training was told by the outputs (mean, var, saved mean and
+        // var), whose meaning changed with the opsets: not supported.
+        if (training || extra_outputs) && !(training && ctx.opset >= 14) {
             return Err(ctx.err(
-                "BatchNormalization in training mode (batch statistics, running-statistics outputs) is not supported",
+                "BatchNormalization's training form (batch statistics, running-statistics outputs) is supported from opset 14, with training_mode=1",
             ));
         }
         if ctx.opset < 9 && ctx.attr(attrs.int("spatial", 1))? == 0 {
@@ -336,6 +339,9 @@ impl Importer {
         let (scale, bias, mean, var) = (scale?, bias?, mean?, var?);
         let ix = self.ir(ctx, x)?;
         let e = self.emit_const(ctx, out, "epsilon", Tensor::scalar_f32(eps))?;
+        if training {
+            return self.batch_norm_training(ctx, (ix, r, channels), (scale, bias, mean, var), e);
+        }
         let var_eps = self.emit_tmp(ctx, out, "var_eps", Op::Binary(BinaryOp::Add), &[var, e])?;
         let std = self.emit_tmp(ctx, out, "std", Op::Unary(UnaryOp::Sqrt), &[var_eps])?;
         let centered = self.emit_tmp(ctx, out, "centered", Op::Binary(BinaryOp::Sub), &[ix, mean])?;
@@ -343,6 +349,47 @@ impl Importer {
         let scaled = self.emit_tmp(ctx, out, "scaled", Op::Binary(BinaryOp::Mul), &[normed, scale])?;
         let y = self.emit(ctx, out, Op::Binary(BinaryOp::Add), &[scaled, bias])?;
         self.define_ir(out, y);
+        Ok(())
+    }
+
+    /// Training mode (opset 14+): normalized by the batch's statistics over every axis
+    /// but the channels (the variance the population's, as ONNX's reference computes
+    /// it), and the running statistics `input·momentum + batch·(1 − momentum)` as the
+    /// optional second and third outputs.
+    fn batch_norm_training(
+        &mut self,
+        ctx: &Ctx,
+        (x, r, channels): (nnc_ir::ValueId, usize, usize),
+        (scale, bias, mean, var): (nnc_ir::ValueId, nnc_ir::ValueId, nnc_ir::ValueId, nnc_ir::ValueId),
+        eps: nnc_ir::ValueId,
+    ) -> Result<(), OnnxError> {
+        let out = ctx.out()?;
+        let momentum = ctx.attr(ctx.attrs().float("momentum", 0.9))?;
+        let axes: Vec<usize> = std::iter::once(0).chain(2..2 + r).collect();
+        let reduce = Op::Reduce { op: ReduceOp::Mean, axes, keep_dims: true };
+        let batch_mean = self.emit_tmp(ctx, out, "batch_mean", reduce.clone(), &[x])?;
+        let centered = self.emit_tmp(ctx, out, "centered", Op::Binary(BinaryOp::Sub), &[x, batch_mean])?;
+        let squares = self.emit_tmp(ctx, out, "squares", Op::Binary(BinaryOp::Mul), &[centered, centered])?;
+        let batch_var = self.emit_tmp(ctx, out, "batch_var", reduce, &[squares])?;
+        let var_eps = self.emit_tmp(ctx, out, "var_eps", Op::Binary(BinaryOp::Add), &[batch_var, eps])?;
+        let std = self.emit_tmp(ctx, out, "std", Op::Unary(UnaryOp::Sqrt), &[var_eps])?;
+        let normed = self.emit_tmp(ctx, out, "normalized", Op::Binary(BinaryOp::Div), &[centered, std])?;
+        let scaled = self.emit_tmp(ctx, out, "scaled", Op::Binary(BinaryOp::Mul), &[normed, scale])?;
+        let y = self.emit(ctx, out, Op::Binary(BinaryOp::Add), &[scaled, bias])?;
+        self.define_ir(out, y);
+        let keep = self.emit_const(ctx, out, "momentum", Tensor::scalar_f32(momentum))?;
+        let take = self.emit_const(ctx, out, "one_minus_momentum", Tensor::scalar_f32(1.0 - momentum))?;
+        let vector = Op::Reshape { shape: Shape::fixed(&[channels]) };
+        for (i, (running, batch)) in [(mean, batch_mean), (var, batch_var)].into_iter().enumerate() {
+            let Some(name) = ctx.node.output.get(i + 1).filter(|n| !n.is_empty()) else { continue };
+            let stat = ["mean", "var"][i];
+            let running = self.emit_tmp(ctx, name, &format!("running_{stat}"), vector.clone(), &[running])?;
+            let batch = self.emit_tmp(ctx, name, &format!("batch_{stat}"), vector.clone(), &[batch])?;
+            let kept = self.emit_tmp(ctx, name, "kept", Op::Binary(BinaryOp::Mul), &[running, keep])?;
+            let taken = self.emit_tmp(ctx, name, "taken", Op::Binary(BinaryOp::Mul), &[batch, take])?;
+            let new = self.emit(ctx, name, Op::Binary(BinaryOp::Add), &[kept, taken])?;
+            self.define_ir(name, new);
+        }
         Ok(())
     }
 }
