@@ -386,6 +386,18 @@ fn copy_strided(fx: &mut Fx, (src, src_step): (Value, i64), (dst, dst_step): (Va
 /// `[from, to)` (at most one per grid row): its length, and the byte offsets of its
 /// first position from grid position `from` and in the output plane.
 fn for_output_runs(fx: &mut Fx, c: &ConvGemm, from: Value, to: Value, body: &dyn Fn(&mut Fx, Value, Value, Value)) {
+    for_runs(fx, c, (from, to), (0, c.geometry.output[2] as i64), body)
+}
+
+/// `body(len, column, output)` for each run of grid positions `[from, to)` whose
+/// column in their grid row is in `[lo, hi)`: the outputs (`[0, O₂)`), or the rest.
+fn for_runs(
+    fx: &mut Fx,
+    c: &ConvGemm,
+    (from, to): (Value, Value),
+    (lo, hi): (i64, i64),
+    body: &dyn Fn(&mut Fx, Value, Value, Value),
+) {
     let (row, o2) = (c.grid.expect("a grid product") as i64, c.geometry.output[2] as i64);
     let first = fx.b.ins().udiv_imm_u(from, row);
     let last = fx.b.ins().iadd_imm_s(to, -1);
@@ -393,17 +405,18 @@ fn for_output_runs(fx: &mut Fx, c: &ConvGemm, from: Value, to: Value, body: &dyn
     let end = fx.b.ins().iadd_imm_s(last, 1);
     fx.for_range(first, end, 1, |fx, r| {
         let start = fx.mul_imm(r, row);
-        let lo = fx.b.ins().smax(start, from);
-        let outputs_end = fx.b.ins().iadd_imm_s(start, o2);
-        let hi = fx.min(outputs_end, to);
-        let some = fx.lt(lo, hi);
+        let run_start = fx.b.ins().iadd_imm_s(start, lo);
+        let run_start = fx.b.ins().smax(run_start, from);
+        let run_end = fx.b.ins().iadd_imm_s(start, hi);
+        let run_end = fx.min(run_end, to);
+        let some = fx.lt(run_start, run_end);
         fx.if_then(some, |fx| {
-            let len = fx.b.ins().isub(hi, lo);
-            let column = fx.b.ins().isub(lo, from);
+            let len = fx.b.ins().isub(run_end, run_start);
+            let column = fx.b.ins().isub(run_start, from);
             let column = fx.mul_imm(column, F);
             // Grid position (r, j) is output (r, j): r·(row − O₂) positions fewer.
             let skipped = fx.mul_imm(r, row - o2);
-            let output = fx.b.ins().isub(lo, skipped);
+            let output = fx.b.ins().isub(run_start, skipped);
             let output = fx.mul_imm(output, F);
             body(fx, len, column, output);
         });
@@ -490,14 +503,20 @@ fn emit_forward(fx: &mut Fx, c: &ConvGemm, family: &dyn KernelFamily) {
                     // K row k of the panel: `cols` floats from its tap's first.
                     Some(_) => {
                         let z = fx.iconst(0);
-                        let cols_v = fx.iconst(cols as i64);
                         let q0 = fx.mul_imm(p0, F);
                         fx.for_range(z, kb, 1, |fx, r| {
                             let src = row_base(fx, r);
                             let src = fx.add(src, q0);
                             let dst = fx.mul_imm(r, nr * F);
                             let dst = fx.add(block, dst);
-                            copy_floats(fx, src, dst, cols_v);
+                            for i in (0..cols as i32 / 4 * 4).step_by(4) {
+                                let x = fx.load(types::F32X4, src, i * F as i32);
+                                fx.store(x, dst, i * F as i32);
+                            }
+                            for i in cols as i32 / 4 * 4..cols as i32 {
+                                let x = fx.load(types::F32, src, i * F as i32);
+                                fx.store(x, dst, i * F as i32);
+                            }
                         });
                     }
                     None => gather(fx, block, nr, kb, cols, table, &row_base),
@@ -598,20 +617,7 @@ fn emit_filter(fx: &mut Fx, c: &ConvGemm, family: &dyn KernelFamily) {
                     let a = match staged {
                         Some(a_block) => {
                             stage_dy(fx, c, a_block, a_rows, p0, kb);
-                            // Column j of the block: the run of tap j from grid position p0.
-                            let z = fx.iconst(0);
-                            let cols_v = fx.iconst(cols as i64);
-                            let q0 = fx.mul_imm(p0, F);
-                            fx.for_range(z, cols_v, 1, |fx, j| {
-                                let t = fx.mul_imm(j, 8);
-                                let t = fx.add(table, t);
-                                let off = fx.load(types::I64, t, 0);
-                                let src = fx.add(planes_at, off);
-                                let src = fx.add(src, q0);
-                                let dst = fx.mul_imm(j, F);
-                                let dst = fx.add(block, dst);
-                                copy_strided(fx, (src, F), (dst, nr * F), kb);
-                            });
+                            transpose_runs(fx, (planes_at, p0), table, (block, nr), kb, cols);
                             a_block
                         }
                         None => {
@@ -636,26 +642,82 @@ fn emit_filter(fx: &mut Fx, c: &ConvGemm, family: &dyn KernelFamily) {
     });
 }
 
+/// Rows this many at a time in `transpose_runs`: the rows of the block they write
+/// (a few KiB) stay in L1 while every column is copied into them.
+const TRANSPOSE_ROWS: i64 = 8;
+
+/// The filter gradient's B block over the grid: column `j` is the run of tap `j`
+/// (`table[j]` bytes into the planes) from grid position `p0`, row `r` grid position
+/// `p0 + r`. Copied a few rows for all columns at a time: column by column, the
+/// stores `nr` floats apart would evict each other from L1 before the next column.
+fn transpose_runs(
+    fx: &mut Fx,
+    (planes, p0): (Value, Value),
+    table: Value,
+    (block, nr): (Value, i64),
+    kb: Value,
+    cols: usize,
+) {
+    let chunk = |fx: &mut Fx, r0: Value, rows: Option<Value>| {
+        let q = fx.add(p0, r0);
+        let q = fx.mul_imm(q, F);
+        let src_rows = fx.add(planes, q);
+        let dst_rows = fx.mul_imm(r0, nr * F);
+        let dst_rows = fx.add(block, dst_rows);
+        let (tp, dp) = (fx.var(PTR, table), fx.var(PTR, dst_rows));
+        let z = fx.iconst(0);
+        let n = fx.iconst(cols as i64);
+        fx.for_range(z, n, 1, |fx, _| {
+            let (t, d) = (fx.get(tp), fx.get(dp));
+            let off = fx.load(types::I64, t, 0);
+            let src = fx.add(src_rows, off);
+            match rows {
+                None => {
+                    for r in 0..TRANSPOSE_ROWS {
+                        let x = fx.load(types::F32, src, (r * F) as i32);
+                        fx.store(x, d, (r * nr * F) as i32);
+                    }
+                }
+                Some(rows) => copy_strided(fx, (src, F), (d, nr * F), rows),
+            }
+            let (t, d) = (fx.b.ins().iadd_imm_s(t, 8), fx.b.ins().iadd_imm_s(d, F));
+            fx.set(tp, t);
+            fx.set(dp, d);
+        });
+    };
+    let z = fx.iconst(0);
+    let rest = fx.for_whole_steps(z, kb, TRANSPOSE_ROWS, |fx, r0| chunk(fx, r0, None));
+    let left = fx.b.ins().isub(kb, rest);
+    let some = fx.b.ins().icmp_imm_s(IntCC::NotEqual, left, 0);
+    fx.if_then(some, |fx| chunk(fx, rest, Some(left)));
+}
+
 /// The filter gradient's K block of dy over the grid, `[mg][kc]` at `a_block`: grid
 /// positions `[p0, p0 + kb)` of every output channel of the group, zero where they are
 /// not outputs.
 fn stage_dy(fx: &mut Fx, c: &ConvGemm, a_block: Value, a_rows: Value, p0: Value, kb: Value) {
     let w = &c.geometry;
     let (kc, outputs) = (c.kc as i64, prod(&w.output) as i64);
-    let zero = fx.b.ins().f32const(0.0);
-    let z = fx.iconst(0);
-    let m_end = fx.iconst(w.mg as i64);
-    fx.for_range(z, m_end, 1, |fx, m| {
-        let dst = fx.mul_imm(m, kc * F);
-        let dst = fx.add(a_block, dst);
+    let to = fx.add(p0, kb);
+    // Zeros at the grid positions past each row's outputs.
+    let row = c.grid.expect("a grid product") as i64;
+    for_runs(fx, c, (p0, to), (w.output[2] as i64, row), &|fx, len, column, _| {
+        let zero = fx.b.ins().f32const(0.0);
         let z = fx.iconst(0);
-        fx.for_range(z, kb, 1, |fx, r| {
-            let d = fx.mul_imm(r, F);
-            let d = fx.add(dst, d);
-            fx.store(zero, d, 0);
+        let m_end = fx.iconst(w.mg as i64);
+        fx.for_range(z, m_end, 1, |fx, m| {
+            let d = fx.mul_imm(m, kc * F);
+            let d = fx.add(a_block, d);
+            let d = fx.add(d, column);
+            let (dp, z) = (fx.var(PTR, d), fx.iconst(0));
+            fx.for_range(z, len, 1, |fx, _| {
+                let d = fx.get(dp);
+                fx.store(zero, d, 0);
+                let d = fx.b.ins().iadd_imm_s(d, F);
+                fx.set(dp, d);
+            });
         });
     });
-    let to = fx.add(p0, kb);
     for_output_runs(fx, c, p0, to, &|fx, len, column, output| {
         let (src, dst) = (fx.add(a_rows, output), fx.add(a_block, column));
         copy_rows(fx, w.mg, (src, outputs * F), (dst, kc * F), len);

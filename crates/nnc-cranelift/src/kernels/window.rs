@@ -192,6 +192,23 @@ fn zero_plane(fx: &mut Fx, base: Value, len: i64) {
     });
 }
 
+/// `a cc b ? x : y` for f32 values without a branch: Cranelift lowers a select of
+/// floats on a float comparison to a jump, which max pooling's data-dependent
+/// comparisons mispredict half the time; on the values' bits it is a `cmov`.
+fn select_f32(fx: &mut Fx, cc: FloatCC, (a, b): (Value, Value), (x, y): (Value, Value)) -> Value {
+    let cond = fx.b.ins().fcmp(cc, a, b);
+    let cond = fx.b.ins().uextend(types::I64, cond);
+    select_bits(fx, cond, x, y)
+}
+
+/// `cond != 0 ? x : y` for f32 values, on their bits.
+fn select_bits(fx: &mut Fx, cond: Value, x: Value, y: Value) -> Value {
+    let flags = cranelift_codegen::ir::MemFlagsData::new();
+    let (xi, yi) = (fx.b.ins().bitcast(types::I32, flags, x), fx.b.ins().bitcast(types::I32, flags, y));
+    let bits = fx.b.ins().select(cond, xi, yi);
+    fx.b.ins().bitcast(types::F32, flags, bits)
+}
+
 /// `plane[p] += v`.
 fn accumulate(fx: &mut Fx, plane: Value, p: Value, v: Value) {
     let a = at(fx, plane, p);
@@ -354,10 +371,7 @@ pub(crate) fn emit(fx: &mut Fx, w: &WindowKernel) {
                     let a = fx.get(acc);
                     let a = match kind {
                         // Only a larger value replaces the best (NaN never does).
-                        PoolKind::Max => {
-                            let larger = fx.b.ins().fcmp(FloatCC::GreaterThan, v, a);
-                            fx.b.ins().select(larger, v, a)
-                        }
+                        PoolKind::Max => select_f32(fx, FloatCC::GreaterThan, (v, a), (v, a)),
                         PoolKind::Avg { .. } => fx.b.ins().fadd(a, v),
                     };
                     fx.set(acc, a);
@@ -405,7 +419,8 @@ pub(crate) fn emit(fx: &mut Fx, w: &WindowKernel) {
                             let zero = fx.iconst(0);
                             let first = fx.b.ins().icmp(IntCC::SignedLessThan, bp, zero);
                             let take = fx.b.ins().bor(larger, first);
-                            let nv = fx.b.ins().select(take, v, bv);
+                            let take = fx.b.ins().uextend(types::I64, take);
+                            let nv = select_bits(fx, take, v, bv);
                             let np = fx.b.ins().select(take, p, bp);
                             fx.set(best_v, nv);
                             fx.set(best_p, np);
