@@ -23,6 +23,9 @@ fn graph_2d() -> Graph {
   %dw: f32[6,2,3,2] = conv_backward_filter[kernel=[3,2], strides=[2,1], dilations=[1,2], pads=[1,1,0,2], groups=2] %x, %dy
   %dy1: f32[N,6,6,7] = input
   %dx1: f32[N,4,7,6] = conv_backward_data[kernel=[3,2], dilations=[1,2], pads=[1,1,0,2], groups=2, input=[7,6]] %dy1, %w
+  %wd: f32[4,1,3,3] = input
+  %yd: f32[N,4,7,6] = conv[kernel=[3,3], pads=[1,1,1,1], groups=4] %x, %wd
+  %yds: f32[N,4,4,3] = conv[kernel=[3,3], strides=[2,2], pads=[1,1,1,1], groups=4] %x, %wd
   %y1: f32[N,6,6,7] = conv[kernel=[3,2], dilations=[1,2], pads=[1,1,0,2], groups=2] %x, %w
   %dw1: f32[6,2,3,2] = conv_backward_filter[kernel=[3,2], dilations=[1,2], pads=[1,1,0,2], groups=2] %x, %dy1
   %m: f32[N,4,4,3] = max_pool[kernel=[2,2], strides=[2,2], ceil_mode] %x
@@ -30,7 +33,7 @@ fn graph_2d() -> Graph {
   %a: f32[N,4,7,6] = avg_pool[kernel=[3,3], pads=[1,1,1,1]] %x
   %ai: f32[N,4,7,6] = avg_pool[kernel=[3,3], pads=[1,1,1,1], count_include_pad] %x
   %da: f32[N,4,7,6] = avg_pool_backward[kernel=[3,3], pads=[1,1,1,1], count_include_pad, input=[7,6]] %ai
-  return %y, %dx, %dw, %dx1, %y1, %dw1, %m, %dm, %a, %ai, %da
+  return %y, %dx, %dw, %dx1, %y1, %dw1, %yd, %yds, %m, %dm, %a, %ai, %da
 }
 ",
     )

@@ -113,7 +113,19 @@ pub(super) fn phases<'p>(
         Body::Softmax(s) => (Size::ONE, vec![one(softmax::items(s), Box::new(move |fx| softmax::emit(fx, s)))]),
         Body::OneHot(h) => (Size::ONE, vec![one(onehot::items(h), Box::new(move |fx| onehot::emit(fx, h, status)))]),
         Body::Update(u) => (Size::ONE, vec![one(update::items(u), Box::new(move |fx| update::emit(fx, u)))]),
-        Body::Window(w) => (Size::ONE, vec![one(window::items(w), Box::new(move |fx| window::emit(fx, w)))]),
+        Body::Window(w) => {
+            let mut list = Vec::new();
+            if let Some(padded) = w.padded {
+                let plane: u64 = (0..3).map(|a| w.input[a] + w.pads_begin[a] + w.pads_end[a]).product();
+                let input = w.args[0];
+                let mut pad = one(conv::pad_items(w), Box::new(move |fx| conv::emit_pad_planes(fx, w, input, padded)));
+                pad.name = format!("{name}_pad");
+                pad.split = Split { align: 1, work: Size::fixed(COPY_WORK * plane) };
+                list.push(pad);
+            }
+            list.push(one(window::items(w), Box::new(move |fx| window::emit(fx, w))));
+            (Size::ONE, list)
+        }
         Body::ConvGemm(c) => {
             let mut list = Vec::new();
             if c.flip.is_some() {
@@ -124,7 +136,7 @@ pub(super) fn phases<'p>(
             if c.padded.is_some() {
                 // A plane: about a copy per padded element.
                 let plane: u64 = c.read_dims().iter().product();
-                let mut pad = one(conv::pad_items(c), Box::new(move |fx| conv::emit_pad(fx, c)));
+                let mut pad = one(conv::pad_items(&c.geometry), Box::new(move |fx| conv::emit_pad(fx, c)));
                 pad.name = format!("{name}_pad");
                 pad.split = Split { align: 1, work: Size::fixed(COPY_WORK * plane) };
                 list.push(pad);

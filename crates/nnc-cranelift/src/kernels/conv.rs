@@ -26,7 +26,7 @@ use crate::clif::{Fx, PTR};
 use crate::microkernel::{
     cranelift, ARead, ARows, KernelFamily, MicroArgs, MicroOp, Step, TileArgs, TileRows, TileSpec,
 };
-use crate::program::{ConvGemm, ConvGemmOp};
+use crate::program::{ConvGemm, ConvGemmOp, WindowKernel};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use nnc_ir::Size;
@@ -42,8 +42,8 @@ fn planes(batch: Size, per: u64) -> Size {
 }
 
 /// Work items of the pad phase: the input planes.
-pub(crate) fn pad_items(c: &ConvGemm) -> Size {
-    planes(c.geometry.batch, c.geometry.channels_in())
+pub(crate) fn pad_items(w: &WindowKernel) -> Size {
+    planes(w.batch, w.channels_in())
 }
 
 /// Work items of the product: column panels of every image and group (forward), of
@@ -68,24 +68,24 @@ pub(crate) fn item_work(c: &ConvGemm) -> Size {
 
 /// Copies input planes `[fx.begin, fx.end)` into zeroed padded planes.
 pub(crate) fn emit_pad(fx: &mut Fx, c: &ConvGemm) {
-    let Some(padded) = c.padded else { return };
-    let w = &c.geometry;
-    let (inp, pd) = (w.input, c.read_dims());
-    let (src_base, dst_base) = (fx.slot(c.input), fx.slot(padded));
+    if let Some(padded) = c.padded {
+        emit_pad_planes(fx, &c.geometry, c.input, padded);
+    }
+}
+
+/// Copies input planes `[fx.begin, fx.end)` of `w`'s input at `input` into zeroed
+/// planes padded by `w`'s pads at `padded`.
+pub(crate) fn emit_pad_planes(fx: &mut Fx, w: &WindowKernel, input: usize, padded: usize) {
+    let inp = w.input;
+    let pd: [u64; 3] = std::array::from_fn(|a| w.input[a] + w.pads_begin[a] + w.pads_end[a]);
+    let (src_base, dst_base) = (fx.slot(input), fx.slot(padded));
     let (begin, end) = (fx.begin, fx.end);
     fx.for_range(begin, end, 1, |fx, plane| {
         let src = fx.mul_imm(plane, prod(&inp) as i64 * F);
         let src = fx.add(src_base, src);
         let dst = fx.mul_imm(plane, prod(&pd) as i64 * F);
         let dst = fx.add(dst_base, dst);
-        let zero = fx.b.ins().f32const(0.0);
-        let z = fx.iconst(0);
-        let len = fx.iconst(prod(&pd) as i64);
-        fx.for_range(z, len, 1, |fx, i| {
-            let at = fx.mul_imm(i, F);
-            let at = fx.add(dst, at);
-            fx.store(zero, at, 0);
-        });
+        zero_floats(fx, dst, prod(&pd) as i64);
         let z = fx.iconst(0);
         let rows = fx.iconst((inp[0] * inp[1]) as i64);
         fx.for_range(z, rows, 1, |fx, r| {
@@ -101,12 +101,27 @@ pub(crate) fn emit_pad(fx: &mut Fx, c: &ConvGemm) {
             let p = fx.b.ins().iadd_imm_s(p, w.pads_begin[2] as i64);
             let p = fx.mul_imm(p, F);
             let dst_row = fx.add(dst, p);
-            for i in 0..inp[2] as i32 {
-                let x = fx.load(types::F32, src_row, i * F as i32);
-                fx.store(x, dst_row, i * F as i32);
-            }
+            let len = fx.iconst(inp[2] as i64);
+            copy_floats(fx, src_row, dst_row, len);
         });
     });
+}
+
+/// Zeroes `len` floats from `dst`: four at a time, then one at a time.
+fn zero_floats(fx: &mut Fx, dst: Value, len: i64) {
+    let zero = fx.b.ins().f32const(0.0);
+    let zeros = fx.b.ins().splat(types::F32X4, zero);
+    let dp = fx.var(PTR, dst);
+    let z = fx.iconst(0);
+    let end = fx.iconst(len * F);
+    let step = |fx: &mut Fx, x: Value, bytes: i64| {
+        let d = fx.get(dp);
+        fx.store(x, d, 0);
+        let d = fx.b.ins().iadd_imm_s(d, bytes);
+        fx.set(dp, d);
+    };
+    let rest = fx.for_whole_steps(z, end, 4 * F, |fx, _| step(fx, zeros, 4 * F));
+    fx.for_range(rest, end, F, |fx, _| step(fx, zero, F));
 }
 
 /// The data gradient's flipped weights: `w'[g·mg + c, m, k] = w[g·cg + m, c, K−1−k]`

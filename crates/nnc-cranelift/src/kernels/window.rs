@@ -218,6 +218,9 @@ fn accumulate(fx: &mut Fx, plane: Value, p: Value, v: Value) {
 }
 
 pub(crate) fn emit(fx: &mut Fx, w: &WindowKernel) {
+    if w.by_rows {
+        return emit_conv_rows(fx, w);
+    }
     let (is, os, ks) = (prod(&w.input), prod(&w.output), prod(&w.kernel));
     let (c_in, c_out) = (w.channels_in() as i64, w.channels_out() as i64);
     let args: Vec<Value> = w.args.iter().map(|&s| fx.slot(s)).collect();
@@ -470,6 +473,102 @@ fn for_kernel(fx: &mut Fx, w: &WindowKernel, body: &mut dyn FnMut(&mut Fx, [Valu
                 let r2 = range(fx, 2, k2);
                 body(fx, [k0, k1, k2], [r0, r1, r2]);
             });
+        });
+    });
+}
+
+/// A convolution along output rows (`WindowKernel::by_rows`), item `(n, m)`: four
+/// consecutive positions of a row per vector, `y = Σ_c Σ_k w[m, c, k]·x[...]` in the
+/// interpreter's order with its roundings (a multiply, then an add), read from the
+/// padded planes, whose zeros add nothing (`acc + w·0 = acc`). A strided row is
+/// computed at every input column its windows start at, into the stack, and every
+/// stride-th kept.
+fn emit_conv_rows(fx: &mut Fx, w: &WindowKernel) {
+    let pd: [u64; 3] = match w.padded {
+        Some(_) => std::array::from_fn(|a| w.input[a] + w.pads_begin[a] + w.pads_end[a]),
+        None => w.input,
+    };
+    let (plane, os) = (prod(&pd), prod(&w.output));
+    let (c_in, c_out, taps) = (w.channels_in() as i64, w.channels_out() as i64, prod(&w.kernel));
+    let (o1s, o2s) = (w.output[1] as i64, w.output[2] as i64);
+    // Positions per row computed: the output's, or every one a strided window starts at.
+    let full = (o2s - 1) * w.strides[2] as i64 + 1;
+    let staged = (w.strides[2] > 1).then(|| fx.stack_buffer((full * F) as u32));
+    let x_base = fx.slot(w.padded.unwrap_or(w.args[0]));
+    let (wt, out) = (fx.slot(w.args[1]), fx.slot(w.out));
+    let (begin, end) = (fx.begin, fx.end);
+    fx.for_range(begin, end, 1, |fx, item| {
+        let n = fx.b.ins().udiv_imm_u(item, c_out);
+        let m = fx.b.ins().urem_imm_u(item, c_out);
+        let g = fx.b.ins().udiv_imm_u(m, w.mg as i64);
+        let first = fx.mul_imm(n, c_in);
+        let gc = fx.mul_imm(g, w.cg as i64);
+        let first = fx.add(first, gc);
+        let x_planes = fx.mul_imm(first, plane * F);
+        let x_planes = fx.add(x_base, x_planes);
+        let w_row = fx.mul_imm(m, w.cg as i64 * taps * F);
+        let w_row = fx.add(wt, w_row);
+        let y_plane = fx.mul_imm(item, os * F);
+        let y_plane = fx.add(out, y_plane);
+        let z = fx.iconst(0);
+        let rows = fx.iconst(w.output[0] as i64 * o1s);
+        fx.for_range(z, rows, 1, |fx, row| {
+            let o0 = fx.b.ins().udiv_imm_u(row, o1s);
+            let o1 = fx.b.ins().urem_imm_u(row, o1s);
+            let r0 = fx.mul_imm(o0, (w.strides[0] * pd[1]) as i64);
+            let r1 = fx.mul_imm(o1, w.strides[1] as i64);
+            let in_row = fx.add(r0, r1);
+            let in_row = fx.mul_imm(in_row, pd[2] as i64 * F);
+            let in_row = fx.add(x_planes, in_row);
+            let y_row = fx.mul_imm(row, o2s * F);
+            let y_row = fx.add(y_plane, y_row);
+            let dst = staged.unwrap_or(y_row);
+            // Positions `[j, j + lanes)` of the row.
+            let sum = |fx: &mut Fx, j: Value, ty: types::Type| {
+                let zero = fx.b.ins().f32const(0.0);
+                let zero = if ty == types::F32 { zero } else { fx.b.ins().splat(ty, zero) };
+                let acc = fx.var(ty, zero);
+                let jb = fx.mul_imm(j, F);
+                let x_at = fx.add(in_row, jb);
+                let z = fx.iconst(0);
+                let cg = fx.iconst(w.cg as i64);
+                fx.for_range(z, cg, 1, |fx, c| {
+                    let xc = fx.mul_imm(c, plane * F);
+                    let xc = fx.add(x_at, xc);
+                    let wc = fx.mul_imm(c, taps * F);
+                    let wc = fx.add(w_row, wc);
+                    let mut t = 0;
+                    for k0 in 0..w.kernel[0] {
+                        for k1 in 0..w.kernel[1] {
+                            for k2 in 0..w.kernel[2] {
+                                let d = &w.dilations;
+                                let off = ((k0 * d[0] * pd[1] + k1 * d[1]) * pd[2] + k2 * d[2]) as i64 * F;
+                                let wv = fx.load(types::F32, wc, (t * F) as i32);
+                                let wv = if ty == types::F32 { wv } else { fx.b.ins().splat(ty, wv) };
+                                let xv = fx.load(ty, xc, off as i32);
+                                let p = fx.b.ins().fmul(wv, xv);
+                                let a = fx.get(acc);
+                                let a = fx.b.ins().fadd(a, p);
+                                fx.set(acc, a);
+                                t += 1;
+                            }
+                        }
+                    }
+                });
+                let a = fx.get(acc);
+                let at = fx.add(dst, jb);
+                fx.store(a, at, 0);
+            };
+            let z = fx.iconst(0);
+            let full_v = fx.iconst(full);
+            let rest = fx.for_whole_steps(z, full_v, 4, |fx, j| sum(fx, j, types::F32X4));
+            fx.for_range(rest, full_v, 1, |fx, j| sum(fx, j, types::F32));
+            if let Some(buf) = staged {
+                for o2 in 0..o2s {
+                    let v = fx.load(types::F32, buf, (o2 * w.strides[2] as i64 * F) as i32);
+                    fx.store(v, y_row, (o2 * F) as i32);
+                }
+            }
         });
     });
 }

@@ -288,5 +288,7 @@ pub(super) fn window_kernel(g: &Graph, id: ValueId) -> Result<WindowKernel, Stri
         groups,
         cg,
         mg,
+        by_rows: false,
+        padded: None,
     })
 }

@@ -12,15 +12,28 @@ use nnc_ir::{Size, ValueId};
 
 /// The most stack a product may take for its gathered K block and what it stages.
 const MAX_STACK_BYTES: u64 = 384 << 10;
+/// The most taps the row kernel of a direct convolution unrolls.
+const MAX_ROW_TAPS: u64 = 64;
 
 impl Lowering<'_> {
     /// The kernel of a convolution or pooling.
     pub(super) fn lower_window(&mut self, id: ValueId, family: &dyn KernelFamily) -> Result<Body, String> {
-        let w = window_kernel(self.g, id)?;
-        Ok(match self.conv_gemm(&w, family)? {
-            Some(c) => Body::ConvGemm(Box::new(c)),
-            None => Body::Window(Box::new(w)),
-        })
+        let mut w = window_kernel(self.g, id)?;
+        if let Some(c) = self.conv_gemm(&w, family)? {
+            return Ok(Body::ConvGemm(Box::new(c)));
+        }
+        // A convolution left to the direct kernel (a depthwise one) runs along output
+        // rows, four positions per vector, each still the interpreter's sum.
+        let taps: u64 = w.kernel.iter().product();
+        if w.op == WindowOp::Conv && taps <= MAX_ROW_TAPS && !w.output.contains(&0) {
+            w.by_rows = true;
+            if w.pads_begin.iter().chain(&w.pads_end).any(|&p| p > 0) {
+                let plane: u64 = (0..3).map(|a| w.input[a] + w.pads_begin[a] + w.pads_end[a]).product();
+                let bytes = w.batch.scale(plane * w.channels_in() * 4).ok_or(TWO_BATCH)?;
+                w.padded = Some(self.scratch_slot(bytes));
+            }
+        }
+        Ok(Body::Window(Box::new(w)))
     }
 
     /// The implicit product of a convolution, if it has one: every convolution but
@@ -124,5 +137,7 @@ fn transposed(w: &WindowKernel) -> Option<WindowKernel> {
         groups: w.groups,
         cg: w.mg,
         mg: w.cg,
+        by_rows: false,
+        padded: None,
     })
 }

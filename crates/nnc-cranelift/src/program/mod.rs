@@ -337,6 +337,11 @@ pub(crate) struct WindowKernel {
     pub cg: u64,
     /// Output channels per group.
     pub mg: u64,
+    /// A convolution computed along output rows, four positions per vector, each
+    /// output still the interpreter's sum in its order; reading the input padded into
+    /// this scratch when the convolution pads.
+    pub by_rows: bool,
+    pub padded: Option<usize>,
 }
 
 impl WindowKernel {
@@ -487,7 +492,7 @@ impl Body {
             Body::Reduce(r) => vec![r.input.slot, r.out.slot],
             Body::Softmax(s) => vec![s.x.slot, s.out.slot],
             Body::OneHot(h) => vec![h.idx.slot, h.out.slot],
-            Body::Window(w) => w.args.iter().copied().chain([w.out]).collect(),
+            Body::Window(w) => w.args.iter().copied().chain([w.out]).chain(w.padded).collect(),
             Body::ConvGemm(c) => {
                 let flip = c.flip.into_iter().flat_map(|(w, s)| [w, s]);
                 [c.input, c.a, c.out].into_iter().chain(flip).chain(c.padded).collect()
