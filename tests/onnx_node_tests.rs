@@ -41,7 +41,7 @@ enum Outcome {
 
 /// The documented limitations, recognized by their import error.
 fn refusal_category(message: &str) -> Option<&'static str> {
-    const CATEGORIES: [(&str, &str); 8] = [
+    const CATEGORIES: [(&str, &str); 10] = [
         ("element type", "element type other than f32/i64/i32/bool"),
         ("is float64; nnc computes in float32", "element type other than f32/i64/i32/bool"),
         ("cannot cast to", "element type other than f32/i64/i32/bool"),
@@ -50,6 +50,8 @@ fn refusal_category(message: &str) -> Option<&'static str> {
         ("only tensors are supported", "sequence or optional input"),
         ("older than the supported range", "opset older than 7"),
         ("Indices output of MaxPool", "MaxPool's Indices output"),
+        ("zero-size tensors", "zero-size tensors"),
+        ("the batch axis", "splitting, slicing or joining along the batch axis"),
     ];
     CATEGORIES.iter().find(|(needle, _)| message.contains(needle)).map(|(_, category)| *category)
 }

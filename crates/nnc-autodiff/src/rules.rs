@@ -194,6 +194,41 @@ pub(crate) fn vjp(
         Op::Cast { to: DType::F32 } => out[0] = Some(g),
         Op::Cast { .. } => return Err(no_rule()),
         Op::OneHot { .. } => return Err(no_rule()),
+        // Each operand's gradient is its slice of the gradient.
+        Op::Concat { axis, sizes } => {
+            let mut start = 0;
+            for (i, &size) in sizes.iter().enumerate() {
+                if want(i) {
+                    out[i] = Some(em.op(Op::Slice { axis: *axis, start, end: start + size }, &[g])?);
+                }
+                start += size;
+            }
+        }
+        // Zeros where the slice was not taken, the gradient where it was.
+        Op::Slice { axis, start, end } => {
+            let shape = em.shape(args[0]);
+            let len = shape.0[*axis].fixed().unwrap_or(*end);
+            let mut parts = Vec::new();
+            let mut sizes = Vec::new();
+            for (lo, hi) in [(0, *start), (*start, *end), (*end, len)] {
+                if lo == hi {
+                    continue;
+                }
+                if lo == *start {
+                    parts.push(g);
+                } else {
+                    let mut dims = shape.0.clone();
+                    dims[*axis] = nnc_ir::Dim::Fixed(hi - lo);
+                    let zero = em.scalar(0.0)?;
+                    parts.push(em.op(Op::Broadcast { shape: nnc_ir::Shape(dims) }, &[zero])?);
+                }
+                sizes.push(hi - lo);
+            }
+            out[0] = Some(match parts[..] {
+                [only] => only,
+                _ => em.op(Op::Concat { axis: *axis, sizes }, &parts)?,
+            });
+        }
         // The three convolutions are each other's adjoints: with x ⊛ w the forward
         // convolution, ⟨x ⊛ w, dy⟩ = ⟨x, data(dy, w)⟩ = ⟨w, filter(x, dy)⟩. So every
         // gradient of every one of them is one of the three, and the set is closed

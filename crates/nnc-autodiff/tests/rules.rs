@@ -259,6 +259,23 @@ fn reshape_transpose_broadcast_identity_cast() {
     check(1, &[Leaf::I(&[2, 4], UNIT)], |g, x| g.transpose(x[0], &[2, 0, 1]).unwrap());
 }
 
+#[test]
+fn concat_and_slice() {
+    for seed in SEEDS {
+        check(seed, &[Leaf::P(&[2, 3, 4], UNIT), Leaf::P(&[2, 1, 4], UNIT)], |g, x| {
+            op(g, Op::Concat { axis: 1, sizes: vec![3, 1] }, &[x[0], x[1]])
+        });
+        check(seed, &[Leaf::P(&[2, 3, 4], UNIT)], |g, x| {
+            op(g, Op::Concat { axis: 2, sizes: vec![4, 4] }, &[x[0], x[0]])
+        });
+        for (start, end) in [(0, 2), (1, 3), (2, 4), (1, 2)] {
+            check(seed, &[Leaf::P(&[3, 4], UNIT)], |g, x| op(g, Op::Slice { axis: 1, start, end }, &[x[0]]));
+        }
+    }
+    // Over the batch: the slice's zeros are batch-sized.
+    check(1, &[Leaf::I(&[5, 3], UNIT)], |g, x| op(g, Op::Slice { axis: 2, start: 1, end: 2 }, &[x[0]]));
+}
+
 /// A value used several times: the contributions of all uses add up.
 #[test]
 fn accumulation_over_several_uses() {

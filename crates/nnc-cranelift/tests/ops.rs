@@ -466,3 +466,16 @@ fn exp_softmax_and_cross_entropy_match_the_interpreter_bit_for_bit() {
         }
     }
 }
+
+#[test]
+fn concat_and_slice_every_dtype() {
+    for d in [DType::F32, DType::I64, DType::I32, DType::Bool] {
+        let (a, b) = (batched(d, &[3, 5]), batched(d, &[2, 5]));
+        check_op(Op::Concat { axis: 1, sizes: vec![3, 2] }, &[a.clone(), b], false, 1);
+        check_op(Op::Concat { axis: 2, sizes: vec![5, 5, 5] }, &[a.clone(), a.clone(), a.clone()], false, 2);
+        check_op(Op::Slice { axis: 2, start: 1, end: 4 }, &[a.clone()], false, 3);
+        check_op(Op::Slice { axis: 1, start: 2, end: 3 }, &[a], false, 4);
+        // Odd byte counts: a bool row of 7, sliced to 3.
+        check_op(Op::Slice { axis: 0, start: 2, end: 5 }, &[fixed(d, &[7])], false, 5);
+    }
+}

@@ -89,6 +89,10 @@ pub(crate) fn eval(op: &Op, args: &[&Tensor]) -> Result<Tensor, String> {
             Tensor::I32(a) => cast(a, *to),
             Tensor::Bool(a) => cast(a, *to),
         }),
+        Op::Concat { axis, .. } => concat(args, *axis),
+        Op::Slice { axis, start, end } => {
+            Ok(map_any!(args[0], |a| a.slice_axis(ndarray::Axis(*axis), ndarray::Slice::from(*start..*end)).to_owned()))
+        }
         Op::Conv(conv) => Ok(Tensor::F32(window::conv(f32_arg(args[0])?, f32_arg(args[1])?, conv)?)),
         Op::ConvBackwardData { conv, input } => {
             Ok(Tensor::F32(window::conv_backward_data(f32_arg(args[0])?, f32_arg(args[1])?, conv, input)?))
@@ -104,6 +108,30 @@ pub(crate) fn eval(op: &Op, args: &[&Tensor]) -> Result<Tensor, String> {
         }
         Op::Fused(f) => crate::fused::eval_fused(f, args),
     }
+}
+
+/// The operands joined along `axis` (of one dtype, as the verifier checked).
+fn concat(args: &[&Tensor], axis: usize) -> Result<Tensor, String> {
+    fn join<T: Clone>(parts: Vec<&ArrayD<T>>, axis: usize) -> Result<ArrayD<T>, String> {
+        let views: Vec<_> = parts.iter().map(|a| a.view()).collect();
+        ndarray::concatenate(ndarray::Axis(axis), &views).map_err(|e| format!("cannot concatenate: {e}"))
+    }
+    macro_rules! parts {
+        ($v:ident) => {
+            args.iter()
+                .map(|t| match t {
+                    Tensor::$v(a) => Ok(a),
+                    t => Err(format!("operand types differ: {} vs {}", args[0].dtype(), t.dtype())),
+                })
+                .collect::<Result<Vec<_>, String>>()?
+        };
+    }
+    Ok(match args.first().ok_or("needs at least one operand")? {
+        Tensor::F32(_) => Tensor::F32(join(parts!(F32), axis)?),
+        Tensor::I64(_) => Tensor::I64(join(parts!(I64), axis)?),
+        Tensor::I32(_) => Tensor::I32(join(parts!(I32), axis)?),
+        Tensor::Bool(_) => Tensor::Bool(join(parts!(Bool), axis)?),
+    })
 }
 
 /// The sizes of a shape attribute whose batch `typing::resolve_batch` resolved.

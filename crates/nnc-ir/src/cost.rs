@@ -67,6 +67,8 @@ pub fn value_flops(graph: &Graph, id: ValueId, batch: usize) -> u64 {
         | Op::Reshape { .. }
         | Op::Transpose { .. }
         | Op::Broadcast { .. }
+        | Op::Concat { .. }
+        | Op::Slice { .. }
         | Op::Cast { .. } => 0,
         Op::Fused(f) if v.args.len() != f.arity() => 0,
         Op::Fused(f) => {

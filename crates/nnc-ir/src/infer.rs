@@ -152,6 +152,48 @@ pub fn infer_type(op: &Op, args: &[&TensorType]) -> Result<TensorType, String> {
             dims.push(Dim::Fixed(*depth));
             Ok(TensorType::new(DType::F32, Shape(dims)))
         }
+        Op::Concat { axis, sizes } => {
+            let first = args.first().ok_or("needs at least one operand")?;
+            let along = |t: &TensorType| -> Result<usize, String> {
+                match t.shape.0.get(*axis) {
+                    Some(Dim::Fixed(n)) => Ok(*n),
+                    Some(Dim::Batch) => Err(format!("cannot concatenate along the batch axis {axis}")),
+                    None => Err(format!("axis {axis} is out of range for {}", t.shape)),
+                }
+            };
+            let mut total = 0usize;
+            for (i, (t, &size)) in args.iter().zip(sizes).enumerate() {
+                if t.dtype != first.dtype {
+                    return Err(format!("operand types differ: {} vs {}", first.dtype, t.dtype));
+                }
+                let same_rest =
+                    t.rank() == first.rank() && (0..t.rank()).all(|a| a == *axis || t.shape.0[a] == first.shape.0[a]);
+                if !same_rest {
+                    return Err(format!("operand {i} {} differs from {} off axis {axis}", t.shape, first.shape));
+                }
+                if along(t)? != size {
+                    return Err(format!("operand {i} {} is not {size} long on axis {axis}", t.shape));
+                }
+                total = total.checked_add(size).ok_or("the concatenation's size overflows")?;
+            }
+            let mut dims = first.shape.0.clone();
+            dims[*axis] = Dim::Fixed(total);
+            Ok(TensorType::new(first.dtype, Shape(dims)))
+        }
+        Op::Slice { axis, start, end } => {
+            let x = args[0];
+            let len = match x.shape.0.get(*axis) {
+                Some(Dim::Fixed(n)) => *n,
+                Some(Dim::Batch) => return Err(format!("cannot slice along the batch axis {axis}")),
+                None => return Err(format!("axis {axis} is out of range for {}", x.shape)),
+            };
+            if start >= end || *end > len {
+                return Err(format!("[{start}, {end}) is not a non-empty range of axis {axis} of {}", x.shape));
+            }
+            let mut dims = x.shape.0.clone();
+            dims[*axis] = Dim::Fixed(end - start);
+            Ok(TensorType::new(x.dtype, Shape(dims)))
+        }
         Op::Conv(conv) => {
             let (x, w) = (image(args[0], "input")?, image(args[1], "weight")?);
             let (c, spatial) = channels_and_spatial(x, "input")?;

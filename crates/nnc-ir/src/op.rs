@@ -116,6 +116,19 @@ pub enum Op {
     OneHot {
         depth: usize,
     },
+    /// The operands joined along `axis`, in order; `sizes` are their lengths along it
+    /// (static: never the batch axis). Its gradient is a slice per operand.
+    Concat {
+        axis: usize,
+        sizes: Vec<usize>,
+    },
+    /// Elements `[start, end)` along `axis` (static: never the batch axis). Its
+    /// gradient is the concatenation of zeros, the gradient and zeros.
+    Slice {
+        axis: usize,
+        start: usize,
+        end: usize,
+    },
     /// Convolution (cross-correlation, as in ONNX) of `x: [N, C, spatial..]` with
     /// `w: [M, C/groups, kernel..]`, giving `[N, M, out..]`:
     /// `y[n, m, o] = Σ_{c, k} w[m, c, k] · x[n, g·C/groups + c, o·stride − pad + k·dilation]`
@@ -161,7 +174,9 @@ impl Op {
             | Op::Transpose { .. }
             | Op::Broadcast { .. }
             | Op::Cast { .. }
-            | Op::OneHot { .. } => 1,
+            | Op::OneHot { .. }
+            | Op::Slice { .. } => 1,
+            Op::Concat { sizes, .. } => sizes.len(),
             Op::Pool(_) => 1,
             Op::PoolBackward { pool, .. } => match pool.kind {
                 PoolKind::Max => 2,
@@ -225,6 +240,8 @@ impl Op {
             Op::Broadcast { .. } => "broadcast",
             Op::Cast { .. } => "cast",
             Op::OneHot { .. } => "one_hot",
+            Op::Concat { .. } => "concat",
+            Op::Slice { .. } => "slice",
             Op::Conv(_) => "conv",
             Op::ConvBackwardData { .. } => "conv_backward_data",
             Op::ConvBackwardFilter { .. } => "conv_backward_filter",

@@ -197,6 +197,12 @@ fn build_op(mnemonic: &str, attrs: &Attrs, data: Option<Vec<String>>, ty: &Tenso
         "broadcast" => Ok(Op::Broadcast { shape: shape_attr(get("shape"))? }),
         "transpose" => Ok(Op::Transpose { perm: uint_list(get("perm"), "perm")? }),
         "one_hot" => Ok(Op::OneHot { depth: uint(get("depth"), "depth")? }),
+        "concat" => Ok(Op::Concat { axis: uint(get("axis"), "axis")?, sizes: uint_list(get("sizes"), "sizes")? }),
+        "slice" => Ok(Op::Slice {
+            axis: uint(get("axis"), "axis")?,
+            start: uint(get("start"), "start")?,
+            end: uint(get("end"), "end")?,
+        }),
         "cast" => match get("to") {
             Some(AttrValue::Word(w)) => {
                 DType::from_name(w).map(|to| Op::Cast { to }).ok_or(format!("unknown type '{w}'"))

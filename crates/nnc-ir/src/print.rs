@@ -112,6 +112,15 @@ fn attributes(op: &Op) -> Vec<String> {
         Op::Transpose { perm } => attrs.push(format!("perm={}", list(perm))),
         Op::Cast { to } => attrs.push(format!("to={to}")),
         Op::OneHot { depth } => attrs.push(format!("depth={depth}")),
+        Op::Concat { axis, sizes } => {
+            attrs.push(format!("axis={axis}"));
+            attrs.push(format!("sizes={}", list(sizes)));
+        }
+        Op::Slice { axis, start, end } => {
+            attrs.push(format!("axis={axis}"));
+            attrs.push(format!("start={start}"));
+            attrs.push(format!("end={end}"));
+        }
         Op::Conv(conv) | Op::ConvBackwardFilter { conv } => attrs = conv.attributes(),
         Op::ConvBackwardData { conv, input } => {
             attrs = conv.attributes();

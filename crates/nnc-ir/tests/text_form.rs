@@ -237,3 +237,42 @@ fn window_ops_round_trip_and_refuse_misfits() {
         "%y (max_pool): pads 2+0 on spatial axis 0 must each be smaller than the window's span 2"
     );
 }
+
+#[test]
+fn concat_and_slice_round_trip_and_refuse_misfits() {
+    let text = "graph blocks {
+  %x: f32[N,4,3] = input
+  %y: f32[N,2,3] = input
+  %c: f32[N,6,3] = concat[axis=1, sizes=[4,2]] %x, %y
+  %s: f32[N,6,2] = slice[axis=2, start=1, end=3] %c
+  return %s
+}
+";
+    let g = parse(text).unwrap();
+    assert_eq!(print(&g), text);
+    let one = |decl: &str, op: &str| {
+        parse_err(&format!(
+            "graph g {{\n  %x: f32[N,4,3] = input\n  %y: f32[N,2,3] = input\n  %z: {decl} = {op}\n  return %z\n}}\n"
+        ))
+    };
+    assert_eq!(
+        one("f32[N,6,3]", "concat[axis=1, sizes=[4,3]] %x, %y"),
+        "%z (concat): operand 1 [N,2,3] is not 3 long on axis 1"
+    );
+    assert_eq!(
+        one("f32[N,4,6]", "concat[axis=2, sizes=[3,3]] %x, %y"),
+        "%z (concat): operand 1 [N,2,3] differs from [N,4,3] off axis 2"
+    );
+    assert_eq!(
+        one("f32[N,4,3]", "concat[axis=0, sizes=[1,1]] %x, %x"),
+        "%z (concat): cannot concatenate along the batch axis 0"
+    );
+    assert_eq!(
+        one("f32[N,4,0]", "slice[axis=2, start=2, end=2] %x"),
+        "%z (slice): [2, 2) is not a non-empty range of axis 2 of [N,4,3]"
+    );
+    assert_eq!(
+        one("f32[N,4,3]", "slice[axis=0, start=0, end=1] %x"),
+        "%z (slice): cannot slice along the batch axis 0"
+    );
+}

@@ -411,6 +411,7 @@ impl Importer {
             "Gather" => self.gather(ctx),
             "Slice" => self.slice(ctx),
             "Concat" => self.concat(ctx),
+            "Split" => self.split(ctx),
             "ConstantOfShape" => self.constant_of_shape(ctx),
             "Expand" => self.expand(ctx),
             "OneHot" => self.one_hot(ctx),

@@ -667,3 +667,34 @@ fn batch_norm_statistics_outputs_before_opset_14() {
          outputs) is supported from opset 14, with training_mode=1"
     );
 }
+
+#[test]
+fn run_time_concat_slice_and_split_that_do_not_fit() {
+    let concat0 = model(17, one_node("Concat", &["x", "x"], vec![attr_int("axis", 0)]));
+    assert_eq!(
+        import_err(&concat0),
+        "node \"n\" Concat (opset 17): input \"x\" [N,4] is concatenated along the batch axis (0)"
+    );
+    let slice = |starts: &[i64], ends: &[i64], axes: &[i64], steps: &[i64]| {
+        let mut g = one_node("Slice", &["x", "s", "e", "a", "t"], vec![]);
+        for (name, v) in [("s", starts), ("e", ends), ("a", axes), ("t", steps)] {
+            g.initializer.push(i64_tensor(name, &[v.len() as i64], v));
+        }
+        import_err(&model(17, g))
+    };
+    assert_eq!(
+        slice(&[0], &[4], &[1], &[2]),
+        "node \"n\" Slice (opset 17): step 2 on axis 1 of run-time data is not supported (only 1)"
+    );
+    assert_eq!(
+        slice(&[1], &[2], &[0], &[1]),
+        "node \"n\" Slice (opset 17): slicing the batch axis 0 of run-time data is not supported"
+    );
+    assert_eq!(slice(&[3], &[1], &[1], &[1]), "node \"n\" Slice (opset 17): the slice of axis 1 is empty");
+    let mut split = one_node("Split", &["x"], vec![attr_int("axis", 1)]);
+    split.node[0].output = vec!["y".into(), "z".into(), "w".into()];
+    assert_eq!(
+        import_err(&model(17, split)),
+        "node \"n\" Split (opset 17): axis 1 of [N,4] does not split into 3 equal parts"
+    );
+}

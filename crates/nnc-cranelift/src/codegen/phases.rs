@@ -5,7 +5,7 @@
 use crate::clif::Fx;
 use crate::error::{codegen_err, BackendError};
 use crate::kernels::matmul::dots;
-use crate::kernels::{conv, cross_entropy, elementwise, matmul, onehot, reduce, softmax, update, window};
+use crate::kernels::{conv, copy, cross_entropy, elementwise, matmul, onehot, reduce, softmax, update, window};
 use crate::microkernel::KernelFamily;
 use crate::program::{Body, Program, Variant};
 use nnc_ir::Size;
@@ -89,6 +89,7 @@ fn split_of(body: &Body) -> Split {
             (1, Size::fixed(2 * taps * w.output.iter().product::<u64>()))
         }
         Body::ConvGemm(c) => (1, conv::item_work(c)),
+        Body::Copy(b) => (1, Size::fixed(COPY_WORK * copy::row_elements(b))),
     };
     Split { align, work }
 }
@@ -126,6 +127,7 @@ pub(super) fn phases<'p>(
             list.push(one(window::items(w), Box::new(move |fx| window::emit(fx, w))));
             (Size::ONE, list)
         }
+        Body::Copy(b) => (Size::ONE, vec![one(copy::items(b), Box::new(move |fx| copy::emit(fx, b)))]),
         Body::ConvGemm(c) => {
             let mut list = Vec::new();
             if c.flip.is_some() {

@@ -3,6 +3,7 @@
 //! work items.
 
 pub(crate) mod conv;
+pub(crate) mod copy;
 pub(crate) mod cross_entropy;
 pub(crate) mod elementwise;
 pub(crate) mod epilogue;

@@ -86,6 +86,32 @@ impl Lowering<'_> {
                     depth: *depth as u64,
                 }));
             }
+            Op::Concat { axis, sizes } => {
+                let (rows, inner) = rows_and_inner(&v.ty.shape, *axis)?;
+                let total: u64 = sizes.iter().map(|&s| s as u64).sum();
+                let mut at = 0;
+                let parts = v
+                    .args
+                    .iter()
+                    .zip(sizes)
+                    .map(|(&a, &size)| {
+                        let len = size as u64 * inner;
+                        let part = CopyPart { src: arr(a), src_row: len, src_at: 0, out_at: at, len };
+                        at += len;
+                        part
+                    })
+                    .collect();
+                return Ok(Body::Copy(BlockCopy { out, out_row: total * inner, rows, parts }));
+            }
+            Op::Slice { axis, start, end } => {
+                let x = v.args[0];
+                let (rows, inner) = rows_and_inner(&g.ty(x).shape, *axis)?;
+                let dim = g.ty(x).shape.0[*axis].fixed().ok_or("internal: a slice of the batch axis")? as u64;
+                let len = (end - start) as u64 * inner;
+                let part =
+                    CopyPart { src: arr(x), src_row: dim * inner, src_at: *start as u64 * inner, out_at: 0, len };
+                return Ok(Body::Copy(BlockCopy { out, out_row: len, rows, parts: vec![part] }));
+            }
             Op::Conv(_)
             | Op::ConvBackwardData { .. }
             | Op::ConvBackwardFilter { .. }
@@ -237,6 +263,16 @@ pub(super) fn column_sum(g: &Graph, grad: usize, ty: &TensorType, value: ValueId
     let out = Arr { slot: value.index(), dtype: g.ty(value).dtype };
     let input = Arr { slot: grad, dtype: DType::F32 };
     Ok(Body::Reduce(Reduce { op: ReduceOp::Sum, input, out, nest, out_numel: n, count: m }))
+}
+
+/// A shape seen as `[rows, dims[axis], inner]` around `axis`: the rows (with the
+/// batch, if it comes before the axis) and the elements after the axis (static).
+fn rows_and_inner(shape: &nnc_ir::Shape, axis: usize) -> Result<(Size, u64), String> {
+    let d = dims(shape);
+    let rows = d[..axis].iter().try_fold(Size::ONE, |acc, &x| acc.checked_mul(x)).ok_or(TWO_BATCH)?;
+    let inner = d[axis + 1..].iter().try_fold(Size::ONE, |acc, &x| acc.checked_mul(x)).ok_or(TWO_BATCH)?;
+    let inner = inner.as_fixed().ok_or("no compiled kernel joins or slices blocks that hold the batch axis")?;
+    Ok((rows, inner))
 }
 
 /// A convolution's or pooling's kernel, its spatial axes padded to three.

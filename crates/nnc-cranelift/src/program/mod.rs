@@ -354,6 +354,27 @@ impl WindowKernel {
     }
 }
 
+/// Blocks of rows copied (concatenation and slicing): for each of `rows` rows, each
+/// part's `len` elements from its row of `src` to `out`'s row at `out_at`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct BlockCopy {
+    pub out: Arr,
+    /// Elements between rows of `out`.
+    pub out_row: u64,
+    pub rows: Size,
+    pub parts: Vec<CopyPart>,
+}
+
+/// One operand of a [`BlockCopy`], in elements.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct CopyPart {
+    pub src: Arr,
+    pub src_row: u64,
+    pub src_at: u64,
+    pub out_at: u64,
+    pub len: u64,
+}
+
 /// Which product a [`ConvGemm`] computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ConvGemmOp {
@@ -424,6 +445,7 @@ impl ConvGemm {
 pub(crate) enum Body {
     Window(Box<WindowKernel>),
     ConvGemm(Box<ConvGemm>),
+    Copy(BlockCopy),
     Elementwise(Elementwise),
     MatMul(Box<MatMul>),
     Reduce(Reduce),
@@ -453,6 +475,7 @@ impl Body {
             Body::Reduce(_) => "reduce",
             Body::Softmax(_) => "softmax",
             Body::OneHot(_) => "one_hot",
+            Body::Copy(_) => "blocks",
             Body::ConvGemm(c) => match (c.op, c.flip) {
                 (ConvGemmOp::Forward, None) => "conv_gemm",
                 (ConvGemmOp::Forward, Some(_)) => "conv_data_gemm",
@@ -493,6 +516,7 @@ impl Body {
             Body::Softmax(s) => vec![s.x.slot, s.out.slot],
             Body::OneHot(h) => vec![h.idx.slot, h.out.slot],
             Body::Window(w) => w.args.iter().copied().chain([w.out]).chain(w.padded).collect(),
+            Body::Copy(b) => std::iter::once(b.out.slot).chain(b.parts.iter().map(|p| p.src.slot)).collect(),
             Body::ConvGemm(c) => {
                 let flip = c.flip.into_iter().flat_map(|(w, s)| [w, s]);
                 [c.input, c.a, c.out].into_iter().chain(flip).chain(c.padded).collect()
@@ -508,7 +532,12 @@ impl Body {
             }
             Body::Reduce(r) => r.op == ReduceOp::Mean && r.out.dtype != DType::F32,
             Body::OneHot(_) | Body::CrossEntropy(_) => true,
-            Body::MatMul(_) | Body::Softmax(_) | Body::Update(_) | Body::Window(_) | Body::ConvGemm(_) => false,
+            Body::MatMul(_)
+            | Body::Softmax(_)
+            | Body::Update(_)
+            | Body::Window(_)
+            | Body::ConvGemm(_)
+            | Body::Copy(_) => false,
         }
     }
 }

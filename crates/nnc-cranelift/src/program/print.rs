@@ -98,6 +98,23 @@ impl Program {
                     w.groups
                 )
             }
+            Body::Copy(b) => {
+                let parts: Vec<String> = b
+                    .parts
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}[{}..{}] → [{}..{}]",
+                            s(p.src.slot),
+                            p.src_at,
+                            p.src_at + p.len,
+                            p.out_at,
+                            p.out_at + p.len
+                        )
+                    })
+                    .collect();
+                format!("{} = blocks of {} rows of {}: {}", s(b.out.slot), size(b.rows), b.out_row, parts.join(", "))
+            }
             Body::ConvGemm(c) => {
                 let w = &c.geometry;
                 let list = |v: &[u64; 3]| format!("{v:?}");

@@ -61,6 +61,13 @@ impl Exporter<'_> {
             Op::Cast { to } => {
                 self.node("Cast", &args, name, vec![pb::attr_int("to", pb::data_type(*to) as i64)]);
             }
+            Op::Concat { axis, .. } => self.node("Concat", &args, name, vec![pb::attr_int("axis", *axis as i64)]),
+            Op::Slice { axis, start, end } => {
+                let starts = self.ints_initializer(&format!("{name}::starts"), &[*start as i64]);
+                let ends = self.ints_initializer(&format!("{name}::ends"), &[*end as i64]);
+                let axes = self.ints_initializer(&format!("{name}::axes"), &[*axis as i64]);
+                self.node("Slice", &[args[0], &starts, &ends, &axes], name, vec![]);
+            }
             Op::Conv(_)
             | Op::ConvBackwardData { .. }
             | Op::ConvBackwardFilter { .. }

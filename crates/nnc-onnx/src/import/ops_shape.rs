@@ -276,13 +276,16 @@ impl Importer {
             };
             (starts, ends, axes, steps)
         };
-        let value = self.need_known(ctx, data, "the data input")?;
-        let shape = value.shape().to_vec();
         let axes = axes.unwrap_or_else(|| (0..starts.len() as i64).collect());
         let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
         if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
             return Err(ctx.err("starts, ends, axes and steps have different lengths"));
         }
+        if self.peek_known(data).is_none() {
+            return self.slice_at_run_time(ctx, data, (&starts, &ends, &axes, &steps));
+        }
+        let value = self.need_known(ctx, data, "the data input")?;
+        let shape = value.shape().to_vec();
         let mut picks: Vec<Vec<usize>> = shape.iter().map(|&d| (0..d).collect()).collect();
         let mut done = vec![false; shape.len()];
         for i in 0..starts.len() {
@@ -300,6 +303,121 @@ impl Importer {
         Ok(())
     }
 
+    /// A slice of run-time data: one `slice` per axis it narrows, each a contiguous
+    /// range (step 1) of a static axis.
+    fn slice_at_run_time(
+        &mut self,
+        ctx: &Ctx,
+        data: &str,
+        (starts, ends, axes, steps): (&[i64], &[i64], &[i64], &[i64]),
+    ) -> Result<(), OnnxError> {
+        let out = ctx.out()?;
+        let x = self.ir(ctx, data)?;
+        let shape = self.g.ty(x).shape.clone();
+        let mut done = vec![false; shape.rank()];
+        let mut ranges = Vec::new();
+        for i in 0..starts.len() {
+            let axis = norm_axis(axes[i], shape.rank()).map_err(|m| ctx.err(m))?;
+            if std::mem::replace(&mut done[axis], true) {
+                return Err(ctx.err(format!("axis {axis} is sliced twice")));
+            }
+            let Some(len) = shape.0[axis].fixed() else {
+                if starts[i] == 0 && ends[i] >= i64::MAX / 2 && steps[i] == 1 {
+                    continue; // all of the batch
+                }
+                return Err(ctx.err(format!("slicing the batch axis {axis} of run-time data is not supported")));
+            };
+            let picks = slice_positions(len, starts[i], ends[i], steps[i]).map_err(|m| ctx.err(m))?;
+            if picks.is_empty() {
+                return Err(ctx.err(format!("the slice of axis {axis} is empty")));
+            }
+            if steps[i] != 1 {
+                return Err(
+                    ctx.err(format!("step {} on axis {axis} of run-time data is not supported (only 1)", steps[i]))
+                );
+            }
+            if picks.len() < len {
+                ranges.push((axis, picks[0], picks[0] + picks.len()));
+            }
+        }
+        let mut y = x;
+        for (k, &(axis, start, end)) in ranges.iter().enumerate() {
+            let op = Op::Slice { axis, start, end };
+            y = match k + 1 == ranges.len() {
+                true => self.emit(ctx, out, op, &[y])?,
+                false => self.emit_tmp(ctx, out, &format!("axis{axis}"), op, &[y])?,
+            };
+        }
+        self.define_ir(out, y);
+        Ok(())
+    }
+
+    /// Split: one `slice` per output along `axis`, of the sizes given (the `split`
+    /// attribute before opset 13, the input from 13) or equal (as many as outputs; at
+    /// opset 18 `num_outputs` of `⌈len / n⌉`, the last smaller).
+    pub(super) fn split(&mut self, ctx: &Ctx) -> Result<(), OnnxError> {
+        let data = ctx.req_input(0)?;
+        let attrs = ctx.attrs();
+        let x = self.ir(ctx, data)?;
+        let shape = self.g.ty(x).shape.clone();
+        let axis = norm_axis(ctx.attr(attrs.int("axis", 0))?, shape.rank()).map_err(|m| ctx.err(m))?;
+        let Some(len) = shape.0[axis].fixed() else {
+            return Err(ctx.err(format!("splitting the batch axis {axis} is not supported")));
+        };
+        let outputs = ctx.node.output.len();
+        let given = match ctx.opset {
+            ..13 => ctx.attr(attrs.ints("split"))?,
+            _ => match ctx.input(1) {
+                Some(n) => Some(self.known_ints(ctx, n, "the split input")?),
+                None => None,
+            },
+        };
+        let sizes: Vec<usize> = match given {
+            Some(sizes) => {
+                let sizes: Option<Vec<usize>> = sizes.iter().map(|&s| usize::try_from(s).ok()).collect();
+                let sizes = sizes.ok_or_else(|| ctx.err("split sizes must not be negative"))?;
+                if sizes.iter().sum::<usize>() != len || sizes.len() != outputs {
+                    return Err(ctx.err(format!(
+                        "split sizes {sizes:?} do not divide axis {axis} of {shape} into {outputs} outputs"
+                    )));
+                }
+                sizes
+            }
+            None => {
+                let parts = match ctx.attr(attrs.opt_int("num_outputs"))? {
+                    Some(n) if n as usize != outputs || n < 1 => {
+                        return Err(ctx.err(format!("num_outputs {n} but {outputs} outputs")));
+                    }
+                    Some(_) => outputs,
+                    None if len % outputs.max(1) != 0 => {
+                        return Err(
+                            ctx.err(format!("axis {axis} of {shape} does not split into {outputs} equal parts"))
+                        );
+                    }
+                    None => outputs,
+                };
+                let each = len.div_ceil(parts.max(1));
+                (0..parts).map(|i| each.min(len.saturating_sub(i * each))).collect()
+            }
+        };
+        let mut start = 0;
+        for (name, &size) in ctx.node.output.iter().zip(&sizes) {
+            if size == 0 {
+                return Err(ctx.err(format!("output \"{name}\" would be empty: zero-size tensors are not supported")));
+            }
+            let end = start + size;
+            if !name.is_empty() {
+                let y = match size == len {
+                    true => x,
+                    false => self.emit(ctx, name, Op::Slice { axis, start, end }, &[x])?,
+                };
+                self.define_ir(name, y);
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
     pub(super) fn concat(&mut self, ctx: &Ctx) -> Result<(), OnnxError> {
         let out = ctx.out()?;
         let axis = ctx.attr(ctx.attrs().opt_int("axis"))?.ok_or_else(|| ctx.err("attribute axis is missing"))?;
@@ -307,21 +425,39 @@ impl Importer {
         if inputs.is_empty() {
             return Err(ctx.err("needs at least one input"));
         }
+        // Shapes and constants fold; anything known only at run time makes it a
+        // run-time concatenation of all the inputs.
+        if inputs.iter().any(|name| self.peek_known(name).is_none()) {
+            return self.concat_at_run_time(ctx, axis, &inputs);
+        }
         let mut parts = Vec::with_capacity(inputs.len());
         for name in &inputs {
-            match self.take_known(name) {
-                Some(k) => parts.push(k),
-                None => {
-                    self.slot(ctx, name)?;
-                    return Err(ctx.err(format!(
-                        "input \"{name}\" is only known at run time; nnc concatenates only constants and shapes"
-                    )));
-                }
-            }
+            parts.push(self.take_known(name).ok_or_else(|| ctx.err(format!("internal: \"{name}\" lost its value")))?);
         }
         let axis = norm_axis(axis, parts[0].shape().len()).map_err(|m| ctx.err(m))?;
         let value = concat_known(&parts, axis).map_err(|m| ctx.err(m))?;
         self.define(out, Slot { ir: None, known: Some(value) });
+        Ok(())
+    }
+
+    fn concat_at_run_time(&mut self, ctx: &Ctx, axis: i64, inputs: &[&str]) -> Result<(), OnnxError> {
+        let out = ctx.out()?;
+        let ids = inputs.iter().map(|name| self.ir(ctx, name)).collect::<Result<Vec<_>, _>>()?;
+        let rank = self.g.ty(ids[0]).rank();
+        let axis = norm_axis(axis, rank).map_err(|m| ctx.err(m))?;
+        let mut sizes = Vec::with_capacity(ids.len());
+        for (name, &id) in inputs.iter().zip(&ids) {
+            let ty = self.g.ty(id);
+            match ty.shape.0.get(axis).and_then(|d| d.fixed()) {
+                Some(n) => sizes.push(n),
+                None => {
+                    let what = if ty.rank() > axis { "the batch axis" } else { "an axis it does not have" };
+                    return Err(ctx.err(format!("input \"{name}\" {} is concatenated along {what} ({axis})", ty.shape)));
+                }
+            }
+        }
+        let y = self.emit(ctx, out, Op::Concat { axis, sizes }, &ids)?;
+        self.define_ir(out, y);
         Ok(())
     }
 

@@ -15,7 +15,7 @@ pub(crate) fn is_supported(op_type: &str, opset: i64) -> bool {
         | "LeakyRelu" | "Sigmoid" | "Tanh" | "Softmax" | "LogSoftmax" | "Flatten" | "Reshape" | "Transpose"
         | "Identity" | "Dropout" | "Constant" | "Cast" | "Unsqueeze" | "Squeeze" | "Max" | "Min" | "Greater"
         | "Less" | "Equal" | "ReduceSum" | "ReduceMean" | "ReduceMax" | "Shape" | "Gather" | "Slice" | "Concat"
-        | "Conv" | "ConvTranspose" | "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool"
+        | "Split" | "Conv" | "ConvTranspose" | "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool"
         | "BatchNormalization" | "Clip" => 1,
         "Expand" => 8,
         "Erf" | "Where" | "ConstantOfShape" | "OneHot" => 9,
@@ -34,7 +34,7 @@ pub(crate) fn is_value_input(node: &NodeProto, pos: usize) -> bool {
         "Reshape" | "Expand" | "Unsqueeze" | "Squeeze" | "ReduceSum" | "ReduceMean" | "ReduceMax" | "Gather" => {
             pos >= 1
         }
-        "Slice" | "Dropout" | "OneHot" => pos >= 1,
+        "Slice" | "Dropout" | "OneHot" | "Split" => pos >= 1,
         _ => false,
     }
 }

@@ -155,7 +155,8 @@ pub fn step() -> Graph {
 /// Every convolution and pooling form the exporter writes as a standard ONNX op:
 /// a grouped, dilated, padded convolution with a bias, its transpose (with an
 /// output size only output_padding reaches), max pooling in ceil mode, average
-/// pooling counting the padding, a global average and a 1-D convolution.
+/// pooling counting the padding, a global average, a 1-D convolution, and a
+/// concatenation on the channels and a slice.
 pub fn cnn() -> Graph {
     nnc_ir::parse(
         "graph cnn {
@@ -172,7 +173,9 @@ pub fn cnn() -> Graph {
   %f: f32[N,4,20] = reshape[shape=[N,4,20]] %a
   %k: f32[3,4,5] = param
   %z: f32[N,3,16] = conv[kernel=[5], pads=[0,0]] %f, %k
-  return %g, %z
+  %j: f32[N,8,5,4] = concat[axis=1, sizes=[4,4]] %m, %a
+  %s: f32[N,8,3,4] = slice[axis=2, start=1, end=4] %j
+  return %g, %z, %s
 }
 ",
     )
