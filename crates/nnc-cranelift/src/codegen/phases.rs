@@ -119,7 +119,8 @@ pub(super) fn phases<'p>(
             if let Some(padded) = w.padded {
                 let plane: u64 = (0..3).map(|a| w.input[a] + w.pads_begin[a] + w.pads_end[a]).product();
                 let input = w.args[0];
-                let mut pad = one(conv::pad_items(w), Box::new(move |fx| conv::emit_pad_planes(fx, w, input, padded)));
+                let mut pad =
+                    one(conv::pad_items(w), Box::new(move |fx| conv::emit_pad_planes(fx, w, (input, padded), [1; 3])));
                 pad.name = format!("{name}_pad");
                 pad.split = Split { align: 1, work: Size::fixed(COPY_WORK * plane) };
                 list.push(pad);
@@ -137,7 +138,7 @@ pub(super) fn phases<'p>(
             }
             if c.padded.is_some() {
                 // A plane: about a copy per padded element.
-                let plane: u64 = c.read_dims().iter().product();
+                let plane = c.channel_plane();
                 let mut pad = one(conv::pad_items(&c.geometry), Box::new(move |fx| conv::emit_pad(fx, c)));
                 pad.name = format!("{name}_pad");
                 pad.split = Split { align: 1, work: Size::fixed(COPY_WORK * plane) };

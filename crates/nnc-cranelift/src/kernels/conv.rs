@@ -66,26 +66,30 @@ pub(crate) fn item_work(c: &ConvGemm) -> Size {
     }
 }
 
-/// Copies input planes `[fx.begin, fx.end)` into zeroed padded planes.
+/// Copies input planes `[fx.begin, fx.end)` into zeroed padded (phase) planes.
 pub(crate) fn emit_pad(fx: &mut Fx, c: &ConvGemm) {
     if let Some(padded) = c.padded {
-        emit_pad_planes(fx, &c.geometry, c.input, padded);
+        emit_pad_planes(fx, &c.geometry, (c.input, padded), c.phases);
     }
 }
 
 /// Copies input planes `[fx.begin, fx.end)` of `w`'s input at `input` into zeroed
-/// planes padded by `w`'s pads at `padded`.
-pub(crate) fn emit_pad_planes(fx: &mut Fx, w: &WindowKernel, input: usize, padded: usize) {
+/// planes padded by `w`'s pads at `padded`, each split into phase planes of
+/// `phases` (1 on axis 0; see `ConvGemm::padded`).
+pub(crate) fn emit_pad_planes(fx: &mut Fx, w: &WindowKernel, (input, padded): (usize, usize), phases: [u64; 3]) {
     let inp = w.input;
-    let pd: [u64; 3] = std::array::from_fn(|a| w.input[a] + w.pads_begin[a] + w.pads_end[a]);
+    let q: [u64; 3] = std::array::from_fn(|a| (w.input[a] + w.pads_begin[a] + w.pads_end[a]).div_ceil(phases[a]));
+    let (s1, s2) = (phases[1] as i64, phases[2] as i64);
+    let phase_plane = prod(&q) as i64;
+    let region = phase_plane * s1 * s2;
     let (src_base, dst_base) = (fx.slot(input), fx.slot(padded));
     let (begin, end) = (fx.begin, fx.end);
     fx.for_range(begin, end, 1, |fx, plane| {
         let src = fx.mul_imm(plane, prod(&inp) as i64 * F);
         let src = fx.add(src_base, src);
-        let dst = fx.mul_imm(plane, prod(&pd) as i64 * F);
+        let dst = fx.mul_imm(plane, region * F);
         let dst = fx.add(dst_base, dst);
-        zero_floats(fx, dst, prod(&pd) as i64);
+        zero_floats(fx, dst, region);
         let z = fx.iconst(0);
         let rows = fx.iconst((inp[0] * inp[1]) as i64);
         fx.for_range(z, rows, 1, |fx, r| {
@@ -93,16 +97,39 @@ pub(crate) fn emit_pad_planes(fx: &mut Fx, w: &WindowKernel, input: usize, padde
             let i1 = fx.b.ins().urem_imm_u(r, inp[1] as i64);
             let src_row = fx.mul_imm(r, (inp[2] as i64) * F);
             let src_row = fx.add(src, src_row);
-            let p0 = fx.b.ins().iadd_imm_s(i0, w.pads_begin[0] as i64);
-            let p0 = fx.mul_imm(p0, pd[1] as i64);
-            let p1 = fx.b.ins().iadd_imm_s(i1, w.pads_begin[1] as i64);
-            let p = fx.add(p0, p1);
-            let p = fx.mul_imm(p, pd[2] as i64);
-            let p = fx.b.ins().iadd_imm_s(p, w.pads_begin[2] as i64);
-            let p = fx.mul_imm(p, F);
-            let dst_row = fx.add(dst, p);
-            let len = fx.iconst(inp[2] as i64);
-            copy_floats(fx, src_row, dst_row, len);
+            // Padded row r1 lies in row phase r1 mod s1, at row r1 / s1.
+            let r0 = fx.b.ins().iadd_imm_s(i0, w.pads_begin[0] as i64);
+            let r1 = fx.b.ins().iadd_imm_s(i1, w.pads_begin[1] as i64);
+            let (p1, q1) = match s1 {
+                1 => (fx.iconst(0), r1),
+                _ => (fx.b.ins().urem_imm_u(r1, s1), fx.b.ins().udiv_imm_u(r1, s1)),
+            };
+            let row = fx.mul_imm(r0, q[1] as i64);
+            let row = fx.add(row, q1);
+            let row = fx.mul_imm(row, q[2] as i64);
+            let phase_row = fx.mul_imm(p1, s2);
+            // The input columns of each column phase: every s2-th from the first.
+            let pb2 = w.pads_begin[2] as i64;
+            for c2 in 0..s2 {
+                let first = (c2 - pb2).rem_euclid(s2);
+                if first >= inp[2] as i64 {
+                    continue;
+                }
+                let count = (inp[2] as i64 - first + s2 - 1) / s2;
+                let col = (first + pb2) / s2;
+                let phase = fx.b.ins().iadd_imm_s(phase_row, c2);
+                let at = fx.mul_imm(phase, phase_plane);
+                let at = fx.add(at, row);
+                let at = fx.b.ins().iadd_imm_s(at, col);
+                let at = fx.mul_imm(at, F);
+                let to = fx.add(dst, at);
+                let from = fx.b.ins().iadd_imm_s(src_row, first * F);
+                let len = fx.iconst(count);
+                match s2 {
+                    1 => copy_floats(fx, from, to, len),
+                    _ => copy_strided(fx, (from, s2 * F), (to, F), len),
+                }
+            }
         });
     });
 }
@@ -155,10 +182,11 @@ pub(crate) fn emit_flip(fx: &mut Fx, c: &ConvGemm) {
 }
 
 /// The element offset (in floats, within an image's padded planes of the group) of
-/// flat tap index `k` of input channel `k / taps`.
+/// flat tap index `k` of input channel `k / taps`: in the phase plane of its offset
+/// within the window, `(t·d) mod s`, at `(t·d) / s` (a phase plane per stride).
 fn tap_offset(fx: &mut Fx, c: &ConvGemm, k: Value) -> Value {
     let w = &c.geometry;
-    let pd = c.read_dims();
+    let (pd, s) = (c.read_dims(), c.phases);
     let taps = prod(&w.kernel) as i64;
     let ch = fx.b.ins().udiv_imm_u(k, taps);
     let t = fx.b.ins().urem_imm_u(k, taps);
@@ -166,13 +194,27 @@ fn tap_offset(fx: &mut Fx, c: &ConvGemm, k: Value) -> Value {
     let t12 = fx.b.ins().urem_imm_u(t, (w.kernel[1] * w.kernel[2]) as i64);
     let t1 = fx.b.ins().udiv_imm_u(t12, w.kernel[2] as i64);
     let t2 = fx.b.ins().urem_imm_u(t12, w.kernel[2] as i64);
-    let off = fx.mul_imm(ch, prod(&pd) as i64);
+    let off = fx.mul_imm(ch, c.channel_plane() as i64);
     let a0 = fx.mul_imm(t0, (w.dilations[0] * pd[1] * pd[2]) as i64);
-    let a1 = fx.mul_imm(t1, (w.dilations[1] * pd[2]) as i64);
-    let a2 = fx.mul_imm(t2, w.dilations[2] as i64);
     let off = fx.add(off, a0);
+    let r1 = fx.mul_imm(t1, w.dilations[1] as i64);
+    let r2 = fx.mul_imm(t2, w.dilations[2] as i64);
+    // (phase, position in it) of a window offset along an axis of stride `s`.
+    let split = |fx: &mut Fx, r: Value, s: u64| -> (Value, Value) {
+        match s {
+            1 => (fx.iconst(0), r),
+            _ => (fx.b.ins().urem_imm_u(r, s as i64), fx.b.ins().udiv_imm_u(r, s as i64)),
+        }
+    };
+    let (p1, q1) = split(fx, r1, s[1]);
+    let (p2, q2) = split(fx, r2, s[2]);
+    let phase = fx.mul_imm(p1, s[2] as i64);
+    let phase = fx.add(phase, p2);
+    let phase = fx.mul_imm(phase, prod(&pd) as i64);
+    let off = fx.add(off, phase);
+    let a1 = fx.mul_imm(q1, pd[2] as i64);
     let off = fx.add(off, a1);
-    fx.add(off, a2)
+    fx.add(off, q2)
 }
 
 /// The element offset of output position `p`'s window in a padded plane.
@@ -460,7 +502,7 @@ fn emit_forward(fx: &mut Fx, c: &ConvGemm, family: &dyn KernelFamily) {
     let depth = (w.cg * prod(&w.kernel)) as i64;
     let (outputs, positions) = (prod(&w.output) as i64, c.positions() as i64);
     let panels = (positions + nr - 1) / nr;
-    let plane = prod(&c.read_dims()) as i64;
+    let plane = c.channel_plane() as i64;
     let (c_in, c_out) = (w.channels_in() as i64, w.channels_out() as i64);
     let block = block_buffer(fx, c);
     let table = fx.stack_buffer((nr * 8) as u32);
@@ -574,7 +616,7 @@ fn emit_filter(fx: &mut Fx, c: &ConvGemm, family: &dyn KernelFamily) {
     let (nr, kc) = (c.tile.nr() as i64, c.kc as i64);
     let depth = (w.cg * prod(&w.kernel)) as i64;
     let (outputs, positions) = (prod(&w.output) as i64, c.positions() as i64);
-    let plane = prod(&c.read_dims()) as i64;
+    let plane = c.channel_plane() as i64;
     let (c_in, c_out) = (w.channels_in() as i64, w.channels_out() as i64);
     let panels = (depth + nr - 1) / nr;
     let block = block_buffer(fx, c);

@@ -58,9 +58,12 @@ impl Lowering<'_> {
         }
         let taps: u64 = geometry.kernel.iter().product();
         let pads = geometry.pads_begin.iter().chain(&geometry.pads_end).any(|&p| p > 0);
-        let row = geometry.input[2] + geometry.pads_begin[2] + geometry.pads_end[2];
+        // At most two spatial axes: a grid over (phase-plane) rows, the strides folded
+        // into the padded planes' layout.
         let flat = geometry.output[0] == 1 && geometry.kernel[0] == 1 && geometry.input[0] == 1;
-        let grid = (flat && geometry.strides[1] == 1 && geometry.strides[2] == 1).then_some(row);
+        let phases = if flat { [1, geometry.strides[1], geometry.strides[2]] } else { [1; 3] };
+        let padded_row = geometry.input[2] + geometry.pads_begin[2] + geometry.pads_end[2];
+        let grid = flat.then_some(padded_row.div_ceil(phases[2]));
         let positions: u64 = match grid {
             Some(row) => (geometry.output[1] - 1) * row + geometry.output[2],
             None => geometry.output.iter().product(),
@@ -89,10 +92,14 @@ impl Lowering<'_> {
         if (kc * nr + staged) * 4 > MAX_STACK_BYTES || positions == 0 || depth == 0 {
             return Ok(None);
         }
-        let padded = match pads {
+        let padded = match pads || phases != [1; 3] {
             true => {
-                let plane: u64 =
-                    (0..3).map(|a| geometry.input[a] + geometry.pads_begin[a] + geometry.pads_end[a]).product();
+                let plane: u64 = (0..3)
+                    .map(|a| {
+                        phases[a]
+                            * (geometry.input[a] + geometry.pads_begin[a] + geometry.pads_end[a]).div_ceil(phases[a])
+                    })
+                    .product();
                 let per_image = plane * geometry.channels_in() * 4;
                 let bytes = geometry.batch.scale(per_image).ok_or(TWO_BATCH)?;
                 Some(self.scratch_slot(bytes))
@@ -110,7 +117,19 @@ impl Lowering<'_> {
             Some((_, flipped)) => flipped,
             None => geometry.args[1],
         };
-        Ok(Some(ConvGemm { op, input: geometry.args[0], a, out: w.out, geometry, flip, padded, grid, tile, kc }))
+        Ok(Some(ConvGemm {
+            op,
+            input: geometry.args[0],
+            a,
+            out: w.out,
+            geometry,
+            flip,
+            padded,
+            phases,
+            grid,
+            tile,
+            kc,
+        }))
     }
 }
 

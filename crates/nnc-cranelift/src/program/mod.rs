@@ -408,12 +408,18 @@ pub(crate) struct ConvGemm {
     pub out: usize,
     /// The data gradient's weights: `(W, scratch)`, the flipped copy made first.
     pub flip: Option<(usize, usize)>,
-    /// Scratch for the zero-padded input planes, when the convolution pads.
+    /// Scratch for the zero-padded input planes, when the convolution pads or is
+    /// strided: each channel's plane split into `phases[1]·phases[2]` phase planes
+    /// (row `r`, column `c` of the padded plane in phase `(r mod s₁, c mod s₂)` at
+    /// `(r / s₁, c / s₂)`), so a strided window's taps step one element in a phase
+    /// plane as the output position does.
     pub padded: Option<usize>,
-    /// The length of a padded input row when the product runs over the grid of output
-    /// positions at every padded column (a stride-1 convolution of at most two spatial
-    /// axes): the window of grid position `q` is then `q` floats past grid position 0's,
-    /// so a K row of a column panel is a contiguous run of the padded input. The grid
+    /// The strides folded into the padded layout (1 where not).
+    pub phases: [u64; 3],
+    /// The length of a phase-plane row when the product runs over the grid of output
+    /// positions at every column of it (a convolution of at most two spatial axes):
+    /// the window of grid position `q` is then `q` floats past grid position 0's, so
+    /// a K row of a column panel is a contiguous run of the padded input. The grid
     /// has `(O₁ − 1)·row + O₂` positions; those past a row's `O₂` are not outputs.
     pub grid: Option<u64>,
     pub tile: TileShape,
@@ -431,13 +437,18 @@ impl ConvGemm {
         }
     }
 
-    /// The input planes' sizes as the product reads them (padded).
+    /// The sizes of one (phase) plane as the product reads it.
     pub fn read_dims(&self) -> [u64; 3] {
         let w = &self.geometry;
         match self.padded {
-            Some(_) => std::array::from_fn(|a| w.input[a] + w.pads_begin[a] + w.pads_end[a]),
+            Some(_) => std::array::from_fn(|a| (w.input[a] + w.pads_begin[a] + w.pads_end[a]).div_ceil(self.phases[a])),
             None => w.input,
         }
+    }
+
+    /// Floats per input channel as the product reads them (every phase plane).
+    pub fn channel_plane(&self) -> u64 {
+        self.phases.iter().product::<u64>() * self.read_dims().iter().product::<u64>()
     }
 }
 
