@@ -48,6 +48,11 @@ pub(crate) fn isa(relocation: Relocation) -> Result<(OwnedTargetIsa, bool), Back
     flags.set("opt_level", "speed").map_err(codegen_err)?;
     flags.set("use_colocated_libcalls", if pic { "true" } else { "false" }).map_err(codegen_err)?;
     flags.set("is_pic", if pic { "true" } else { "false" }).map_err(codegen_err)?;
+    // Kernels keep blocks of up to a few hundred KiB on the stack: a frame larger
+    // than a page touches every page as it grows, so a thread whose stack is too small
+    // stops at its guard page instead of writing past it.
+    flags.set("enable_probestack", "true").map_err(codegen_err)?;
+    flags.set("probestack_strategy", "inline").map_err(codegen_err)?;
     let builder = cranelift_native::builder().map_err(codegen_err)?;
     let isa = builder.finish(settings::Flags::new(flags)).map_err(codegen_err)?;
     // Without FMA, Cranelift lowers vector fma to a slow libcall; use mul + add.
