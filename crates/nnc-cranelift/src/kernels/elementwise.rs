@@ -87,7 +87,10 @@ fn vectorizable(e: &Elementwise) -> bool {
                     BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Max | BinaryOp::Min
                 )
         }
-        EwFunc::Where | EwFunc::Cast => false,
+        // A select of f32 on contiguous bools (one byte each): lane masks widened
+        // from four bytes; as a scalar select it would be a mispredicted jump.
+        EwFunc::Where => e.out.dtype == DType::F32 && e.nest.strides[1][inner].is_fixed(1),
+        EwFunc::Cast => false,
     };
     contiguous_out && args_ok && func_ok
 }
@@ -160,8 +163,8 @@ impl Ctx<'_> {
                 })
                 .collect();
             start = fx.for_whole_steps(lo, hi, 4, |fx, i| {
-                let at = |fx: &mut Fx, a: usize| {
-                    let off = fx.mul_imm(i, 4);
+                let at = |fx: &mut Fx, a: usize, size: i64| {
+                    let off = fx.mul_imm(i, size);
                     fx.add(addrs[a], off)
                 };
                 let vals: Vec<Value> = splats
@@ -169,14 +172,18 @@ impl Ctx<'_> {
                     .enumerate()
                     .map(|(j, s)| match s {
                         Some(v) => *v,
+                        None if self.e.args[j].dtype == DType::Bool => {
+                            let addr = at(fx, j + 1, 1);
+                            bool_lanes(fx, addr)
+                        }
                         None => {
-                            let addr = at(fx, j + 1);
+                            let addr = at(fx, j + 1, 4);
                             fx.load(types::F32X4, addr, 0)
                         }
                     })
                     .collect();
                 let y = vector_op(fx, self.e.func, &vals);
-                let out = at(fx, 0);
+                let out = at(fx, 0, 4);
                 fx.store(y, out, 0);
             });
         }
@@ -298,6 +305,19 @@ pub(crate) fn vector_unary(fx: &mut Fx, u: UnaryOp, x: Value) -> Value {
     vector_op(fx, EwFunc::Unary(u), &[x])
 }
 
+/// Four bools (bytes) at `addr` as f32x4 lane masks (all ones where true).
+fn bool_lanes(fx: &mut Fx, addr: Value) -> Value {
+    let bytes = fx.load(types::I32, addr, 0);
+    let v = fx.b.ins().scalar_to_vector(types::I32X4, bytes);
+    let v = fx.b.ins().bitcast(types::I8X16, little(), v);
+    let v = fx.b.ins().swiden_low(v);
+    let v = fx.b.ins().swiden_low(v);
+    let zero = fx.b.ins().iconst(types::I32, 0);
+    let zero = fx.b.ins().splat(types::I32X4, zero);
+    let mask = fx.b.ins().icmp(IntCC::NotEqual, v, zero);
+    fx.b.ins().bitcast(types::F32X4, little(), mask)
+}
+
 /// The f32x4 version of the vectorizable functions.
 fn vector_op(fx: &mut Fx, func: EwFunc, v: &[Value]) -> Value {
     let lanes = |fx: &mut Fx, mask: Value| fx.b.ins().bitcast(types::F32X4, little(), mask);
@@ -329,6 +349,7 @@ fn vector_op(fx: &mut Fx, func: EwFunc, v: &[Value]) -> Value {
         EwFunc::Binary(BinaryOp::Div) => fx.b.ins().fdiv(v[0], v[1]),
         EwFunc::Binary(BinaryOp::Max) => fx.b.ins().fmax(v[0], v[1]),
         EwFunc::Binary(BinaryOp::Min) => fx.b.ins().fmin(v[0], v[1]),
+        EwFunc::Where => fx.b.ins().bitselect(v[0], v[1], v[2]),
         // `vectorizable` admits nothing else.
         _ => v[0],
     }
