@@ -158,8 +158,8 @@ impl<'a> Fx<'a> {
     }
 
     fn zero_of(&mut self, ty: Type) -> Value {
-        if ty == types::F32X4 {
-            let z = self.b.ins().f32const(0.0);
+        if ty.is_vector() {
+            let z = self.zero_of(ty.lane_type());
             self.b.ins().splat(ty, z)
         } else if ty == types::F32 {
             self.b.ins().f32const(0.0)
