@@ -329,12 +329,13 @@ impl Importer {
             };
             let picks = slice_positions(len, starts[i], ends[i], steps[i]).map_err(|m| ctx.err(m))?;
             if picks.is_empty() {
-                return Err(ctx.err(format!("the slice of axis {axis} is empty")));
+                return Err(ctx.err(format!("the slice of axis {axis} is empty: zero-size tensors are not supported")));
             }
             if steps[i] != 1 {
-                return Err(
-                    ctx.err(format!("step {} on axis {axis} of run-time data is not supported (only 1)", steps[i]))
-                );
+                return Err(ctx.err(format!(
+                    "step {} on axis {axis}: slices of run-time data with a step other than 1 are not supported",
+                    steps[i]
+                )));
             }
             if picks.len() < len {
                 ranges.push((axis, picks[0], picks[0] + picks.len()));
