@@ -39,6 +39,9 @@ enum Outcome {
     Fail(String),
 }
 
+/// Ops whose tests also run compiled, against the interpreter.
+const JIT_CHECKED: [&str; 6] = ["Concat", "Split", "Slice", "Pad", "Resize", "Upsample"];
+
 const RUN_TIME: &str = "shape, axes or indices known only at run time";
 
 /// The documented limitations, recognized by their import error.
@@ -153,15 +156,28 @@ fn run_model(dir: &Path, model: &ModelProto, bytes: &[u8]) -> Result<Outcome, St
             Ok(o) => o,
             Err(e) => return Ok(Outcome::Fail(format!("run: {e}"))),
         };
-        for (i, got) in outputs.iter().enumerate() {
-            let path = set.join(format!("output_{i}.pb"));
-            let (expected, data_type) = read_pb(&path)?;
-            let expected = match expected {
-                Ok(t) => t,
-                Err(e) => return Ok(Outcome::Fail(format!("output {i}: {e}"))),
-            };
-            if let Some(problem) = compare(got, &expected, data_type) {
-                return Ok(Outcome::Fail(format!("output {i}: {problem}")));
+        // The ops built from other primitives at import also go through the JIT,
+        // checked against the same expected outputs.
+        let mut runs = vec![("", outputs)];
+        if model.graph.iter().flat_map(|g| g.node.iter()).any(|n| JIT_CHECKED.contains(&n.op_type.as_str())) {
+            let jitted = nnc_pipeline::compile(&graph, &Default::default(), &Default::default())
+                .and_then(|mut c| c.run(&feeds).map_err(Into::into));
+            match jitted {
+                Ok(got) => runs.push(("JIT ", got)),
+                Err(e) => return Ok(Outcome::Fail(format!("JIT: {e}"))),
+            }
+        }
+        for (by, outputs) in &runs {
+            for (i, got) in outputs.iter().enumerate() {
+                let path = set.join(format!("output_{i}.pb"));
+                let (expected, data_type) = read_pb(&path)?;
+                let expected = match expected {
+                    Ok(t) => t,
+                    Err(e) => return Ok(Outcome::Fail(format!("output {i}: {e}"))),
+                };
+                if let Some(problem) = compare(got, &expected, data_type) {
+                    return Ok(Outcome::Fail(format!("{by}output {i}: {problem}")));
+                }
             }
         }
     }

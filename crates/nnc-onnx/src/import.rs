@@ -24,6 +24,7 @@ mod ops_elementwise;
 mod ops_linalg;
 mod ops_one_hot;
 mod ops_reduce;
+mod ops_resize;
 mod ops_shape;
 mod ops_window;
 mod order;
@@ -412,6 +413,9 @@ impl Importer {
             "Slice" => self.slice(ctx),
             "Concat" => self.concat(ctx),
             "Split" => self.split(ctx),
+            "Pad" => self.pad(ctx),
+            "Resize" => self.resize(ctx),
+            "Upsample" => self.upsample(ctx),
             "ConstantOfShape" => self.constant_of_shape(ctx),
             "Expand" => self.expand(ctx),
             "OneHot" => self.one_hot(ctx),

@@ -702,3 +702,38 @@ fn run_time_concat_slice_and_split_that_do_not_fit() {
         "node \"n\" Split (opset 17): axis 1 of [N,4] does not split into 3 equal parts"
     );
 }
+
+#[test]
+fn pads_and_resizes_that_do_not_fit() {
+    let with_inits = |op: &str, inputs: &[&str], inits: Vec<nnc_onnx::proto::TensorProto>, attrs| {
+        let mut g = one_node(op, inputs, attrs);
+        g.initializer = inits;
+        import_err(&model(19, g))
+    };
+    assert_eq!(
+        with_inits(
+            "Pad",
+            &["x", "p"],
+            vec![i64_tensor("p", &[4], &[0, 4, 0, 4])],
+            vec![attr_string("mode", "reflect")]
+        ),
+        "node \"n\" Pad (opset 19): a reflected pad of 4 needs more than 4 rows on axis 1"
+    );
+    assert_eq!(
+        with_inits("Pad", &["x", "p"], vec![i64_tensor("p", &[4], &[1, 0, 0, 0])], vec![]),
+        "node \"n\" Pad (opset 19): padding the batch axis 0 is not supported"
+    );
+    assert_eq!(
+        with_inits("Pad", &["x", "p"], vec![i64_tensor("p", &[2], &[0, 0])], vec![]),
+        "node \"n\" Pad (opset 19): 2 pads for 2 axes (two per axis)"
+    );
+    let scales = raw_f32("s", &[2], &[2.0, 2.0]);
+    assert_eq!(
+        with_inits("Resize", &["x", "", "s"], vec![scales.clone()], vec![]),
+        "node \"n\" Resize (opset 19): resizing the batch axis 0 is not supported"
+    );
+    assert_eq!(
+        with_inits("Resize", &["x", "", "s"], vec![scales], vec![attr_int("antialias", 1)]),
+        "node \"n\" Resize (opset 19): antialias is not supported"
+    );
+}

@@ -18,6 +18,9 @@ pub(crate) fn is_supported(op_type: &str, opset: i64) -> bool {
         | "Split" | "Conv" | "ConvTranspose" | "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool"
         | "BatchNormalization" | "Clip" => 1,
         "Expand" => 8,
+        "Pad" => 2,
+        "Upsample" => 7,
+        "Resize" => 10,
         "Erf" | "Where" | "ConstantOfShape" | "OneHot" => 9,
         "Gelu" => 20,
         _ => return false,
@@ -34,7 +37,8 @@ pub(crate) fn is_value_input(node: &NodeProto, pos: usize) -> bool {
         "Reshape" | "Expand" | "Unsqueeze" | "Squeeze" | "ReduceSum" | "ReduceMean" | "ReduceMax" | "Gather" => {
             pos >= 1
         }
-        "Slice" | "Dropout" | "OneHot" | "Split" => pos >= 1,
+        "Slice" | "Dropout" | "OneHot" | "Split" | "Pad" | "Upsample" => pos >= 1,
+        "Resize" => pos >= 1,
         _ => false,
     }
 }
