@@ -84,13 +84,17 @@ fn c_program_trains_and_infers_like_the_jit() {
         return;
     }
     // The kernels this CPU picks, and the portable ones (an object for any x86-64 CPU);
-    // the JIT below uses `auto`: the families give the same bits.
-    for kernels in ["auto", "cranelift"] {
+    // the JIT below uses `auto`: the families give the same bits. The seed MLP and
+    // LeNet-5, whose [N, 1, 28, 28] input is as many floats per example.
+    let models: [(&str, &[usize]); 2] =
+        [("models/mlp.onnx", &[784]), ("tests/fixtures/cnn/lenet5.ts.onnx", &[1, 28, 28])];
+    for ((model_path, dims), kernels) in models.iter().flat_map(|m| ["auto", "cranelift"].map(|k| (*m, k))) {
+        let shape = |batch: usize| -> Vec<usize> { std::iter::once(batch).chain(dims.iter().copied()).collect() };
         let dir = tempfile::tempdir().unwrap();
         let d = |f: &str| dir.path().join(f).to_string_lossy().to_string();
         let o = nnc(&[
             "compile",
-            &repo("models/mlp.onnx"),
+            &repo(model_path),
             "--train",
             "-o",
             &d("mlp.o"),
@@ -146,12 +150,12 @@ fn c_program_trains_and_infers_like_the_jit() {
         };
 
         // The same steps on the JIT.
-        let model = nnc_onnx::import_file(Path::new(&repo("models/mlp.onnx"))).unwrap();
+        let model = nnc_onnx::import_file(Path::new(&repo(model_path))).unwrap();
         let step = training_graph(&model, &TrainOptions::default()).unwrap().graph;
         let mut jit = nnc_pipeline::compile(&step, &Default::default(), &Default::default()).unwrap();
         let mut losses = Vec::new();
         for s in 0..STEPS {
-            let xs = Tensor::from_f32(&[BATCH, 784], x[s * BATCH * 784..(s + 1) * BATCH * 784].to_vec()).unwrap();
+            let xs = Tensor::from_f32(&shape(BATCH), x[s * BATCH * 784..(s + 1) * BATCH * 784].to_vec()).unwrap();
             let ys = Tensor::from_i64(&[BATCH], y[s * BATCH..(s + 1) * BATCH].to_vec()).unwrap();
             let feeds = HashMap::from([
                 ("input".to_string(), xs),
@@ -160,15 +164,19 @@ fn c_program_trains_and_infers_like_the_jit() {
             ]);
             losses.extend(bits(&jit.run(&feeds).unwrap()[0]));
         }
-        assert_eq!(read_f32("losses.bin"), losses, "losses differ from the JIT's");
+        assert_eq!(read_f32("losses.bin"), losses, "{model_path}: losses differ from the JIT's");
 
         let mut infer = nnc_pipeline::compile(&model, &Default::default(), &Default::default()).unwrap();
         for name in infer.param_names() {
             infer.set_param(&name, &jit.param(&name).unwrap()).unwrap();
         }
-        let x0 = Tensor::from_f32(&[BATCH, 784], x[..BATCH * 784].to_vec()).unwrap();
+        let x0 = Tensor::from_f32(&shape(BATCH), x[..BATCH * 784].to_vec()).unwrap();
         let logits = infer.run(&HashMap::from([("input".to_string(), x0)])).unwrap();
-        assert_eq!(read_f32("logits.bin"), bits(&logits[0]), "logits after training differ from the JIT's");
+        assert_eq!(
+            read_f32("logits.bin"),
+            bits(&logits[0]),
+            "{model_path}: logits after training differ from the JIT's"
+        );
     }
 }
 
