@@ -252,11 +252,17 @@ impl Importer {
         if ctx.attr(attrs.int("antialias", 0))? != 0 {
             return Err(ctx.err("antialias is not supported"));
         }
-        if let Some(p) = ctx.attr(attrs.string("keep_aspect_ratio_policy"))? {
-            if p != "stretch" {
-                return Err(ctx.err(format!("keep_aspect_ratio_policy \"{p}\" is not supported (only stretch)")));
+        // With sizes, one scale for every axis: the smallest or the largest ratio.
+        let keep = match ctx.attr(attrs.string("keep_aspect_ratio_policy"))?.as_deref().unwrap_or("stretch") {
+            "stretch" => None,
+            "not_larger" => Some(false),
+            "not_smaller" => Some(true),
+            p => {
+                return Err(
+                    ctx.err(format!("keep_aspect_ratio_policy \"{p}\" is not stretch, not_larger or not_smaller"))
+                )
             }
-        }
+        };
         let spec = ResizeSpec {
             mode,
             coords,
@@ -266,11 +272,51 @@ impl Importer {
         let axes = ctx.attr(attrs.ints("axes"))?;
         let (scales_at, sizes_at) = if ctx.opset < 11 { (1, usize::MAX) } else { (2, 3) };
         let target = match (ctx.input(sizes_at), ctx.input(scales_at)) {
-            (Some(n), _) => Target::Sizes(self.static_ints(ctx, n, "the sizes input")?),
+            (Some(n), _) => {
+                let sizes = self.static_ints(ctx, n, "the sizes input")?;
+                match keep {
+                    Some(larger) => self.kept_aspect(ctx, &sizes, larger, ctx.attr(attrs.ints("axes"))?)?,
+                    None => Target::Sizes(sizes),
+                }
+            }
             (None, Some(n)) => Target::Scales(self.static_floats(ctx, n, "the scales input")?),
             (None, None) => return Err(ctx.err("needs scales or sizes")),
         };
         self.resize_by(ctx, target, &spec, axes)
+    }
+
+    /// Sizes under a kept aspect ratio: the smallest (`not_larger`) or largest ratio
+    /// of size to input on every axis given, each output `⌊scale·len + ½⌋`.
+    fn kept_aspect(
+        &mut self,
+        ctx: &Ctx,
+        sizes: &[i64],
+        larger: bool,
+        axes: Option<Vec<i64>>,
+    ) -> Result<Target, OnnxError> {
+        let x = self.ir(ctx, ctx.req_input(0)?)?;
+        let shape = self.g.ty(x).shape.clone();
+        let axes: Vec<usize> = match axes {
+            Some(a) => a
+                .iter()
+                .map(|&v| super::norm_axis(v, shape.rank()))
+                .collect::<Result<_, _>>()
+                .map_err(|m| ctx.err(m))?,
+            None => (0..shape.rank()).collect(),
+        };
+        if axes.len() != sizes.len() {
+            return Err(ctx.err(format!("{} sizes for {} axes", sizes.len(), axes.len())));
+        }
+        let lens = axes
+            .iter()
+            .map(|&a| shape.0[a].fixed().ok_or_else(|| ctx.err("sizes for the batch axis are not supported")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ratios = sizes.iter().zip(&lens).map(|(&s, &l)| s as f64 / l as f64);
+        let scale = match larger {
+            true => ratios.fold(f64::MIN, f64::max),
+            false => ratios.fold(f64::MAX, f64::min),
+        };
+        Ok(Target::Both(lens.iter().map(|&l| (scale, (scale * l as f64 + 0.5) as i64)).collect()))
     }
 
     fn resize_by(
@@ -296,6 +342,7 @@ impl Importer {
         let count = match &target {
             Target::Scales(s) => s.len(),
             Target::Sizes(s) => s.len(),
+            Target::Both(s) => s.len(),
         };
         if count != axes.len() {
             return Err(ctx.err(format!("{count} scales or sizes for {} axes", axes.len())));
@@ -306,8 +353,11 @@ impl Importer {
             let (scale, out_len) = match (&target, dim) {
                 (Target::Scales(s), Dim::Fixed(len)) => (s[i], (len as f64 * s[i]).floor() as i64),
                 (Target::Sizes(s), Dim::Fixed(len)) => (s[i] as f64 / len as f64, s[i]),
+                (Target::Both(s), Dim::Fixed(_)) => s[i],
                 (Target::Scales(s), Dim::Batch) if s[i] == 1.0 => continue,
-                (Target::Sizes(_), Dim::Batch) => return Err(ctx.err("sizes for the batch axis are not supported")),
+                (Target::Sizes(_) | Target::Both(_), Dim::Batch) => {
+                    return Err(ctx.err("sizes for the batch axis are not supported"))
+                }
                 (_, Dim::Batch) => return Err(ctx.err(format!("resizing the batch axis {axis} is not supported"))),
             };
             let len = dim.fixed().unwrap_or(0);
@@ -387,6 +437,8 @@ impl Importer {
 enum Target {
     Scales(Vec<f64>),
     Sizes(Vec<i64>),
+    /// A scale and an output size per axis.
+    Both(Vec<(f64, i64)>),
 }
 
 #[derive(Clone, Copy)]
