@@ -9,7 +9,6 @@ use nnc_ir::window::{Conv, Pool, PoolKind, Window};
 use nnc_ir::{BinaryOp, Dim, Graph, IrError, Op, Shape, Tensor, TensorType, UnaryOp, ValueId};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Normal, Uniform};
 
 #[derive(Clone, Debug)]
 pub struct CnnSpec {
@@ -18,24 +17,10 @@ pub struct CnnSpec {
     pub seed: u64,
 }
 
-/// Draws a weight of `shape` whose fan-in is `shape[1..]`'s product. Biases start at zero.
+/// A weight of `shape`, whose fan-in is `shape[1..]`'s product. Biases start at zero.
 fn weights(init: Init, shape: &[usize], fan_out: usize, rng: &mut ChaCha8Rng) -> Tensor {
     let n: usize = shape.iter().product();
-    let fan_in = n / shape[0];
-    let data: Vec<f32> = match init {
-        Init::He => {
-            let normal = Normal::new(0.0f32, (2.0 / fan_in as f32).sqrt()).expect("std dev is finite and positive");
-            (0..n).map(|_| normal.sample(rng)).collect()
-        }
-        Init::Xavier | Init::Torch => {
-            let bound = match init {
-                Init::Xavier => (6.0 / (fan_in + fan_out) as f32).sqrt(),
-                _ => 1.0 / (fan_in as f32).sqrt(),
-            };
-            let uniform = Uniform::new_inclusive(-bound, bound).expect("bound is finite and positive");
-            (0..n).map(|_| uniform.sample(rng)).collect()
-        }
-    };
+    let data = crate::mlp::draw_weights(init, n / shape[0], fan_out, n, rng);
     Tensor::from_f32(shape, data).expect("shape matches")
 }
 

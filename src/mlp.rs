@@ -129,8 +129,13 @@ fn transposed(w: &Tensor) -> Tensor {
 }
 
 fn init_weights(init: Init, fan_in: usize, fan_out: usize, rng: &mut ChaCha8Rng) -> Tensor {
-    let n = fan_in * fan_out;
-    let data: Vec<f32> = match init {
+    let data = draw_weights(init, fan_in, fan_out, fan_in * fan_out, rng);
+    Tensor::from_f32(&[fan_in, fan_out], data).expect("shape matches")
+}
+
+/// `n` weights of a layer with these fans, drawn as `init` says.
+pub(crate) fn draw_weights(init: Init, fan_in: usize, fan_out: usize, n: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    match init {
         Init::He => {
             let normal = Normal::new(0.0f32, (2.0 / fan_in as f32).sqrt()).expect("std dev is finite and positive");
             (0..n).map(|_| normal.sample(rng)).collect()
@@ -143,6 +148,5 @@ fn init_weights(init: Init, fan_in: usize, fan_out: usize, rng: &mut ChaCha8Rng)
             let uniform = Uniform::new_inclusive(-bound, bound).expect("bound is finite and positive");
             (0..n).map(|_| uniform.sample(rng)).collect()
         }
-    };
-    Tensor::from_f32(&[fan_in, fan_out], data).expect("shape matches")
+    }
 }

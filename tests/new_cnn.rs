@@ -2,6 +2,8 @@
 //! file, and `nnc train` trains it on Fashion-MNIST's `[N, 1, 28, 28]` images well
 //! past chance in a few hundred steps.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -47,13 +49,7 @@ fn new_cnn_is_deterministic_and_trains_on_fashion_mnist() {
     ]);
     let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{stderr}");
-    let accuracy: f64 = stdout
-        .lines()
-        .last()
-        .and_then(|l| l.split("accuracy ").nth(1))
-        .and_then(|r| r.split('%').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no accuracy in:\n{stdout}"));
+    let accuracy = common::final_accuracy(&stdout);
     // 300 steps of Adam reach about 80% (ten epochs: 89%, docs/usage.md).
     assert!(accuracy >= 70.0, "test accuracy {accuracy}%:\n{stderr}");
     assert!(nnc_onnx::import_file(&out).is_ok(), "the trained model imports again");

@@ -81,7 +81,12 @@ fn unsupported_ops(model: &ModelProto) -> Vec<String> {
 fn run_one(dir: &Path, bind: bool) -> Result<Option<Outcome>, String> {
     let bytes = std::fs::read(dir.join("model.onnx")).map_err(|e| e.to_string())?;
     let mut model = ModelProto::decode(&bytes[..]).map_err(|e| format!("model.onnx: {e}"))?;
-    let mut bound = 0;
+    // The run-time inputs, with the number of the `input_N.pb` each is read from.
+    let mut fed: Vec<(usize, String)> = {
+        let graph = model.graph.as_ref().ok_or("no graph")?;
+        let initializers: BTreeSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        graph.input.iter().map(|i| i.name.clone()).filter(|n| !initializers.contains(n.as_str())).enumerate().collect()
+    };
     if bind {
         let sets = std::fs::read_dir(dir)
             .map_err(|e| e.to_string())?
@@ -92,26 +97,29 @@ fn run_one(dir: &Path, bind: bool) -> Result<Option<Outcome>, String> {
             return Ok(None);
         }
         let graph = model.graph.as_mut().ok_or("no graph")?;
-        let initializers: BTreeSet<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
-        let inputs: Vec<String> =
-            graph.input.iter().map(|i| i.name.clone()).filter(|n| !initializers.contains(n)).collect();
-        for (i, name) in inputs.iter().enumerate().skip(1) {
+        let before = fed.len();
+        let mut kept = Vec::new();
+        for (k, (i, name)) in fed.into_iter().enumerate() {
             let path = dir.join("test_data_set_0").join(format!("input_{i}.pb"));
-            let Ok(data) = std::fs::read(&path) else { continue };
-            let mut tensor = TensorProto::decode(&data[..]).map_err(|e| format!("{}: {e}", path.display()))?;
-            tensor.name = name.clone();
-            graph.initializer.push(tensor);
-            bound += 1;
+            match std::fs::read(&path) {
+                Ok(data) if k > 0 => {
+                    let mut tensor = TensorProto::decode(&data[..]).map_err(|e| format!("{}: {e}", path.display()))?;
+                    tensor.name = name;
+                    graph.initializer.push(tensor);
+                }
+                _ => kept.push((i, name)),
+            }
         }
-        if bound == 0 {
+        if kept.len() == before {
             return Ok(None);
         }
+        fed = kept;
     }
     let bytes = model.encode_to_vec();
-    Ok(Some(run_model(dir, &model, &bytes)?))
+    Ok(Some(run_model(dir, &model, &bytes, &fed)?))
 }
 
-fn run_model(dir: &Path, model: &ModelProto, bytes: &[u8]) -> Result<Outcome, String> {
+fn run_model(dir: &Path, model: &ModelProto, bytes: &[u8], fed: &[(usize, String)]) -> Result<Outcome, String> {
     let unsupported = unsupported_ops(model);
     if !unsupported.is_empty() {
         return Ok(Outcome::Unsupported(unsupported.join(", ")));
@@ -126,10 +134,6 @@ fn run_model(dir: &Path, model: &ModelProto, bytes: &[u8]) -> Result<Outcome, St
             });
         }
     };
-    let proto_graph = model.graph.as_ref().ok_or("no graph")?;
-    let initializers: BTreeSet<&str> = proto_graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    let input_names: Vec<&str> =
-        proto_graph.input.iter().map(|i| i.name.as_str()).filter(|n| !initializers.contains(n)).collect();
     let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| e.to_string())?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -138,9 +142,7 @@ fn run_model(dir: &Path, model: &ModelProto, bytes: &[u8]) -> Result<Outcome, St
     sets.sort();
     for set in sets {
         let mut feeds = HashMap::new();
-        for name in input_names.iter() {
-            // A bound input is an initializer now; the others keep their file's index.
-            let Some(i) = proto_graph_inputs_index(model, name) else { continue };
+        for (i, name) in fed {
             let path = set.join(format!("input_{i}.pb"));
             if !path.exists() {
                 continue; // an optional input left out
@@ -182,14 +184,6 @@ fn run_model(dir: &Path, model: &ModelProto, bytes: &[u8]) -> Result<Outcome, St
         }
     }
     Ok(Outcome::Pass)
-}
-
-/// The position of `name` among the original model's run-time inputs (initializers
-/// the test itself declares excluded), which numbers its `input_N.pb`.
-fn proto_graph_inputs_index(model: &ModelProto, name: &str) -> Option<usize> {
-    let graph = model.graph.as_ref()?;
-    let declared: BTreeSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    graph.input.iter().map(|i| i.name.as_str()).filter(|n| !declared.contains(n) || *n == name).position(|n| n == name)
 }
 
 fn read_pb(path: &Path) -> Result<(Result<Tensor, OnnxError>, i32), String> {

@@ -3,6 +3,8 @@
 //! 88.30%, see docs/usage.md); 10 epochs take too long for the test suite, so this checks
 //! the first epoch, which already separates Adam from plain SGD.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -23,14 +25,7 @@ fn adam_reaches_81_percent_after_one_epoch_on_fashion_mnist() {
     let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains("trained 600 steps"), "one epoch is 600 steps of 100:\n{stderr}");
-    // stdout's last line: "test: loss 0.4382, accuracy 84.26% (10000 examples)".
-    let accuracy: f64 = stdout
-        .lines()
-        .last()
-        .and_then(|l| l.split("accuracy ").nth(1))
-        .and_then(|r| r.split('%').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no accuracy in:\n{stdout}"));
+    let accuracy = common::final_accuracy(&stdout);
     // Measured after one epoch: 84.26% with the default shuffling seed 0, 83.93–84.90%
     // over seeds 0–4; the bound leaves 3 points for changes in summation order. Plain
     // SGD at lr 0.01 (the seed workload) reaches 76.70% after the same epoch: the bound

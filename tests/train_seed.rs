@@ -2,6 +2,8 @@
 //! with its defaults (the 784-256-10 ReLU MLP, SGD lr 0.01, batch 100, 1000 steps, the
 //! JIT backend) on Fashion-MNIST from Debian's `dataset-fashion-mnist`.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -20,14 +22,7 @@ fn seed_workload_reaches_75_percent_on_fashion_mnist() {
     let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains("on jit"), "the default backend is the JIT:\n{stderr}");
-    // stdout's last line: "test: loss 0.6340, accuracy 78.53% (10000 examples)".
-    let accuracy: f64 = stdout
-        .lines()
-        .last()
-        .and_then(|l| l.split("accuracy ").nth(1))
-        .and_then(|r| r.split('%').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no accuracy in:\n{stdout}"));
+    let accuracy = common::final_accuracy(&stdout);
     // Measured 78.5%; the bar is 75%.
     assert!(accuracy >= 75.0, "test accuracy {accuracy}%:\n{stderr}");
 }

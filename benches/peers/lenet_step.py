@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""LeNet-5's training step (the model of tests/fixtures/cnn/make_fixtures.py: two 5×5
+"""LeNet-5's training step (the model of tests/fixtures/cnn/make_fixtures.py, imported from it: two 5×5
 convolutions with ReLU and 2×2 max pooling, three dense layers, softmax cross-entropy,
 SGD lr 0.01, random data) in PyTorch, timed: `lenet_step.py torch|torch-compile --batch B
 --steps S` prints one JSON object with the median and minimum step time in ms. Pin it
@@ -12,27 +12,16 @@ import json
 import statistics
 import time
 
+import os
+import sys
+
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-
-class LeNet5(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(400, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = torch.flatten(x, 1)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
+# The model the fixtures were exported from (importing the script needs its tools:
+# onnx, onnxruntime, onnxscript, torchvision).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../tests/fixtures/cnn"))
+from make_fixtures import LeNet5  # noqa: E402
 
 
 def main():

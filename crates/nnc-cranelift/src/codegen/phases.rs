@@ -7,7 +7,7 @@ use crate::error::{codegen_err, BackendError};
 use crate::kernels::matmul::dots;
 use crate::kernels::{conv, copy, cross_entropy, elementwise, matmul, onehot, reduce, softmax, update, window};
 use crate::microkernel::KernelFamily;
-use crate::program::{Body, Program, Variant};
+use crate::program::{Body, Program, Variant, WindowKernel};
 use nnc_ir::Size;
 
 /// Emits a kernel function's body.
@@ -94,6 +94,21 @@ fn split_of(body: &Body) -> Split {
     Split { align, work }
 }
 
+/// The phase copying a window op's input planes into zeroed padded (phase) planes
+/// (`kernels/conv.rs`'s `emit_pad_planes`): a plane per item, about a copy per padded
+/// element.
+fn pad_phase<'p>(name: &str, w: &'p WindowKernel, (input, padded): (usize, usize), phases: [u64; 3]) -> Phase<'p> {
+    let plane: u64 =
+        (0..3).map(|a| (w.input[a] + w.pads_begin[a] + w.pads_end[a]).div_ceil(phases[a]) * phases[a]).product();
+    Phase {
+        name: format!("{name}_pad"),
+        items: conv::pad_items(w),
+        emit: Box::new(move |fx| conv::emit_pad_planes(fx, w, (input, padded), phases)),
+        split: Split { align: 1, work: Size::fixed(COPY_WORK * plane) },
+        alternatives: Vec::new(),
+    }
+}
+
 /// Kernel `index`'s parts (matrices of a batched product) and phases.
 pub(super) fn phases<'p>(
     program: &'p Program,
@@ -117,13 +132,7 @@ pub(super) fn phases<'p>(
         Body::Window(w) => {
             let mut list = Vec::new();
             if let Some(padded) = w.padded {
-                let plane: u64 = (0..3).map(|a| w.input[a] + w.pads_begin[a] + w.pads_end[a]).product();
-                let input = w.args[0];
-                let mut pad =
-                    one(conv::pad_items(w), Box::new(move |fx| conv::emit_pad_planes(fx, w, (input, padded), [1; 3])));
-                pad.name = format!("{name}_pad");
-                pad.split = Split { align: 1, work: Size::fixed(COPY_WORK * plane) };
-                list.push(pad);
+                list.push(pad_phase(&name, w, (w.args[0], padded), [1; 3]));
             }
             list.push(one(window::items(w), Box::new(move |fx| window::emit(fx, w))));
             (Size::ONE, list)
@@ -136,13 +145,8 @@ pub(super) fn phases<'p>(
                 flip.name = format!("{name}_flip");
                 list.push(flip);
             }
-            if c.padded.is_some() {
-                // A plane: about a copy per padded element.
-                let plane = c.channel_plane();
-                let mut pad = one(conv::pad_items(&c.geometry), Box::new(move |fx| conv::emit_pad(fx, c)));
-                pad.name = format!("{name}_pad");
-                pad.split = Split { align: 1, work: Size::fixed(COPY_WORK * plane) };
-                list.push(pad);
+            if let Some(padded) = c.padded {
+                list.push(pad_phase(&name, &c.geometry, (c.input, padded), c.phases));
             }
             list.push(one(conv::items(c), Box::new(move |fx| conv::emit(fx, c, family))));
             (Size::ONE, list)

@@ -22,13 +22,14 @@
 //! with the same bits; an item writes only its own outputs, so the bits depend on
 //! neither the threads nor the family.
 
+use super::copy::{copy_floats, copy_strided, zero_floats};
 use crate::clif::{Fx, PTR};
 use crate::microkernel::{
     cranelift, ARead, ARows, KernelFamily, MicroArgs, MicroOp, Step, TileArgs, TileRows, TileSpec,
 };
 use crate::program::{ConvGemm, ConvGemmOp, WindowKernel};
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+use cranelift_codegen::ir::{types, InstBuilder, Value};
 use nnc_ir::Size;
 
 const F: i64 = 4;
@@ -63,13 +64,6 @@ pub(crate) fn item_work(c: &ConvGemm) -> Size {
     match c.op {
         ConvGemmOp::Forward => Size::fixed(2 * w.mg * w.cg * taps * (c.tile.nr() as u64).min(positions)),
         ConvGemmOp::Filter => planes(w.batch, 2 * w.mg * c.tile.nr() as u64 * positions),
-    }
-}
-
-/// Copies input planes `[fx.begin, fx.end)` into zeroed padded (phase) planes.
-pub(crate) fn emit_pad(fx: &mut Fx, c: &ConvGemm) {
-    if let Some(padded) = c.padded {
-        emit_pad_planes(fx, &c.geometry, (c.input, padded), c.phases);
     }
 }
 
@@ -134,23 +128,6 @@ pub(crate) fn emit_pad_planes(fx: &mut Fx, w: &WindowKernel, (input, padded): (u
     });
 }
 
-/// Zeroes `len` floats from `dst`: four at a time, then one at a time.
-fn zero_floats(fx: &mut Fx, dst: Value, len: i64) {
-    let zero = fx.b.ins().f32const(0.0);
-    let zeros = fx.b.ins().splat(types::F32X4, zero);
-    let dp = fx.var(PTR, dst);
-    let z = fx.iconst(0);
-    let end = fx.iconst(len * F);
-    let step = |fx: &mut Fx, x: Value, bytes: i64| {
-        let d = fx.get(dp);
-        fx.store(x, d, 0);
-        let d = fx.b.ins().iadd_imm_s(d, bytes);
-        fx.set(dp, d);
-    };
-    let rest = fx.for_whole_steps(z, end, 4 * F, |fx, _| step(fx, zeros, 4 * F));
-    fx.for_range(rest, end, F, |fx, _| step(fx, zero, F));
-}
-
 /// The data gradient's flipped weights: `w'[g·mg + c, m, k] = w[g·cg + m, c, K−1−k]`
 /// in the transposed convolution's terms (its `cg` are the forward's output channels).
 pub(crate) fn emit_flip(fx: &mut Fx, c: &ConvGemm) {
@@ -179,6 +156,22 @@ pub(crate) fn emit_flip(fx: &mut Fx, c: &ConvGemm) {
             fx.store(x, dst_row, (k * F) as i32);
         }
     });
+}
+
+/// The address of the first of group `g`'s planes of image `n`, in an array of
+/// `channels` planes per image, `per_group` per group, `plane` floats each.
+pub(crate) fn group_planes(
+    fx: &mut Fx,
+    base: Value,
+    (n, g): (Value, Value),
+    (channels, per_group): (i64, i64),
+    plane: i64,
+) -> Value {
+    let first = fx.mul_imm(n, channels);
+    let in_group = fx.mul_imm(g, per_group);
+    let first = fx.add(first, in_group);
+    let at = fx.mul_imm(first, plane * F);
+    fx.add(base, at)
 }
 
 /// The element offset (in floats, within an image's padded planes of the group) of
@@ -400,45 +393,6 @@ pub(crate) fn emit(fx: &mut Fx, c: &ConvGemm, family: &dyn KernelFamily) {
     }
 }
 
-/// `len` floats from `src` to `dst`: four at a time, then one at a time. The
-/// pointers are loop-carried: addresses derived in the loop from values computed
-/// outside it would be recomputed there (Cranelift rematerializes them).
-fn copy_floats(fx: &mut Fx, src: Value, dst: Value, len: Value) {
-    let (sp, dp) = (fx.var(PTR, src), fx.var(PTR, dst));
-    let z = fx.iconst(0);
-    let bytes = fx.mul_imm(len, F);
-    let step = |fx: &mut Fx, ty: Type, bytes: i64| {
-        let (s, d) = (fx.get(sp), fx.get(dp));
-        let x = fx.load(ty, s, 0);
-        fx.store(x, d, 0);
-        let (s, d) = (fx.b.ins().iadd_imm_s(s, bytes), fx.b.ins().iadd_imm_s(d, bytes));
-        fx.set(sp, s);
-        fx.set(dp, d);
-    };
-    let rest = fx.for_whole_steps(z, bytes, 4 * F, |fx, _| step(fx, types::F32X4, 4 * F));
-    fx.for_range(rest, bytes, F, |fx, _| step(fx, types::F32, F));
-}
-
-/// `len` floats from `src`, one every `src_step` bytes, to `dst`, one every
-/// `dst_step` bytes: four per iteration, then one (loop-carried pointers, as in
-/// `copy_floats`).
-fn copy_strided(fx: &mut Fx, (src, src_step): (Value, i64), (dst, dst_step): (Value, i64), len: Value) {
-    let (sp, dp) = (fx.var(PTR, src), fx.var(PTR, dst));
-    let step = |fx: &mut Fx, count: i64| {
-        let (s, d) = (fx.get(sp), fx.get(dp));
-        for i in 0..count {
-            let x = fx.load(types::F32, s, (i * src_step) as i32);
-            fx.store(x, d, (i * dst_step) as i32);
-        }
-        let (s, d) = (fx.b.ins().iadd_imm_s(s, count * src_step), fx.b.ins().iadd_imm_s(d, count * dst_step));
-        fx.set(sp, s);
-        fx.set(dp, d);
-    };
-    let z = fx.iconst(0);
-    let rest = fx.for_whole_steps(z, len, 4, |fx, _| step(fx, 4));
-    fx.for_range(rest, len, 1, |fx, _| step(fx, 1));
-}
-
 /// `body(len, column, output)` for each run of outputs among grid positions
 /// `[from, to)` (at most one per grid row): its length, and the byte offsets of its
 /// first position from grid position `from` and in the output plane.
@@ -520,18 +474,10 @@ fn emit_forward(fx: &mut Fx, c: &ConvGemm, family: &dyn KernelFamily) {
         let ng = fx.b.ins().udiv_imm_u(item, panels);
         let n = fx.b.ins().udiv_imm_u(ng, w.groups as i64);
         let g = fx.b.ins().urem_imm_u(ng, w.groups as i64);
-        let first = fx.mul_imm(n, c_in);
-        let gc = fx.mul_imm(g, w.cg as i64);
-        let first = fx.add(first, gc);
-        let planes_at = fx.mul_imm(first, plane * F);
-        let planes_at = fx.add(input, planes_at);
+        let planes_at = group_planes(fx, input, (n, g), (c_in, w.cg as i64), plane);
         let a = fx.mul_imm(g, w.mg as i64 * depth * F);
         let a = fx.add(a_slot, a);
-        let rows = fx.mul_imm(n, c_out);
-        let gm = fx.mul_imm(g, w.mg as i64);
-        let rows = fx.add(rows, gm);
-        let y_rows = fx.mul_imm(rows, outputs * F);
-        let y_rows = fx.add(out, y_rows);
+        let y_rows = group_planes(fx, out, (n, g), (c_out, w.mg as i64), outputs);
         let p0 = fx.mul_imm(q, nr);
         let panel = |fx: &mut Fx, cols: usize| {
             if c.grid.is_none() {
@@ -655,16 +601,8 @@ fn emit_filter(fx: &mut Fx, c: &ConvGemm, family: &dyn KernelFamily) {
             });
             let z = fx.iconst(0);
             fx.for_range(z, batch, 1, |fx, n| {
-                let first = fx.mul_imm(n, c_in);
-                let gc = fx.mul_imm(g, w.cg as i64);
-                let first = fx.add(first, gc);
-                let planes_at = fx.mul_imm(first, plane * F);
-                let planes_at = fx.add(input, planes_at);
-                let rows = fx.mul_imm(n, c_out);
-                let gm = fx.mul_imm(g, w.mg as i64);
-                let rows = fx.add(rows, gm);
-                let a_rows = fx.mul_imm(rows, outputs * F);
-                let a_rows = fx.add(dy, a_rows);
+                let planes_at = group_planes(fx, input, (n, g), (c_in, w.cg as i64), plane);
+                let a_rows = group_planes(fx, dy, (n, g), (c_out, w.mg as i64), outputs);
                 let z = fx.iconst(0);
                 let p_end = fx.iconst(positions);
                 fx.for_range(z, p_end, kc, |fx, p0| {

@@ -8,6 +8,7 @@
 //! range per axis, `[lo, hi)`, computed before the tap loops, so the loops carry no
 //! bounds tests and skip exactly the taps the interpreter skips.
 
+use super::copy::zero_floats;
 use crate::clif::Fx;
 use crate::program::{WindowKernel, WindowOp};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
@@ -182,16 +183,6 @@ fn divisor(fx: &mut Fx, kind: PoolKind, r: TapRanges) -> Value {
     fx.b.ins().fcvt_from_uint(types::F32, n)
 }
 
-fn zero_plane(fx: &mut Fx, base: Value, len: i64) {
-    let zero = fx.b.ins().f32const(0.0);
-    let z = fx.iconst(0);
-    let end = fx.iconst(len);
-    fx.for_range(z, end, 1, |fx, i| {
-        let a = at(fx, base, i);
-        fx.store(zero, a, 0);
-    });
-}
-
 /// `a cc b ? x : y` for f32 values without a branch: Cranelift lowers a select of
 /// floats on a float comparison to a jump, which max pooling's data-dependent
 /// comparisons mispredict half the time; on the values' bits it is a `cmov`.
@@ -277,7 +268,7 @@ pub(crate) fn emit(fx: &mut Fx, w: &WindowKernel) {
             let ci = fx.b.ins().urem_imm_u(c, w.cg as i64);
             let dx_plane = fx.mul_imm(item, is);
             let dx_plane = at(fx, out, dx_plane);
-            zero_plane(fx, dx_plane, is);
+            zero_floats(fx, dx_plane, is);
             let m0 = fx.mul_imm(g, w.mg as i64);
             let m1 = fx.b.ins().iadd_imm_s(m0, w.mg as i64);
             fx.for_range(m0, m1, 1, |fx, m| {
@@ -395,7 +386,7 @@ pub(crate) fn emit(fx: &mut Fx, w: &WindowKernel) {
             let dy_plane = at(fx, dy, dy_plane);
             let dx_plane = fx.mul_imm(item, is);
             let dx_plane = at(fx, out, dx_plane);
-            zero_plane(fx, dx_plane, is);
+            zero_floats(fx, dx_plane, is);
             let x_plane = match kind {
                 PoolKind::Max => {
                     let xp = fx.mul_imm(item, is);
@@ -501,11 +492,7 @@ fn emit_conv_rows(fx: &mut Fx, w: &WindowKernel) {
         let n = fx.b.ins().udiv_imm_u(item, c_out);
         let m = fx.b.ins().urem_imm_u(item, c_out);
         let g = fx.b.ins().udiv_imm_u(m, w.mg as i64);
-        let first = fx.mul_imm(n, c_in);
-        let gc = fx.mul_imm(g, w.cg as i64);
-        let first = fx.add(first, gc);
-        let x_planes = fx.mul_imm(first, plane * F);
-        let x_planes = fx.add(x_base, x_planes);
+        let x_planes = super::conv::group_planes(fx, x_base, (n, g), (c_in, w.cg as i64), plane);
         let w_row = fx.mul_imm(m, w.cg as i64 * taps * F);
         let w_row = fx.add(wt, w_row);
         let y_plane = fx.mul_imm(item, os * F);

@@ -89,7 +89,7 @@ impl Lowering<'_> {
             (Some(_), ConvGemmOp::Forward) => geometry.mg * nr,
             (Some(_), ConvGemmOp::Filter) => geometry.mg * kc,
         };
-        if (kc * nr + staged) * 4 > MAX_STACK_BYTES || positions == 0 || depth == 0 {
+        if (kc * nr + staged) * 4 > MAX_STACK_BYTES {
             return Ok(None);
         }
         let padded = match pads || phases != [1; 3] {

@@ -82,21 +82,7 @@ impl Program {
             }
             Body::Window(w) => {
                 let args: Vec<String> = w.args.iter().map(|&a| s(a)).collect();
-                let list = |v: &[u64; 3]| format!("{v:?}");
-                format!(
-                    "{} = {:?} {} over planes of {} from {} by kernel {} strides {} dilations {} pads {}+{}, {} groups",
-                    s(w.out),
-                    w.op,
-                    args.join(", "),
-                    list(&w.output),
-                    list(&w.input),
-                    list(&w.kernel),
-                    list(&w.strides),
-                    list(&w.dilations),
-                    list(&w.pads_begin),
-                    list(&w.pads_end),
-                    w.groups
-                )
+                format!("{} = {:?} {} over {}", s(w.out), w.op, args.join(", "), geometry(w))
             }
             Body::Copy(b) => {
                 let parts: Vec<String> = b
@@ -116,8 +102,6 @@ impl Program {
                 format!("{} = blocks of {} rows of {}: {}", s(b.out.slot), size(b.rows), b.out_row, parts.join(", "))
             }
             Body::ConvGemm(c) => {
-                let w = &c.geometry;
-                let list = |v: &[u64; 3]| format!("{v:?}");
                 let what = match (c.op, c.flip) {
                     (ConvGemmOp::Forward, None) => format!("{}·windows({})", s(c.a), s(c.input)),
                     (ConvGemmOp::Forward, Some((wt, _))) => {
@@ -127,19 +111,12 @@ impl Program {
                 };
                 let padded = c.padded.map_or(String::new(), |p| format!(", padded in {}", s(p)));
                 format!(
-                    "{} = {what} as an implicit product on {}×{} tiles, K blocks of {}: planes of {} from {} by kernel {} strides {} dilations {} pads {}+{}, {} groups{padded}",
+                    "{} = {what} as an implicit product on {}×{} tiles, K blocks of {}: {}{padded}",
                     s(c.out),
                     c.tile.mr,
                     c.tile.nr(),
                     c.kc,
-                    list(&w.output),
-                    list(&w.input),
-                    list(&w.kernel),
-                    list(&w.strides),
-                    list(&w.dilations),
-                    list(&w.pads_begin),
-                    list(&w.pads_end),
-                    w.groups
+                    geometry(&c.geometry)
                 )
             }
             Body::OneHot(h) => format!("{} = one_hot {} of depth {}", s(h.out.slot), s(h.idx.slot), h.depth),
@@ -292,4 +269,20 @@ fn size(s: Size) -> String {
         (0, 1) => "N".into(),
         _ => s.to_string(),
     }
+}
+
+/// A window op's planes, kernel, strides, dilations, pads and groups.
+fn geometry(w: &WindowKernel) -> String {
+    let list = |v: &[u64; 3]| format!("{v:?}");
+    format!(
+        "planes of {} from {} by kernel {} strides {} dilations {} pads {}+{}, {} groups",
+        list(&w.output),
+        list(&w.input),
+        list(&w.kernel),
+        list(&w.strides),
+        list(&w.dilations),
+        list(&w.pads_begin),
+        list(&w.pads_end),
+        w.groups
+    )
 }

@@ -23,6 +23,21 @@ use crate::OnnxError;
 use nnc_ir::{Dim, Op, Shape, Tensor, ValueId};
 
 impl Importer {
+    /// Defines the node's output as `y`, computed from its input `x`: the last value
+    /// made takes the output's name; an unchanged input gets an identity.
+    fn name_result(&mut self, ctx: &Ctx, x: ValueId, y: ValueId) -> Result<(), OnnxError> {
+        let out = ctx.out()?;
+        let y = match y == x {
+            true => self.emit(ctx, out, Op::Unary(nnc_ir::UnaryOp::Identity), &[x])?,
+            false => {
+                self.g.rename(y, out).map_err(|e| ctx.err(e.to_string()))?;
+                y
+            }
+        };
+        self.define_ir(out, y);
+        Ok(())
+    }
+
     pub(super) fn pad(&mut self, ctx: &Ctx) -> Result<(), OnnxError> {
         let (data, out) = (ctx.req_input(0)?, ctx.out()?);
         let attrs = ctx.attrs();
@@ -97,9 +112,7 @@ impl Importer {
             }
             y = self.emit_tmp(ctx, out, &format!("pad{axis}"), Op::Concat { axis, sizes }, &parts)?;
         }
-        let y = self.emit(ctx, out, Op::Unary(nnc_ir::UnaryOp::Identity), &[y])?;
-        self.define_ir(out, y);
-        Ok(())
+        self.name_result(ctx, x, y)
     }
 
     /// The `n` rows added before (`begin`) or after `y`'s `len` rows along `axis`.
@@ -215,7 +228,7 @@ impl Importer {
             m => return Err(ctx.err(format!("mode \"{m}\" is not nearest or linear"))),
         };
         let spec = ResizeSpec { mode, coords: Coords::Asymmetric, cubic_a: -0.75, exclude_outside: false };
-        self.resize_by(ctx, Target::Scales(scales), &spec, None)
+        self.resize_by(ctx, Target::Scales(scales), &spec, None, None)
     }
 
     pub(super) fn resize(&mut self, ctx: &Ctx) -> Result<(), OnnxError> {
@@ -272,51 +285,11 @@ impl Importer {
         let axes = ctx.attr(attrs.ints("axes"))?;
         let (scales_at, sizes_at) = if ctx.opset < 11 { (1, usize::MAX) } else { (2, 3) };
         let target = match (ctx.input(sizes_at), ctx.input(scales_at)) {
-            (Some(n), _) => {
-                let sizes = self.static_ints(ctx, n, "the sizes input")?;
-                match keep {
-                    Some(larger) => self.kept_aspect(ctx, &sizes, larger, ctx.attr(attrs.ints("axes"))?)?,
-                    None => Target::Sizes(sizes),
-                }
-            }
+            (Some(n), _) => Target::Sizes(self.static_ints(ctx, n, "the sizes input")?),
             (None, Some(n)) => Target::Scales(self.static_floats(ctx, n, "the scales input")?),
             (None, None) => return Err(ctx.err("needs scales or sizes")),
         };
-        self.resize_by(ctx, target, &spec, axes)
-    }
-
-    /// Sizes under a kept aspect ratio: the smallest (`not_larger`) or largest ratio
-    /// of size to input on every axis given, each output `⌊scale·len + ½⌋`.
-    fn kept_aspect(
-        &mut self,
-        ctx: &Ctx,
-        sizes: &[i64],
-        larger: bool,
-        axes: Option<Vec<i64>>,
-    ) -> Result<Target, OnnxError> {
-        let x = self.ir(ctx, ctx.req_input(0)?)?;
-        let shape = self.g.ty(x).shape.clone();
-        let axes: Vec<usize> = match axes {
-            Some(a) => a
-                .iter()
-                .map(|&v| super::norm_axis(v, shape.rank()))
-                .collect::<Result<_, _>>()
-                .map_err(|m| ctx.err(m))?,
-            None => (0..shape.rank()).collect(),
-        };
-        if axes.len() != sizes.len() {
-            return Err(ctx.err(format!("{} sizes for {} axes", sizes.len(), axes.len())));
-        }
-        let lens = axes
-            .iter()
-            .map(|&a| shape.0[a].fixed().ok_or_else(|| ctx.err("sizes for the batch axis are not supported")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let ratios = sizes.iter().zip(&lens).map(|(&s, &l)| s as f64 / l as f64);
-        let scale = match larger {
-            true => ratios.fold(f64::MIN, f64::max),
-            false => ratios.fold(f64::MAX, f64::min),
-        };
-        Ok(Target::Both(lens.iter().map(|&l| (scale, (scale * l as f64 + 0.5) as i64)).collect()))
+        self.resize_by(ctx, target, &spec, axes, keep)
     }
 
     fn resize_by(
@@ -325,9 +298,9 @@ impl Importer {
         target: Target,
         spec: &ResizeSpec,
         axes: Option<Vec<i64>>,
+        keep: Option<bool>,
     ) -> Result<(), OnnxError> {
-        let (data, out) = (ctx.req_input(0)?, ctx.out()?);
-        let x = self.ir(ctx, data)?;
+        let x = self.ir(ctx, ctx.req_input(0)?)?;
         let ty = self.g.ty(x).clone();
         let rank = ty.rank();
         if ty.dtype != nnc_ir::DType::F32 {
@@ -338,6 +311,10 @@ impl Importer {
                 a.iter().map(|&v| super::norm_axis(v, rank)).collect::<Result<_, _>>().map_err(|m| ctx.err(m))?
             }
             None => (0..rank).collect(),
+        };
+        let target = match (target, keep) {
+            (Target::Sizes(sizes), Some(larger)) => kept_aspect(ctx, &ty.shape, &axes, &sizes, larger)?,
+            (t, _) => t,
         };
         let count = match &target {
             Target::Scales(s) => s.len(),
@@ -372,9 +349,7 @@ impl Importer {
             }
             y = self.resize_axis(ctx, y, (axis, len, out_len, scale), spec)?;
         }
-        let y = self.emit(ctx, out, Op::Unary(nnc_ir::UnaryOp::Identity), &[y])?;
-        self.define_ir(out, y);
-        Ok(())
+        self.name_result(ctx, x, y)
     }
 
     /// `y` resized along `axis` from `len` to `out_len` rows.
@@ -439,6 +414,24 @@ enum Target {
     Sizes(Vec<i64>),
     /// A scale and an output size per axis.
     Both(Vec<(f64, i64)>),
+}
+
+/// Sizes under a kept aspect ratio: the smallest (`not_larger`) or largest ratio of
+/// size to input on every axis given, each output `⌊scale·len + ½⌋`.
+fn kept_aspect(ctx: &Ctx, shape: &Shape, axes: &[usize], sizes: &[i64], larger: bool) -> Result<Target, OnnxError> {
+    if axes.len() != sizes.len() {
+        return Err(ctx.err(format!("{} sizes for {} axes", sizes.len(), axes.len())));
+    }
+    let lens = axes
+        .iter()
+        .map(|&a| shape.0[a].fixed().ok_or_else(|| ctx.err("sizes for the batch axis are not supported")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ratios = sizes.iter().zip(&lens).map(|(&s, &l)| s as f64 / l as f64);
+    let scale = match larger {
+        true => ratios.fold(f64::MIN, f64::max),
+        false => ratios.fold(f64::MAX, f64::min),
+    };
+    Ok(Target::Both(lens.iter().map(|&l| (scale, (scale * l as f64 + 0.5) as i64)).collect()))
 }
 
 #[derive(Clone, Copy)]
