@@ -2,7 +2,8 @@
 //! windows with strides, dilations, uneven pads, groups and ceil mode, at several
 //! batch sizes: the direct kernels give the interpreter's bits, the implicit products
 //! (`conv_gemm`) its values within rounding, and every output has the same bits for
-//! every thread count and kernel family.
+//! every thread count and kernel family. Fused convolutions apply their epilogue
+//! with the same bits as the expansion's separate ops.
 
 mod common;
 
@@ -82,6 +83,41 @@ fn graph_wide() -> Graph {
     .unwrap()
 }
 
+/// Fused convolutions (`fused.conv`) on every kernel that computes one: products over
+/// the grid (2-D) and without it (1-D, 3-D), and the direct kernels (by rows, plain
+/// and strided, and the plain one for many taps), each with a different epilogue:
+/// bias, residual, activations (vector and per-element), clip bounds.
+fn graph_fused() -> Graph {
+    parse(
+        "graph fused_windows {
+  %x: f32[N,4,7,6] = input
+  %w: f32[6,2,3,2] = input
+  %b: f32[6,1,1] = input
+  %r: f32[N,6,3,7] = input
+  %fg: f32[N,6,3,7] = fused.conv[kernel=[3,2], strides=[2,1], dilations=[1,2], pads=[1,1,0,2], groups=2, bias, act=relu] %x, %w, %b
+  %fr: f32[N,6,3,7] = fused.conv[kernel=[3,2], strides=[2,1], dilations=[1,2], pads=[1,1,0,2], groups=2, bias, residual, min=-0.25, max=0.5] %x, %w, %b, %r
+  %wd: f32[4,1,3,3] = input
+  %bd: f32[1,4,1,1] = input
+  %fd: f32[N,4,7,6] = fused.conv[kernel=[3,3], pads=[1,1,1,1], groups=4, bias, min=0.0, max=0.3] %x, %wd, %bd
+  %fds: f32[N,4,4,3] = fused.conv[kernel=[3,3], strides=[2,2], pads=[1,1,1,1], groups=4, bias, act=tanh] %x, %wd, %bd
+  %wb: f32[4,1,9,9] = input
+  %fdb: f32[N,4,7,6] = fused.conv[kernel=[9,9], pads=[4,4,4,4], groups=4, residual, act=leaky_relu, slope=0.1] %x, %wb, %x
+  %s: f32[N,3,9] = input
+  %k: f32[5,3,4] = input
+  %b1: f32[5,1] = input
+  %f1: f32[N,5,4] = fused.conv[kernel=[4], strides=[2], pads=[1,0], bias, act=sigmoid] %s, %k, %b1
+  %v: f32[N,2,4,5,3] = input
+  %u: f32[3,2,2,3,2] = input
+  %b3: f32[3,1,1,1] = input
+  %r3: f32[N,3,4,4,4] = input
+  %f3: f32[N,3,4,4,4] = fused.conv[kernel=[2,3,2], pads=[1,1,1,0,0,1], bias, residual, act=relu, max=1.0] %v, %u, %b3, %r3
+  return %fg, %fr, %fd, %fds, %fdb, %f1, %f3
+}
+",
+    )
+    .unwrap()
+}
+
 fn feeds_for(g: &Graph, batch: usize, seed: u64) -> HashMap<String, Tensor> {
     let mut r = rng(seed);
     let mut f = HashMap::new();
@@ -99,12 +135,12 @@ fn bits(ts: &[Tensor]) -> Vec<Vec<u32>> {
 
 /// The outputs computed by implicit products: the convolutions but the depthwise ones
 /// and the strided data gradients.
-const PRODUCTS: [&str; 11] = ["y", "dw", "dx1", "y1", "dw1", "f3", "c3p", "yw", "dxw", "dww", "ysw"];
+const PRODUCTS: [&str; 14] = ["y", "dw", "dx1", "y1", "dw1", "f3", "c3p", "yw", "dxw", "dww", "ysw", "fg", "fr", "f1"];
 
 #[test]
 fn window_kernels_match_the_interpreter_with_the_same_bits_for_every_thread_count_and_family() {
     let families = [Kernels::Cranelift, Kernels::Auto];
-    for g in [graph_2d(), graph_1d_3d(), graph_wide()] {
+    for g in [graph_2d(), graph_1d_3d(), graph_wide(), graph_fused()] {
         let mut compiled: Vec<_> = families
             .iter()
             .flat_map(|&kernels| [1, 2, 3].map(|threads| CompileOptions { threads, kernels, ..Default::default() }))

@@ -83,8 +83,8 @@ pub fn value_flops(graph: &Graph, id: ValueId, batch: usize) -> u64 {
             let outs: Vec<FusedOp> = graph
                 .ids()
                 .filter(|&w| sibling(w))
-                .filter_map(|w| match graph.value(w).op {
-                    Op::Fused(g) => Some(g),
+                .filter_map(|w| match &graph.value(w).op {
+                    Op::Fused(g) => Some(g.clone()),
                     _ => None,
                 })
                 .collect();

@@ -7,8 +7,8 @@
 //! The expansions repeat the exact primitive sequences nnc-autodiff emits, so a fused
 //! graph interprets bit for bit like the graph it came from.
 //!
-//! Every fused op is a matrix product with an epilogue, the cross-entropy kernel, or an
-//! elementwise optimizer update:
+//! Every fused op is a matrix product or a convolution with an epilogue, the
+//! cross-entropy kernel, or an elementwise optimizer update:
 //!
 //! | op | operands | value |
 //! |---|---|---|
@@ -17,6 +17,7 @@
 //! | `fused.softmax_ce` | logits, labels | mean cross-entropy, its gradient, or the gradient's column sums |
 //! | `fused.sgd` / `momentum` / `adam` | p, (m), (v), g, scalars | the new parameter or state |
 //! | `fused.dense_sgd` / ... | a, b, p, (m), (v), scalars | the same with `g = op(a)·op(b)` |
+//! | `fused.conv` | x, w, (bias), (residual) | `clip(act(conv(x, w) + bias + residual))`, bias one value per channel |
 //!
 //! ## Several results of one kernel
 //!
@@ -33,9 +34,10 @@ use crate::infer::infer_matmul;
 use crate::op::{BinaryOp, Op, ReduceOp, UnaryOp};
 use crate::tensor::Tensor;
 use crate::types::{DType, Dim, Shape, TensorType};
+use crate::window::Conv;
 
 /// A fused kernel and which of its results the value is.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum FusedOp {
     /// `act(alpha·op(a)·op(b) + bias)`; operands `a, b` and, with `bias`, a row
     /// vector `[n]` or `[1, n]` added to every row. 2-D operands only.
@@ -54,6 +56,36 @@ pub enum FusedOp {
     /// gradient `g = op(a)·op(b)`, which is never stored: operands `a, b, p, [m], [v],
     /// scalars`.
     DenseUpdate { trans_a: bool, trans_b: bool, rule: UpdateRule, out: UpdateOut },
+    /// A convolution whose output goes through an epilogue as the kernel writes it:
+    /// operands `x, w`, then the bias (with `epilogue.bias`) and the residual (with
+    /// `epilogue.residual`).
+    Conv { conv: Conv, epilogue: ConvEpilogue },
+}
+
+/// What a fused convolution does to each output element, in this order: add the
+/// bias of its channel (an f32 operand `[M, 1, ..]` or `[1, M, 1, ..]`, ones on the
+/// spatial axes), add the residual (an operand of the output's type), apply the
+/// activation, then `max(y, min)` and `min(y, max)` with constants (ONNX's `Clip`, as
+/// the importer writes it: ReLU6 is `min = 0, max = 6`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ConvEpilogue {
+    pub bias: bool,
+    pub residual: bool,
+    pub act: Option<UnaryOp>,
+    pub min: Option<f32>,
+    pub max: Option<f32>,
+}
+
+impl ConvEpilogue {
+    /// Operands after `x` and `w`.
+    pub fn operands(&self) -> usize {
+        self.bias as usize + self.residual as usize
+    }
+
+    /// Whether it does anything.
+    pub fn is_empty(&self) -> bool {
+        *self == ConvEpilogue::default()
+    }
 }
 
 /// The results of a gradient kernel.
@@ -158,6 +190,7 @@ impl FusedOp {
             FusedOp::SoftmaxCrossEntropy { .. } => 2,
             FusedOp::Update { rule, .. } => 2 + rule.states() + rule.scalars(),
             FusedOp::DenseUpdate { rule, .. } => 3 + rule.states() + rule.scalars(),
+            FusedOp::Conv { epilogue, .. } => 2 + epilogue.operands(),
         }
     }
 
@@ -176,6 +209,7 @@ impl FusedOp {
                 UpdateRule::Momentum { .. } => "fused.dense_momentum",
                 UpdateRule::Adam { .. } => "fused.dense_adam",
             },
+            FusedOp::Conv { .. } => "fused.conv",
         }
     }
 
@@ -183,7 +217,7 @@ impl FusedOp {
     /// result. Values with equal kernels and equal operands are siblings, computed
     /// together.
     pub fn kernel(&self) -> FusedOp {
-        match *self {
+        match self.clone() {
             FusedOp::DenseReluGrad { trans_a, trans_b, .. } => {
                 FusedOp::DenseReluGrad { trans_a, trans_b, out: GradOut::Grad }
             }
@@ -192,7 +226,7 @@ impl FusedOp {
             FusedOp::DenseUpdate { trans_a, trans_b, rule, .. } => {
                 FusedOp::DenseUpdate { trans_a, trans_b, rule, out: UpdateOut::Param }
             }
-            d @ FusedOp::Dense { .. } => d,
+            d @ (FusedOp::Dense { .. } | FusedOp::Conv { .. }) => d,
         }
     }
 
@@ -203,13 +237,13 @@ impl FusedOp {
             FusedOp::Dense { trans_a, trans_b, .. }
             | FusedOp::DenseReluGrad { trans_a, trans_b, .. }
             | FusedOp::DenseUpdate { trans_a, trans_b, .. } => Some((trans_a, trans_b)),
-            FusedOp::SoftmaxCrossEntropy { .. } | FusedOp::Update { .. } => None,
+            FusedOp::SoftmaxCrossEntropy { .. } | FusedOp::Update { .. } | FusedOp::Conv { .. } => None,
         }
     }
 
     /// The same op with other transpose flags (for ops with a matrix product).
     pub fn with_matmul_flags(&self, ta: bool, tb: bool) -> FusedOp {
-        let mut f = *self;
+        let mut f = self.clone();
         match &mut f {
             FusedOp::Dense { trans_a, trans_b, .. }
             | FusedOp::DenseReluGrad { trans_a, trans_b, .. }
@@ -217,7 +251,7 @@ impl FusedOp {
                 *trans_a = ta;
                 *trans_b = tb;
             }
-            FusedOp::SoftmaxCrossEntropy { .. } | FusedOp::Update { .. } => {}
+            FusedOp::SoftmaxCrossEntropy { .. } | FusedOp::Update { .. } | FusedOp::Conv { .. } => {}
         }
         f
     }
@@ -227,7 +261,9 @@ impl FusedOp {
     /// it in place. Matrix-product operands and reductions are not.
     pub fn reads_elementwise(&self, slot: usize) -> bool {
         match self {
-            FusedOp::Dense { .. } | FusedOp::SoftmaxCrossEntropy { .. } => false,
+            // The residual is read where the output is written, but the tiles of a
+            // convolution may write a panel before its epilogue reads the residual.
+            FusedOp::Dense { .. } | FusedOp::SoftmaxCrossEntropy { .. } | FusedOp::Conv { .. } => false,
             FusedOp::DenseReluGrad { out, .. } => slot == 2 && *out == GradOut::Grad,
             // p, the states and g have the result's type; the scalars broadcast.
             FusedOp::Update { rule, .. } => slot < 2 + rule.states(),
@@ -246,7 +282,17 @@ impl FusedOp {
                 attrs.push("trans_b".to_string());
             }
         };
-        match *self {
+        let activation = |attrs: &mut Vec<String>, act: Option<UnaryOp>| {
+            if let Some(u) = act {
+                attrs.push(format!("act={}", Op::Unary(u).mnemonic()));
+                match u {
+                    UnaryOp::LeakyRelu { alpha } => attrs.push(format!("slope={alpha:?}")),
+                    UnaryOp::Gelu { approximate: true } => attrs.push("approximate=tanh".to_string()),
+                    _ => {}
+                }
+            }
+        };
+        match self.clone() {
             FusedOp::Dense { trans_a, trans_b, alpha, bias, act } => {
                 flags(&mut attrs, trans_a, trans_b);
                 if alpha != 1.0 {
@@ -255,13 +301,22 @@ impl FusedOp {
                 if bias {
                     attrs.push("bias".to_string());
                 }
-                if let Some(u) = act {
-                    attrs.push(format!("act={}", Op::Unary(u).mnemonic()));
-                    match u {
-                        UnaryOp::LeakyRelu { alpha } => attrs.push(format!("slope={alpha:?}")),
-                        UnaryOp::Gelu { approximate: true } => attrs.push("approximate=tanh".to_string()),
-                        _ => {}
-                    }
+                activation(&mut attrs, act);
+            }
+            FusedOp::Conv { conv, epilogue: e } => {
+                attrs = conv.attributes();
+                if e.bias {
+                    attrs.push("bias".to_string());
+                }
+                if e.residual {
+                    attrs.push("residual".to_string());
+                }
+                activation(&mut attrs, e.act);
+                if let Some(lo) = e.min {
+                    attrs.push(format!("min={lo:?}"));
+                }
+                if let Some(hi) = e.max {
+                    attrs.push(format!("max={hi:?}"));
                 }
             }
             FusedOp::DenseReluGrad { trans_a, trans_b, out } => {
@@ -342,7 +397,7 @@ fn split_update<'a, T>(f: &FusedOp, args: &'a [T]) -> Option<(UpdateRule, Update
     if args.len() != f.arity() {
         return None;
     }
-    match *f {
+    match f.clone() {
         FusedOp::Update { rule, out } => {
             let s = rule.states();
             Some((
@@ -381,7 +436,36 @@ pub(crate) fn infer(f: &FusedOp, args: &[&TensorType]) -> Result<TensorType, Str
         }
         infer_matmul(a, b, ta, tb)
     };
-    match *f {
+    match f.clone() {
+        FusedOp::Conv { conv, epilogue: e } => {
+            let y = crate::infer::infer_type(&Op::Conv(conv), &args[..2])?;
+            let mut at = 2;
+            if e.bias {
+                let b = args[at];
+                at += 1;
+                let m = y.shape.0[1];
+                let ones = |d: &[Dim]| d.iter().all(|&d| d == Dim::Fixed(1));
+                let spatial = y.rank() - 2;
+                let per_channel = match &b.shape.0[..] {
+                    [c, rest @ ..] if rest.len() == spatial => *c == m && ones(rest),
+                    [one, c, rest @ ..] if rest.len() == spatial => *one == Dim::Fixed(1) && *c == m && ones(rest),
+                    _ => false,
+                };
+                if b.dtype != DType::F32 || !per_channel {
+                    return Err(format!("the bias must be f32 with one value per channel ([{m}, 1, ..]), got {b}"));
+                }
+            }
+            if e.residual && args[at] != &y {
+                return Err(format!("the residual must have the output's type {y}, got {}", args[at]));
+            }
+            if let Some(u) = e.act.filter(|&u| !is_dense_activation(u)) {
+                return Err(format!("{} is not a convolution activation", Op::Unary(u).mnemonic()));
+            }
+            if let Some(c) = [e.min, e.max].into_iter().flatten().find(|c| c.is_nan()) {
+                return Err(format!("clip bounds must be numbers, got {c}"));
+            }
+            Ok(y)
+        }
         FusedOp::Dense { trans_a, trans_b, alpha, bias, act } => {
             let y = two_d(args[0], args[1], trans_a, trans_b)?;
             if !alpha.is_finite() {
@@ -479,7 +563,20 @@ pub(crate) fn kernel_flops(f: &FusedOp, outs: &[FusedOp], args: &[&TensorType], 
             Err(_) => (0, 0),
         }
     };
-    match *f {
+    match f.clone() {
+        FusedOp::Conv { epilogue: e, .. } => {
+            // As `cost::value_flops` counts a convolution, plus one per epilogue step.
+            let Ok(y) = infer(f, args) else { return 0 };
+            let out = numel(&y);
+            let per_output = args[1].shape.as_fixed().map_or(0, |d| d[1..].iter().product::<usize>() as u64);
+            let act = match e.act {
+                Some(UnaryOp::Gelu { .. }) => 8,
+                Some(_) => 1,
+                None => 0,
+            };
+            let steps = e.bias as u64 + e.residual as u64 + act + e.min.is_some() as u64 + e.max.is_some() as u64;
+            2 * out * per_output + steps * out
+        }
         FusedOp::Dense { trans_a, trans_b, alpha, bias, act } => {
             let (mm, out) = matmul(trans_a, trans_b);
             let act = match act {
@@ -541,7 +638,30 @@ impl FusedOp {
             return Err(wrong(format!("takes {} operands, got {}", self.arity(), args.len())));
         }
         let mut e = Emit { g, prefix: name.to_string() };
-        match *self {
+        match self.clone() {
+            FusedOp::Conv { conv, epilogue: ep } => {
+                let mut y = e.op("conv", Op::Conv(conv), &args[..2])?;
+                let mut at = 2;
+                if ep.bias {
+                    y = e.bin("bias", BinaryOp::Add, y, args[at])?;
+                    at += 1;
+                }
+                if ep.residual {
+                    y = e.bin("residual", BinaryOp::Add, y, args[at])?;
+                }
+                if let Some(u) = ep.act {
+                    y = e.op("act", Op::Unary(u), &[y])?;
+                }
+                if let Some(lo) = ep.min {
+                    let lo = e.scalar("min", lo)?;
+                    y = e.bin("lower", BinaryOp::Max, y, lo)?;
+                }
+                if let Some(hi) = ep.max {
+                    let hi = e.scalar("max", hi)?;
+                    y = e.bin("upper", BinaryOp::Min, y, hi)?;
+                }
+                Ok(y)
+            }
             FusedOp::Dense { trans_a, trans_b, alpha, bias, act } => {
                 let mut y = e.op("matmul", Op::MatMul { trans_a, trans_b }, &args[..2])?;
                 if alpha != 1.0 {

@@ -29,7 +29,7 @@ pub mod window;
 
 pub use dot::to_dot;
 pub use error::IrError;
-pub use fused::{expand_fused, CeOut, FusedOp, GradOut, UpdateOut, UpdateRule};
+pub use fused::{expand_fused, CeOut, ConvEpilogue, FusedOp, GradOut, UpdateOut, UpdateRule};
 pub use graph::{Graph, Value, ValueId};
 pub use limits::MemoryBudget;
 pub use op::{BinaryOp, Op, ReduceOp, UnaryOp};

@@ -2,7 +2,7 @@
 //! `;` starts a comment. Errors name the line and column.
 
 use crate::error::IrError;
-use crate::fused::{CeOut, FusedOp, GradOut, UpdateOut, UpdateRule};
+use crate::fused::{CeOut, ConvEpilogue, FusedOp, GradOut, UpdateOut, UpdateRule};
 use crate::graph::{Graph, ValueId};
 use crate::op::{BinaryOp, Op, ReduceOp, UnaryOp};
 use crate::print::is_bare_char;
@@ -285,24 +285,35 @@ fn fused_op<'a>(mnemonic: &str, get: &mut impl FnMut(&str) -> Option<&'a AttrVal
             _ => return Ok(None),
         }))
     }
+    fn activation<'a>(get: &mut impl FnMut(&str) -> Option<&'a AttrValue>) -> Result<Option<UnaryOp>, String> {
+        Ok(match word(get, "act")? {
+            None => None,
+            Some("relu") => Some(UnaryOp::Relu),
+            Some("leaky_relu") => Some(UnaryOp::LeakyRelu { alpha: float(get("slope"), "slope")? }),
+            Some("sigmoid") => Some(UnaryOp::Sigmoid),
+            Some("tanh") => Some(UnaryOp::Tanh),
+            Some("gelu") => match word(get, "approximate")? {
+                None => Some(UnaryOp::Gelu { approximate: false }),
+                Some("tanh") => Some(UnaryOp::Gelu { approximate: true }),
+                Some(o) => return Err(format!("approximate must be 'tanh', got '{o}'")),
+            },
+            Some(o) => return Err(format!("'{o}' is not a dense activation")),
+        })
+    }
     Ok(match mnemonic {
+        "fused.conv" => {
+            let conv = conv(get)?;
+            let (bias, residual) = (flag(get, "bias")?, flag(get, "residual")?);
+            let act = activation(get)?;
+            let bound = |v: Option<&AttrValue>, key: &str| v.map(|v| float(Some(v), key)).transpose();
+            let (min, max) = (bound(get("min"), "min")?, bound(get("max"), "max")?);
+            FusedOp::Conv { conv, epilogue: ConvEpilogue { bias, residual, act, min, max } }
+        }
         "fused.dense" => {
             let (trans_a, trans_b) = (flag(get, "trans_a")?, flag(get, "trans_b")?);
             let alpha = float_or(get, "alpha", 1.0)?;
             let bias = flag(get, "bias")?;
-            let act = match word(get, "act")? {
-                None => None,
-                Some("relu") => Some(UnaryOp::Relu),
-                Some("leaky_relu") => Some(UnaryOp::LeakyRelu { alpha: float(get("slope"), "slope")? }),
-                Some("sigmoid") => Some(UnaryOp::Sigmoid),
-                Some("tanh") => Some(UnaryOp::Tanh),
-                Some("gelu") => match word(get, "approximate")? {
-                    None => Some(UnaryOp::Gelu { approximate: false }),
-                    Some("tanh") => Some(UnaryOp::Gelu { approximate: true }),
-                    Some(o) => return Err(format!("approximate must be 'tanh', got '{o}'")),
-                },
-                Some(o) => return Err(format!("'{o}' is not a dense activation")),
-            };
+            let act = activation(get)?;
             FusedOp::Dense { trans_a, trans_b, alpha, bias, act }
         }
         "fused.dense_relu_grad" => {

@@ -108,3 +108,49 @@ fn bad_attributes_are_parse_errors() {
     ]
     .join("\n"));
 }
+
+const FUSED_CONVS: &str = r#"graph fused_convs {
+  %x: f32[N,4,8,8] = input
+  %w: f32[6,4,3,3] = param
+  %b: f32[6,1,1] = param
+  %b1: f32[1,6,1,1] = param
+  %r: f32[N,6,8,8] = input
+  %y: f32[N,6,8,8] = fused.conv[kernel=[3,3], pads=[1,1,1,1], bias, act=relu] %x, %w, %b
+  %y2: f32[N,6,8,8] = fused.conv[kernel=[3,3], pads=[1,1,1,1], bias, residual, act=relu] %x, %w, %b1, %r
+  %y3: f32[N,6,4,4] = fused.conv[kernel=[3,3], strides=[2,2], pads=[1,1,1,1], bias, min=0.0, max=6.0] %x, %w, %b
+  %y4: f32[N,6,8,8] = fused.conv[kernel=[3,3], pads=[1,1,1,1], residual, act=gelu, approximate=tanh] %x, %w, %r
+  return %y, %y2, %y3, %y4
+}
+"#;
+
+#[test]
+fn fused_convolutions_round_trip_and_expand() {
+    let g = parse(FUSED_CONVS).unwrap();
+    assert_eq!(print(&g), FUSED_CONVS);
+    // Per example: the convolution's multiply-adds, then one per epilogue step.
+    let conv = 2 * 6 * 8 * 8 * 4 * 3 * 3;
+    assert_eq!(cost::value_flops(&g, g.find("y").unwrap(), 1), conv + 2 * 6 * 8 * 8);
+    assert_eq!(cost::value_flops(&g, g.find("y2").unwrap(), 1), conv + 3 * 6 * 8 * 8);
+    assert_eq!(cost::value_flops(&g, g.find("y3").unwrap(), 2), 2 * (conv / 4 + 3 * 6 * 4 * 4));
+    let e = expand_fused(&g).unwrap();
+    verify(&e).unwrap();
+    assert!(!has_fused(&e));
+    let ops: Vec<&str> = e.values().iter().map(|v| v.op.mnemonic()).collect();
+    assert_eq!(ops.iter().filter(|m| **m == "conv").count(), 4);
+    assert_eq!(ops.iter().filter(|m| **m == "add").count(), 5, "three biases, two residuals");
+    assert_eq!((ops.contains(&"max"), ops.contains(&"min"), ops.contains(&"gelu")), (true, true, true));
+}
+
+#[test]
+fn bad_fused_convolutions_are_type_errors() {
+    let head = "graph g {\n  %x: f32[N,4,8,8] = input\n  %w: f32[6,4,3,3] = param\n  %b: f32[6,1,1] = param\n  %r: f32[N,6,8,8] = input\n";
+    let case = |body: &str| type_error(&format!("{head}{body}\n  return %y\n}}\n"));
+    insta::assert_snapshot!([
+        case("  %y: f32[N,6,8,8] = fused.conv[kernel=[3,3], pads=[1,1,1,1], bias] %x, %w, %r"),
+        case("  %y: f32[N,6,8,8] = fused.conv[kernel=[3,3], pads=[1,1,1,1], residual] %x, %w, %b"),
+        case("  %y: f32[N,6,8,8] = fused.conv[kernel=[3,3], bias] %x, %w, %b"),
+        case("  %y: f32[N,6,8,8] = fused.conv[kernel=[3,3], pads=[1,1,1,1], groups=4, act=relu] %x, %w"),
+        case("  %y: f32[N,6,8,8] = fused.conv[kernel=[3,3], pads=[1,1,1,1], min=NaN] %x, %w"),
+    ]
+    .join("\n"));
+}

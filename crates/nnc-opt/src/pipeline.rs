@@ -4,9 +4,10 @@
 //! transposes into matrix products, fuses, and cleans up again. The fusions run in
 //! this order: the loss (its gradient feeds everything after it); optimizer updates,
 //! which take the weight-gradient products into their epilogues before `fuse_dense`
-//! could mistake a constant learning rate for a Gemm alpha; forward layers; the ReLU
-//! mask; and bias gradients, which need the fused gradient kernels to exist. `-O0`
-//! runs nothing. `--passes` runs exactly the passes given, in order.
+//! could mistake a constant learning rate for a Gemm alpha; forward layers (dense, then
+//! convolutions); the ReLU mask; and bias gradients, which need the fused gradient
+//! kernels to exist. `-O0` runs nothing. `--passes` runs exactly the passes given, in
+//! order.
 
 use crate::passes::{self, Pass};
 use crate::plan::{self, StepPlan};
@@ -34,6 +35,7 @@ pub const O1: &[&str] = &[
     "fuse_softmax_ce",
     "fuse_update",
     "fuse_dense",
+    "fuse_conv",
     "fuse_relu_grad",
     "fuse_bias_grad",
     "cse",

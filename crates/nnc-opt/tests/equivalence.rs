@@ -133,3 +133,53 @@ fn inference_graphs() {
         check(&mlp(&[9, 8, 4], act, 7), &format!("inference {act:?}"));
     }
 }
+
+/// A small residual CNN: conv + bias + ReLU, pooling, a residual block, ReLU6, dense.
+const SMALL_CNN: &str = "graph cnn {
+  %input: f32[N,1,8,8] = input
+  %w1: f32[4,1,3,3] = param
+  %b1: f32[4] = param
+  %c1: f32[N,4,8,8] = conv[kernel=[3,3], pads=[1,1,1,1]] %input, %w1
+  %p1: f32[4,1,1] = reshape[shape=[4,1,1]] %b1
+  %a1: f32[N,4,8,8] = add %c1, %p1
+  %h1: f32[N,4,8,8] = relu %a1
+  %m1: f32[N,4,4,4] = max_pool[kernel=[2,2], strides=[2,2]] %h1
+  %w2: f32[4,4,3,3] = param
+  %b2: f32[4] = param
+  %c2: f32[N,4,4,4] = conv[kernel=[3,3], pads=[1,1,1,1]] %m1, %w2
+  %p2: f32[4,1,1] = reshape[shape=[4,1,1]] %b2
+  %a2: f32[N,4,4,4] = add %c2, %p2
+  %s2: f32[N,4,4,4] = add %a2, %m1
+  %h2: f32[N,4,4,4] = relu %s2
+  %w3: f32[4,1,3,3] = param
+  %c3: f32[N,4,4,4] = conv[kernel=[3,3], pads=[1,1,1,1], groups=4] %h2, %w3
+  %lo: f32[] = const [0.0]
+  %hi: f32[] = const [6.0]
+  %l3: f32[N,4,4,4] = max %c3, %lo
+  %h3: f32[N,4,4,4] = min %l3, %hi
+  %f: f32[N,64] = reshape[shape=[N,64]] %h3
+  %wf: f32[64,3] = param
+  %bf: f32[3] = param
+  %mf: f32[N,3] = matmul %f, %wf
+  %logits: f32[N,3] = add %mf, %bf
+  return %logits
+}
+";
+
+#[test]
+fn cnn_training_step_fuses_every_convolution() {
+    let model = nnc_ir::parse(SMALL_CNN).unwrap();
+    for (name, opt, wd) in optimizers() {
+        let g = step(&model, Loss::CrossEntropy, opt, wd);
+        let o = check(&g, &format!("small CNN, {name}"));
+        // The forward convolutions take their bias, residual and ReLU (whose masks in
+        // the backward pass read the activations, which stay values). The clip's
+        // gradient compares the values before each bound, so in training the
+        // depthwise convolution keeps its `max` and `min`.
+        assert_eq!(count(&o, "fused.conv"), 2, "{name}\n{}", nnc_ir::print(&o));
+        assert_eq!((count(&o, "conv"), count(&o, "max"), count(&o, "min")), (1, 1, 1), "{name}");
+        assert_eq!(count(&o, "relu"), 0, "{name}");
+    }
+    let inference = check(&model, "small CNN inference");
+    assert_eq!(ops(&inference), "fused.conv 3, fused.dense 1, max_pool 1, reshape 3");
+}

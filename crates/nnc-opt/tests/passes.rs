@@ -214,6 +214,54 @@ graph dense {
 }
 
 #[test]
+fn fuse_conv() {
+    insta::assert_snapshot!(snap(
+        "fuse_conv",
+        r#"
+graph convs {
+  %x: f32[N,3,8,8] = input
+  %w1: f32[4,3,3,3] = param
+  %b1: f32[4] = param
+  %c1: f32[N,4,8,8] = conv[kernel=[3,3], pads=[1,1,1,1]] %x, %w1
+  %p1: f32[4,1,1] = reshape[shape=[4,1,1]] %b1
+  %a1: f32[N,4,8,8] = add %c1, %p1
+  %h1: f32[N,4,8,8] = relu %a1                         ; -> fused.conv[bias, act=relu]
+  %w2: f32[4,4,3,3] = param
+  %c2: f32[N,4,8,8] = conv[kernel=[3,3], pads=[1,1,1,1]] %h1, %w2
+  %a2: f32[N,4,8,8] = add %p1, %c2
+  %s2: f32[N,4,8,8] = add %h1, %a2
+  %h2: f32[N,4,8,8] = relu %s2                         ; -> bias, residual %h1, relu
+  %w3: f32[4,1,3,3] = param
+  %lo: f32[] = const [0.0]
+  %hi: f32[] = const [6.0]
+  %c3: f32[N,4,8,8] = conv[kernel=[3,3], pads=[1,1,1,1], groups=4] %h2, %w3
+  %m3: f32[N,4,8,8] = max %c3, %lo
+  %h3: f32[N,4,8,8] = min %m3, %hi                     ; -> ReLU6: min=0, max=6 (no bias)
+  %w4: f32[4,4,1,1] = param
+  %c4: f32[N,4,8,8] = conv[kernel=[1,1]] %h3, %w4
+  %c5: f32[N,4,8,8] = conv[kernel=[1,1]] %h3, %w4
+  %a5: f32[N,4,8,8] = add %c5, %p1
+  %s45: f32[N,4,8,8] = add %c4, %a5                    ; -> c4 takes the residual a5 (bias only, itself fused)
+  %c6: f32[N,4,8,8] = conv[kernel=[3,3], pads=[1,1,1,1]] %h1, %w2
+  %a6: f32[N,4,8,8] = add %c6, %p1
+  %l6: f32[N,4,8,8] = leaky_relu[alpha=0.1] %a6        ; NOT the activation: a6 is used below
+  %c0: f32[] = const [0.0]
+  %g6: bool[N,4,8,8] = greater %a6, %c0
+  %c7: f32[N,4,8,8] = conv[kernel=[3,3], pads=[1,1,1,1]] %h1, %w2
+  %full: f32[N,4,8,8] = input
+  %a7: f32[N,4,1,1] = input
+  %s7: f32[N,4,8,8] = add %c7, %a7                     ; NOT a bias: one value per image and channel
+  %c8: f32[N,4,8,8] = conv[kernel=[3,3], pads=[1,1,1,1]] %h1, %w2
+  %e8: f32[N,4,8,8] = exp %c8                          ; NOT: exp is not an activation
+  %c9: f32[N,4,8,8] = conv[kernel=[3,3], pads=[1,1,1,1]] %h1, %w2
+  %m9: f32[N,4,8,8] = max %c9, %full                   ; NOT a clip: the bound is a tensor
+  return %h3, %s45, %l6, %g6, %s7, %e8, %m9
+}
+"#
+    ));
+}
+
+#[test]
 fn fuse_relu_grad() {
     insta::assert_snapshot!(snap(
         "fuse_relu_grad",

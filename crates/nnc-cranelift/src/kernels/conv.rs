@@ -7,6 +7,7 @@
 //!                               gather panel q's windows → B block on the stack
 //!                               row tiles of the group's output channels (A: w)
 //!                           over the grid: copy the panel's outputs out of the stack
+//!                           [a fused convolution: through its epilogue]
 //! filter,  item (g, q):     for each image, for each K block of output positions
 //!                               gather windows → B block (columns: panel q's taps)
 //!                               [over the grid: stage dy's K block, zeros off the outputs]
@@ -23,6 +24,7 @@
 //! neither the threads nor the family.
 
 use super::copy::{copy_floats, copy_strided, zero_floats};
+use super::epilogue::{emit_output_rows, OutputOperands};
 use crate::clif::{Fx, PTR};
 use crate::microkernel::{
     cranelift, ARead, ARows, KernelFamily, MicroArgs, MicroOp, Step, TileArgs, TileRows, TileSpec,
@@ -468,6 +470,7 @@ fn emit_forward(fx: &mut Fx, c: &ConvGemm, family: &dyn KernelFamily) {
     let tiles = Tiles { c, family, rows: w.mg as i64, a_row: depth * F, ldc, block, stack };
     let input = fx.slot(c.padded.unwrap_or(c.input));
     let (a_slot, out) = (fx.slot(c.a), fx.slot(c.out));
+    let epilogue = w.epilogue.as_ref().map(|e| (e, OutputOperands::new(fx, e, out)));
     let (begin, end) = (fx.begin, fx.end);
     fx.for_range(begin, end, 1, |fx, item| {
         let q = fx.b.ins().urem_imm_u(item, panels);
@@ -529,12 +532,25 @@ fn emit_forward(fx: &mut Fx, c: &ConvGemm, family: &dyn KernelFamily) {
                 let accumulate = fx.b.ins().icmp_imm_s(IntCC::NotEqual, k0, 0);
                 tiles.run(fx, ak, kb, c_panel, accumulate, cols);
             });
-            let Some(panel) = staged else { return };
-            // The panel's outputs, run by run of a grid row.
+            let channel = fx.mul_imm(g, w.mg as i64);
+            let Some(panel) = staged else {
+                // The epilogue over the panel's columns of C, in place.
+                if let Some((e, operands)) = &epilogue {
+                    let len = fx.iconst(cols as i64);
+                    emit_output_rows(fx, e, operands, (channel, w.mg), (c_panel, ldc), (c_panel, ldc), len);
+                }
+                return;
+            };
+            // The panel's outputs, run by run of a grid row, through the epilogue.
             let to = fx.b.ins().iadd_imm_s(p0, cols as i64);
             for_output_runs(fx, c, p0, to, &|fx, len, column, output| {
                 let (src, dst) = (fx.add(panel, column), fx.add(y_rows, output));
-                copy_rows(fx, w.mg, (src, nr * F), (dst, outputs * F), len);
+                match &epilogue {
+                    Some((e, operands)) => {
+                        emit_output_rows(fx, e, operands, (channel, w.mg), (src, nr * F), (dst, outputs * F), len)
+                    }
+                    None => copy_rows(fx, w.mg, (src, nr * F), (dst, outputs * F), len),
+                }
             });
         };
         split_panels(fx, q, positions, nr, panel);

@@ -8,11 +8,15 @@
 //! arithmetic follows `FusedOp::expand` operation for operation (`alpha·C`, then
 //! `+ bias`, then the activation; `where(h > 0, C, 0)`), so the epilogue adds no
 //! rounding difference of its own.
+//!
+//! A fused convolution's epilogue (`emit_output_run`) is applied by the convolution
+//! kernels as they write each run of an output channel, in the same order of
+//! operations as `FusedOp::Conv`'s expansion.
 
-use crate::clif::Fx;
+use crate::clif::{Fx, PTR};
 use crate::kernels::elementwise::{unary_f32, vector_unary};
 use crate::kernels::update;
-use crate::program::{EpilogueOp, MatMul};
+use crate::program::{EpilogueOp, MatMul, OutputEpilogue};
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, Value};
 use nnc_ir::UnaryOp;
@@ -122,5 +126,107 @@ fn for_rows(fx: &mut Fx, mm: &MatMul, c: Value, n: Value, vector: bool, body: im
             let col = fx.mul_imm(j, 4);
             body(fx, types::F32, row, col)
         });
+    });
+}
+
+/// The addresses a fused convolution's epilogue reads: the output's base, so a
+/// position's residual is found at the same offset from the residual's base.
+pub(crate) struct OutputOperands {
+    /// The first output channel's bias.
+    pub bias: Option<Value>,
+    /// `residual − output`, in bytes.
+    pub residual: Option<Value>,
+}
+
+impl OutputOperands {
+    pub(crate) fn new(fx: &mut Fx, e: &OutputEpilogue, out: Value) -> OutputOperands {
+        let bias = e.bias.map(|s| fx.slot(s));
+        let residual = e.residual.map(|s| {
+            let r = fx.slot(s);
+            fx.b.ins().isub(r, out)
+        });
+        OutputOperands { bias, residual }
+    }
+
+    /// The bias of output channel `channel`'s (its address).
+    pub(crate) fn channel(&self, fx: &mut Fx, channel: Value) -> Option<Value> {
+        self.bias.map(|b| {
+            let at = fx.mul_imm(channel, 4);
+            fx.add(b, at)
+        })
+    }
+}
+
+/// A fused convolution's epilogue over `len` outputs of one channel: `dst[i] =
+/// epilogue(src[i])` (`src` may be `dst`), `bias` the address of the channel's bias,
+/// the residual at `dst + residual` (see [`OutputOperands`]). Each step is the
+/// expansion's operation, so the bits are those of the separate kernels.
+pub(crate) fn emit_output_run(
+    fx: &mut Fx,
+    e: &OutputEpilogue,
+    (src, dst): (Value, Value),
+    len: Value,
+    bias: Option<Value>,
+    residual: Option<Value>,
+) {
+    let vector = matches!(e.act, None | Some(UnaryOp::Relu | UnaryOp::LeakyRelu { .. }));
+    let b = bias.map(|at| fx.load(types::F32, at, 0));
+    let (sp, dp) = (fx.var(PTR, src), fx.var(PTR, dst));
+    let step = |fx: &mut Fx, ty: Type, bytes: i64| {
+        let (s, d) = (fx.get(sp), fx.get(dp));
+        let mut y = fx.load(ty, s, 0);
+        if let Some(b) = b {
+            let b = if ty == types::F32 { b } else { fx.b.ins().splat(ty, b) };
+            y = fx.b.ins().fadd(y, b);
+        }
+        if let Some(delta) = residual {
+            let at = fx.add(d, delta);
+            let r = fx.load(ty, at, 0);
+            y = fx.b.ins().fadd(y, r);
+        }
+        if let Some(u) = e.act {
+            y = if ty == types::F32 { unary_f32(fx, u, y) } else { vector_unary(fx, u, y) };
+        }
+        if let Some(lo) = e.min {
+            let lo = constant(fx, ty, lo);
+            y = fx.b.ins().fmax(y, lo);
+        }
+        if let Some(hi) = e.max {
+            let hi = constant(fx, ty, hi);
+            y = fx.b.ins().fmin(y, hi);
+        }
+        fx.store(y, d, 0);
+        let (s, d) = (fx.b.ins().iadd_imm_s(s, bytes), fx.b.ins().iadd_imm_s(d, bytes));
+        fx.set(sp, s);
+        fx.set(dp, d);
+    };
+    let z = fx.iconst(0);
+    let bytes = fx.mul_imm(len, 4);
+    let rest = if vector { fx.for_whole_steps(z, bytes, 16, |fx, _| step(fx, types::F32X4, 16)) } else { z };
+    fx.for_range(rest, bytes, 4, |fx, _| step(fx, types::F32, 4));
+}
+
+/// [`emit_output_run`] over `rows` channels from `channel`: row `m`'s `len` outputs
+/// from `src.0 + m·src.1` to `dst.0 + m·dst.1` (bytes).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn emit_output_rows(
+    fx: &mut Fx,
+    e: &OutputEpilogue,
+    operands: &OutputOperands,
+    (channel, rows): (Value, u64),
+    src: (Value, i64),
+    dst: (Value, i64),
+    len: Value,
+) {
+    let z = fx.iconst(0);
+    let end = fx.iconst(rows as i64);
+    fx.for_range(z, end, 1, |fx, m| {
+        let s = fx.mul_imm(m, src.1);
+        let s = fx.add(src.0, s);
+        let d = fx.mul_imm(m, dst.1);
+        let d = fx.add(dst.0, d);
+        let ch = fx.add(channel, m);
+        let bias = operands.channel(fx, ch);
+        emit_output_run(fx, e, (s, d), len, bias, operands.residual);
     });
 }

@@ -9,6 +9,7 @@
 //! bounds tests and skip exactly the taps the interpreter skips.
 
 use super::copy::zero_floats;
+use super::epilogue::{emit_output_run, OutputOperands};
 use crate::clif::Fx;
 use crate::program::{WindowKernel, WindowOp};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
@@ -216,6 +217,7 @@ pub(crate) fn emit(fx: &mut Fx, w: &WindowKernel) {
     let (c_in, c_out) = (w.channels_in() as i64, w.channels_out() as i64);
     let args: Vec<Value> = w.args.iter().map(|&s| fx.slot(s)).collect();
     let out = fx.slot(w.out);
+    let epilogue = w.epilogue.as_ref().map(|e| (e, OutputOperands::new(fx, e, out)));
     let (begin, end) = (fx.begin, fx.end);
     fx.for_range(begin, end, 1, |fx, item| match w.op {
         WindowOp::Conv => {
@@ -258,6 +260,11 @@ pub(crate) fn emit(fx: &mut Fx, w: &WindowKernel) {
                 let a = fx.get(acc);
                 fx.store(a, ya, 0);
             });
+            if let Some((e, operands)) = &epilogue {
+                let bias = operands.channel(fx, m);
+                let len = fx.iconst(os);
+                emit_output_run(fx, e, (y_plane, y_plane), len, bias, operands.residual);
+            }
         }
         WindowOp::ConvData => {
             // Item (n, c): dx[n, c, p] += w[m, c', k]·dy[n, m, o] over m, o, k.
@@ -487,6 +494,7 @@ fn emit_conv_rows(fx: &mut Fx, w: &WindowKernel) {
     let staged = (w.strides[2] > 1).then(|| fx.stack_buffer((full * F) as u32));
     let x_base = fx.slot(w.padded.unwrap_or(w.args[0]));
     let (wt, out) = (fx.slot(w.args[1]), fx.slot(w.out));
+    let epilogue = w.epilogue.as_ref().map(|e| (e, OutputOperands::new(fx, e, out)));
     let (begin, end) = (fx.begin, fx.end);
     fx.for_range(begin, end, 1, |fx, item| {
         let n = fx.b.ins().udiv_imm_u(item, c_out);
@@ -555,6 +563,11 @@ fn emit_conv_rows(fx: &mut Fx, w: &WindowKernel) {
                     let v = fx.load(types::F32, buf, (o2 * w.strides[2] as i64 * F) as i32);
                     fx.store(v, y_row, (o2 * F) as i32);
                 }
+            }
+            if let Some((e, operands)) = &epilogue {
+                let bias = operands.channel(fx, m);
+                let len = fx.iconst(o2s);
+                emit_output_run(fx, e, (y_row, y_row), len, bias, operands.residual);
             }
         });
     });

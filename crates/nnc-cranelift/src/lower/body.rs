@@ -163,7 +163,8 @@ impl Lowering<'_> {
         };
         let two_d = |ty: &nnc_ir::TensorType| ty.rank() == 2;
 
-        match *f {
+        match f.clone() {
+            FusedOp::Conv { .. } => self.lower_window(id, family),
             FusedOp::Dense { trans_a, trans_b, alpha, bias, act } => {
                 let mut ops = Vec::new();
                 if alpha != 1.0 {
@@ -284,8 +285,15 @@ pub(super) fn window_kernel(g: &Graph, id: ValueId) -> Result<WindowKernel, Stri
         Ok((Size::of(dims[0]), rest.ok_or("internal: a window operand with the batch past its first axis")?))
     };
     let (batch, _) = static_dims(id)?;
+    let mut epilogue = None;
     let (op, window, groups, image, grad) = match &v.op {
         Op::Conv(c) => (WindowOp::Conv, &c.window, c.groups, v.args[0], id),
+        Op::Fused(FusedOp::Conv { conv, epilogue: e }) => {
+            let mut slots = v.args[2..].iter().map(|a| a.index());
+            let (bias, residual) = (e.bias.then(|| slots.next()).flatten(), e.residual.then(|| slots.next()).flatten());
+            epilogue = Some(OutputEpilogue { bias, residual, act: e.act, min: e.min, max: e.max });
+            (WindowOp::Conv, &conv.window, conv.groups, v.args[0], id)
+        }
         Op::ConvBackwardData { conv, .. } => (WindowOp::ConvData, &conv.window, conv.groups, id, v.args[0]),
         Op::ConvBackwardFilter { conv } => (WindowOp::ConvFilter, &conv.window, conv.groups, v.args[0], v.args[1]),
         Op::Pool(p) => (WindowOp::Pool(p.kind), &p.window, 0, v.args[0], id),
@@ -326,5 +334,6 @@ pub(super) fn window_kernel(g: &Graph, id: ValueId) -> Result<WindowKernel, Stri
         mg,
         by_rows: false,
         padded: None,
+        epilogue,
     })
 }

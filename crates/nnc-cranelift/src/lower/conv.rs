@@ -158,5 +158,6 @@ fn transposed(w: &WindowKernel) -> Option<WindowKernel> {
         mg: w.cg,
         by_rows: false,
         padded: None,
+        epilogue: None,
     })
 }

@@ -342,6 +342,22 @@ pub(crate) struct WindowKernel {
     /// this scratch when the convolution pads.
     pub by_rows: bool,
     pub padded: Option<usize>,
+    /// A fused convolution's epilogue, applied as each output is written.
+    pub epilogue: Option<OutputEpilogue>,
+}
+
+/// What a fused convolution (`nnc_ir::FusedOp::Conv`) does to each output element:
+/// `+ bias[channel]`, `+ residual`, the activation, `max(·, min)`, `min(·, max)`, in
+/// this order (the expansion's), each where present.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct OutputEpilogue {
+    /// The slot of one f32 per output channel.
+    pub bias: Option<usize>,
+    /// The slot of a tensor of the output's type.
+    pub residual: Option<usize>,
+    pub act: Option<UnaryOp>,
+    pub min: Option<f32>,
+    pub max: Option<f32>,
 }
 
 impl WindowKernel {
@@ -530,7 +546,8 @@ impl Body {
             Body::Copy(b) => std::iter::once(b.out.slot).chain(b.parts.iter().map(|p| p.src.slot)).collect(),
             Body::ConvGemm(c) => {
                 let flip = c.flip.into_iter().flat_map(|(w, s)| [w, s]);
-                [c.input, c.a, c.out].into_iter().chain(flip).chain(c.padded).collect()
+                let epilogue = c.geometry.epilogue.iter().flat_map(|e| e.bias.into_iter().chain(e.residual));
+                [c.input, c.a, c.out].into_iter().chain(flip).chain(c.padded).chain(epilogue).collect()
             }
         }
     }

@@ -82,7 +82,8 @@ impl Program {
             }
             Body::Window(w) => {
                 let args: Vec<String> = w.args.iter().map(|&a| s(a)).collect();
-                format!("{} = {:?} {} over {}", s(w.out), w.op, args.join(", "), geometry(w))
+                let then = w.epilogue.as_ref().map_or(String::new(), |e| output_epilogue(e, &s));
+                format!("{} = {:?} {} over {}{then}", s(w.out), w.op, args.join(", "), geometry(w))
             }
             Body::Copy(b) => {
                 let parts: Vec<String> = b
@@ -110,8 +111,9 @@ impl Program {
                     (ConvGemmOp::Filter, _) => format!("{}·windows({})ᵀ (the filter gradient)", s(c.a), s(c.input)),
                 };
                 let padded = c.padded.map_or(String::new(), |p| format!(", padded in {}", s(p)));
+                let then = c.geometry.epilogue.as_ref().map_or(String::new(), |e| output_epilogue(e, &s));
                 format!(
-                    "{} = {what} as an implicit product on {}×{} tiles, K blocks of {}: {}{padded}",
+                    "{} = {what} as an implicit product on {}×{} tiles, K blocks of {}: {}{padded}{then}",
                     s(c.out),
                     c.tile.mr,
                     c.tile.nr(),
@@ -272,6 +274,17 @@ fn size(s: Size) -> String {
 }
 
 /// A window op's planes, kernel, strides, dilations, pads and groups.
+/// A fused convolution's epilogue, as the steps it applies to each output.
+fn output_epilogue(e: &OutputEpilogue, s: &dyn Fn(usize) -> String) -> String {
+    let mut steps = Vec::new();
+    steps.extend(e.bias.map(|b| format!("+ {} per channel", s(b))));
+    steps.extend(e.residual.map(|r| format!("+ {}", s(r))));
+    steps.extend(e.act.map(|u| nnc_ir::Op::Unary(u).mnemonic().to_string()));
+    steps.extend(e.min.map(|lo| format!("max {lo:?}")));
+    steps.extend(e.max.map(|hi| format!("min {hi:?}")));
+    format!(", then {} as it is written", steps.join(", "))
+}
+
 fn geometry(w: &WindowKernel) -> String {
     let list = |v: &[u64; 3]| format!("{v:?}");
     format!(

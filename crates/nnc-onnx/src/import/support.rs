@@ -29,8 +29,9 @@ pub(crate) fn is_supported(op_type: &str, opset: i64) -> bool {
 }
 
 /// Whether input `pos` of `node` is read as an import-time value (a shape, axes,
-/// slice bounds, a dropout ratio) or only for its type (`Shape`), as opposed to data.
-/// Float initializers used only this way become constants instead of parameters.
+/// slice bounds, a dropout ratio, Clip's bounds) or only for its type (`Shape`), as
+/// opposed to data. Float initializers used only this way become constants instead
+/// of parameters: a clip's bounds are part of the function (ReLU6), never trained.
 pub(crate) fn is_value_input(node: &NodeProto, pos: usize) -> bool {
     match node.op_type.as_str() {
         "Shape" | "ConstantOfShape" => true,
@@ -38,7 +39,7 @@ pub(crate) fn is_value_input(node: &NodeProto, pos: usize) -> bool {
             pos >= 1
         }
         "Slice" | "Dropout" | "OneHot" | "Split" | "Pad" | "Upsample" => pos >= 1,
-        "Resize" => pos >= 1,
+        "Resize" | "Clip" => pos >= 1,
         _ => false,
     }
 }

@@ -16,7 +16,7 @@ pub fn run(graph: &Graph) -> Result<Graph, OptError> {
         let (flags, fused) = match &v.op {
             Op::MatMul { trans_a, trans_b } => ((*trans_a, *trans_b), None),
             Op::Fused(f) => match f.matmul_flags() {
-                Some(flags) if graph.ty(v.args[0]).rank() == 2 => (flags, Some(*f)),
+                Some(flags) if graph.ty(v.args[0]).rank() == 2 => (flags, Some(f.clone())),
                 _ => continue,
             },
             _ => continue,

@@ -9,6 +9,7 @@ pub mod cse;
 pub mod dce;
 pub mod fold_transpose;
 pub mod fuse_bias_grad;
+pub mod fuse_conv;
 pub mod fuse_dense;
 pub mod fuse_relu_grad;
 pub mod fuse_softmax_ce;
@@ -57,6 +58,11 @@ pub const ALL: &[Pass] = &[
         about: "optimizer updates, in the weight-gradient product's epilogue where possible",
     },
     Pass { name: fuse_dense::NAME, run: fuse_dense::run, about: "matmul + alpha + bias + activation" },
+    Pass {
+        name: fuse_conv::NAME,
+        run: fuse_conv::run,
+        about: "conv + bias + residual + activation + clip as one kernel",
+    },
     Pass {
         name: fuse_relu_grad::NAME,
         run: fuse_relu_grad::run,

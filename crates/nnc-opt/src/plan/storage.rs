@@ -465,8 +465,8 @@ impl StepPlan {
 /// The gradient result of `leader`'s fused group, if a value of the group is it and
 /// has bytes (else the column sum reads the backend's scratch).
 fn gradient_of(g: &Graph, storage: &[Storage], leader: ValueId) -> Option<ValueId> {
-    let Op::Fused(f) = g.value(leader).op else { return None };
-    let grad = match f {
+    let Op::Fused(f) = &g.value(leader).op else { return None };
+    let grad = match *f {
         nnc_ir::FusedOp::DenseReluGrad { trans_a, trans_b, .. } => {
             nnc_ir::FusedOp::DenseReluGrad { trans_a, trans_b, out: nnc_ir::GradOut::Grad }
         }
@@ -478,6 +478,6 @@ fn gradient_of(g: &Graph, storage: &[Storage], leader: ValueId) -> Option<ValueI
     let args = &g.value(leader).args;
     g.ids().find(|&s| {
         let v = g.value(s);
-        matches!(v.op, Op::Fused(sf) if sf == grad) && v.args == *args && storage[s.index()] != Storage::Unused
+        matches!(&v.op, Op::Fused(sf) if *sf == grad) && v.args == *args && storage[s.index()] != Storage::Unused
     })
 }
