@@ -118,6 +118,27 @@ fn graph_fused() -> Graph {
     .unwrap()
 }
 
+/// Pooling as the zoo's models use it, along output rows: ResNet's padded strided
+/// max, SqueezeNet's ceil-mode max, LeNet-style averages (with and without counted
+/// padding), a dilated max; and an average whose windows differ in divisor (the
+/// plain kernel).
+fn graph_pools() -> Graph {
+    parse(
+        "graph pools {
+  %x: f32[N,3,9,8] = input
+  %mp: f32[N,3,5,4] = max_pool[kernel=[3,3], strides=[2,2], pads=[1,1,1,1]] %x
+  %mc: f32[N,3,4,4] = max_pool[kernel=[3,3], strides=[2,2], ceil_mode] %x
+  %md: f32[N,3,7,6] = max_pool[kernel=[2,2], dilations=[2,2]] %x
+  %a2: f32[N,3,4,4] = avg_pool[kernel=[2,2], strides=[2,2]] %x
+  %ac: f32[N,3,5,4] = avg_pool[kernel=[3,3], strides=[2,2], pads=[1,1,1,1], count_include_pad] %x
+  %ae: f32[N,3,5,4] = avg_pool[kernel=[3,3], strides=[2,2], pads=[1,1,1,1]] %x
+  return %mp, %mc, %md, %a2, %ac, %ae
+}
+",
+    )
+    .unwrap()
+}
+
 fn feeds_for(g: &Graph, batch: usize, seed: u64) -> HashMap<String, Tensor> {
     let mut r = rng(seed);
     let mut f = HashMap::new();
@@ -140,7 +161,7 @@ const PRODUCTS: [&str; 14] = ["y", "dw", "dx1", "y1", "dw1", "f3", "c3p", "yw", 
 #[test]
 fn window_kernels_match_the_interpreter_with_the_same_bits_for_every_thread_count_and_family() {
     let families = [Kernels::Cranelift, Kernels::Auto];
-    for g in [graph_2d(), graph_1d_3d(), graph_wide(), graph_fused()] {
+    for g in [graph_2d(), graph_1d_3d(), graph_wide(), graph_fused(), graph_pools()] {
         let mut compiled: Vec<_> = families
             .iter()
             .flat_map(|&kernels| [1, 2, 3].map(|threads| CompileOptions { threads, kernels, ..Default::default() }))

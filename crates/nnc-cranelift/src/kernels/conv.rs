@@ -23,16 +23,16 @@
 //! with the same bits; an item writes only its own outputs, so the bits depend on
 //! neither the threads nor the family.
 
-use super::copy::{copy_floats, copy_strided, zero_floats};
+use super::copy::{copy_floats, copy_strided, fill_floats};
 use super::epilogue::{emit_output_rows, OutputOperands};
 use crate::clif::{Fx, PTR};
 use crate::microkernel::{
     cranelift, ARead, ARows, KernelFamily, MicroArgs, MicroOp, Step, TileArgs, TileRows, TileSpec,
 };
-use crate::program::{ConvGemm, ConvGemmOp, WindowKernel};
+use crate::program::{ConvGemm, ConvGemmOp, WindowKernel, WindowOp};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
-use nnc_ir::Size;
+use nnc_ir::{PoolKind, Size};
 
 const F: i64 = 4;
 
@@ -69,10 +69,15 @@ pub(crate) fn item_work(c: &ConvGemm) -> Size {
     }
 }
 
-/// Copies input planes `[fx.begin, fx.end)` of `w`'s input at `input` into zeroed
-/// planes padded by `w`'s pads at `padded`, each split into phase planes of
-/// `phases` (1 on axis 0; see `ConvGemm::padded`).
+/// Copies input planes `[fx.begin, fx.end)` of `w`'s input at `input` into planes
+/// padded by `w`'s pads at `padded`, each split into phase planes of `phases` (1 on
+/// axis 0; see `ConvGemm::padded`). The padding is zero, or -inf for max pooling,
+/// so that it changes no sum and no maximum.
 pub(crate) fn emit_pad_planes(fx: &mut Fx, w: &WindowKernel, (input, padded): (usize, usize), phases: [u64; 3]) {
+    let fill = match w.op {
+        WindowOp::Pool(PoolKind::Max) => f32::NEG_INFINITY,
+        _ => 0.0,
+    };
     let inp = w.input;
     let q: [u64; 3] = std::array::from_fn(|a| (w.input[a] + w.pads_begin[a] + w.pads_end[a]).div_ceil(phases[a]));
     let (s1, s2) = (phases[1] as i64, phases[2] as i64);
@@ -85,7 +90,7 @@ pub(crate) fn emit_pad_planes(fx: &mut Fx, w: &WindowKernel, (input, padded): (u
         let src = fx.add(src_base, src);
         let dst = fx.mul_imm(plane, region * F);
         let dst = fx.add(dst_base, dst);
-        zero_floats(fx, dst, region);
+        fill_floats(fx, dst, region, fill);
         let z = fx.iconst(0);
         let rows = fx.iconst((inp[0] * inp[1]) as i64);
         fx.for_range(z, rows, 1, |fx, r| {

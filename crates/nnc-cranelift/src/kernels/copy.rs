@@ -64,7 +64,12 @@ pub(crate) fn emit(fx: &mut Fx, b: &BlockCopy) {
 
 /// Zeroes `len` floats from `dst`: four at a time, then one at a time.
 pub(crate) fn zero_floats(fx: &mut Fx, dst: Value, len: i64) {
-    let zero = fx.b.ins().f32const(0.0);
+    fill_floats(fx, dst, len, 0.0)
+}
+
+/// Sets `len` floats from `dst` to `value`: four at a time, then one at a time.
+pub(crate) fn fill_floats(fx: &mut Fx, dst: Value, len: i64, value: f32) {
+    let zero = fx.b.ins().f32const(value);
     let zeros = fx.b.ins().splat(types::F32X4, zero);
     let dp = fx.var(PTR, dst);
     let z = fx.iconst(0);

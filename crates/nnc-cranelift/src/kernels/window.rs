@@ -11,6 +11,7 @@
 use super::copy::zero_floats;
 use super::epilogue::{emit_output_run, OutputOperands};
 use crate::clif::Fx;
+use crate::kernels::elementwise::little;
 use crate::program::{WindowKernel, WindowOp};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
@@ -475,12 +476,13 @@ fn for_kernel(fx: &mut Fx, w: &WindowKernel, body: &mut dyn FnMut(&mut Fx, [Valu
     });
 }
 
-/// A convolution along output rows (`WindowKernel::by_rows`), item `(n, m)`: four
-/// consecutive positions of a row per vector, `y = Σ_c Σ_k w[m, c, k]·x[...]` in the
-/// interpreter's order with its roundings (a multiply, then an add), read from the
-/// padded planes, whose zeros add nothing (`acc + w·0 = acc`). A strided row is
-/// computed at every input column its windows start at, into the stack, and every
-/// stride-th kept.
+/// A convolution or pooling along output rows (`WindowKernel::by_rows`), item `(n,
+/// m)`: four consecutive positions of a row per vector, `y = Σ_c Σ_k w[m, c, k]·x[...]`
+/// (or the taps' maximum, or their sum over the one divisor) in the interpreter's order
+/// with its roundings (a multiply, then an add), read from the padded planes, whose
+/// padding changes nothing: `acc + w·0 = acc` for a sum that starts at +0, and -inf
+/// never replaces a maximum. A strided row is computed at every input column its
+/// windows start at, into the stack, and every stride-th kept.
 fn emit_conv_rows(fx: &mut Fx, w: &WindowKernel) {
     let pd: [u64; 3] = match w.padded {
         Some(_) => std::array::from_fn(|a| w.input[a] + w.pads_begin[a] + w.pads_end[a]),
@@ -493,7 +495,12 @@ fn emit_conv_rows(fx: &mut Fx, w: &WindowKernel) {
     let full = (o2s - 1) * w.strides[2] as i64 + 1;
     let staged = (w.strides[2] > 1).then(|| fx.stack_buffer((full * F) as u32));
     let x_base = fx.slot(w.padded.unwrap_or(w.args[0]));
-    let (wt, out) = (fx.slot(w.args[1]), fx.slot(w.out));
+    let pool = match w.op {
+        WindowOp::Pool(kind) => Some(kind),
+        _ => None,
+    };
+    let wt = pool.is_none().then(|| fx.slot(w.args[1]));
+    let out = fx.slot(w.out);
     let epilogue = w.epilogue.as_ref().map(|e| (e, OutputOperands::new(fx, e, out)));
     let (begin, end) = (fx.begin, fx.end);
     fx.for_range(begin, end, 1, |fx, item| {
@@ -501,8 +508,10 @@ fn emit_conv_rows(fx: &mut Fx, w: &WindowKernel) {
         let m = fx.b.ins().urem_imm_u(item, c_out);
         let g = fx.b.ins().udiv_imm_u(m, w.mg as i64);
         let x_planes = super::conv::group_planes(fx, x_base, (n, g), (c_in, w.cg as i64), plane);
-        let w_row = fx.mul_imm(m, w.cg as i64 * taps * F);
-        let w_row = fx.add(wt, w_row);
+        let w_row = wt.map(|wt| {
+            let row = fx.mul_imm(m, w.cg as i64 * taps * F);
+            fx.add(wt, row)
+        });
         let y_plane = fx.mul_imm(item, os * F);
         let y_plane = fx.add(out, y_plane);
         let z = fx.iconst(0);
@@ -520,9 +529,10 @@ fn emit_conv_rows(fx: &mut Fx, w: &WindowKernel) {
             let dst = staged.unwrap_or(y_row);
             // Positions `[j, j + lanes)` of the row.
             let sum = |fx: &mut Fx, j: Value, ty: types::Type| {
-                let zero = fx.b.ins().f32const(0.0);
-                let zero = if ty == types::F32 { zero } else { fx.b.ins().splat(ty, zero) };
-                let acc = fx.var(ty, zero);
+                let init = if pool == Some(PoolKind::Max) { f32::NEG_INFINITY } else { 0.0 };
+                let init = fx.b.ins().f32const(init);
+                let init = if ty == types::F32 { init } else { fx.b.ins().splat(ty, init) };
+                let acc = fx.var(ty, init);
                 let jb = fx.mul_imm(j, F);
                 let x_at = fx.add(in_row, jb);
                 let z = fx.iconst(0);
@@ -530,27 +540,53 @@ fn emit_conv_rows(fx: &mut Fx, w: &WindowKernel) {
                 fx.for_range(z, cg, 1, |fx, c| {
                     let xc = fx.mul_imm(c, plane * F);
                     let xc = fx.add(x_at, xc);
-                    let wc = fx.mul_imm(c, taps * F);
-                    let wc = fx.add(w_row, wc);
+                    let wc = w_row.map(|w_row| {
+                        let at = fx.mul_imm(c, taps * F);
+                        fx.add(w_row, at)
+                    });
                     let mut t = 0;
                     for k0 in 0..w.kernel[0] {
                         for k1 in 0..w.kernel[1] {
                             for k2 in 0..w.kernel[2] {
                                 let d = &w.dilations;
                                 let off = ((k0 * d[0] * pd[1] + k1 * d[1]) * pd[2] + k2 * d[2]) as i64 * F;
-                                let wv = fx.load(types::F32, wc, (t * F) as i32);
-                                let wv = if ty == types::F32 { wv } else { fx.b.ins().splat(ty, wv) };
                                 let xv = fx.load(ty, xc, off as i32);
-                                let p = fx.b.ins().fmul(wv, xv);
                                 let a = fx.get(acc);
-                                let a = fx.b.ins().fadd(a, p);
+                                let a = match (pool, wc) {
+                                    (None, Some(wc)) => {
+                                        let wv = fx.load(types::F32, wc, (t * F) as i32);
+                                        let wv = if ty == types::F32 { wv } else { fx.b.ins().splat(ty, wv) };
+                                        let p = fx.b.ins().fmul(wv, xv);
+                                        fx.b.ins().fadd(a, p)
+                                    }
+                                    (None, None) => {
+                                        fx.fail("a convolution by rows without its weights");
+                                        a
+                                    }
+                                    (Some(PoolKind::Avg { .. }), _) => fx.b.ins().fadd(a, xv),
+                                    // Only a larger value replaces the best (NaN never does).
+                                    (Some(PoolKind::Max), _) if ty == types::F32 => {
+                                        select_f32(fx, FloatCC::GreaterThan, (xv, a), (xv, a))
+                                    }
+                                    (Some(PoolKind::Max), _) => {
+                                        let larger = fx.b.ins().fcmp(FloatCC::GreaterThan, xv, a);
+                                        let mask = fx.b.ins().bitcast(ty, little(), larger);
+                                        fx.b.ins().bitselect(mask, xv, a)
+                                    }
+                                };
                                 fx.set(acc, a);
                                 t += 1;
                             }
                         }
                     }
                 });
-                let a = fx.get(acc);
+                let mut a = fx.get(acc);
+                if let Some(PoolKind::Avg { .. }) = pool {
+                    // Every window has all its taps counted (see `lower/conv.rs`).
+                    let d = fx.b.ins().f32const(taps as f32);
+                    let d = if ty == types::F32 { d } else { fx.b.ins().splat(ty, d) };
+                    a = fx.b.ins().fdiv(a, d);
+                }
                 let at = fx.add(dst, jb);
                 fx.store(a, at, 0);
             };

@@ -8,7 +8,7 @@ use super::body::window_kernel;
 use super::{Lowering, TWO_BATCH};
 use crate::microkernel::{GemmShape, KernelFamily};
 use crate::program::{Body, ConvGemm, ConvGemmOp, WindowKernel, WindowOp};
-use nnc_ir::{Size, ValueId};
+use nnc_ir::{PoolKind, Size, ValueId};
 
 /// The most stack a product may take for its gathered K block and what it stages.
 const MAX_STACK_BYTES: u64 = 384 << 10;
@@ -22,11 +22,25 @@ impl Lowering<'_> {
         if let Some(c) = self.conv_gemm(&w, family)? {
             return Ok(Body::ConvGemm(Box::new(c)));
         }
-        // A convolution left to the direct kernel (a depthwise one) runs along output
-        // rows, four positions per vector, each still the interpreter's sum.
+        // A convolution left to the direct kernel (a depthwise one), and a pooling whose
+        // windows all have one divisor, run along output rows, four positions per
+        // vector, each still the interpreter's sum or maximum.
         let taps: u64 = w.kernel.iter().product();
-        if w.op == WindowOp::Conv && taps <= MAX_ROW_TAPS && !w.output.contains(&0) {
+        let rows = match w.op {
+            WindowOp::Conv => true,
+            WindowOp::Pool(kind) => one_divisor(&w, kind),
+            _ => false,
+        };
+        if rows && taps <= MAX_ROW_TAPS && !w.output.contains(&0) {
             w.by_rows = true;
+            if let WindowOp::Pool(PoolKind::Max) = w.op {
+                // A ceil-mode window may reach past the end padding: pad to its end.
+                // More padding changes no maximum (it reads as -inf).
+                for a in 0..3 {
+                    let end = (w.output[a] - 1) * w.strides[a] + (w.kernel[a] - 1) * w.dilations[a] + 1;
+                    w.pads_end[a] = w.pads_end[a].max(end.saturating_sub(w.input[a] + w.pads_begin[a]));
+                }
+            }
             if w.pads_begin.iter().chain(&w.pads_end).any(|&p| p > 0) {
                 let plane: u64 = (0..3).map(|a| w.input[a] + w.pads_begin[a] + w.pads_end[a]).product();
                 let bytes = w.batch.scale(plane * w.channels_in() * 4).ok_or(TWO_BATCH)?;
@@ -130,6 +144,20 @@ impl Lowering<'_> {
             tile,
             kc,
         }))
+    }
+}
+
+/// Whether every window of a pooling has the same divisor (always, for max): an
+/// average's windows all lie inside the input, or with `count_include_pad` inside the
+/// padded input (no ceil-mode window past the end padding).
+fn one_divisor(w: &WindowKernel, kind: PoolKind) -> bool {
+    let reach = |a: usize| (w.output[a].max(1) - 1) * w.strides[a] + (w.kernel[a] - 1) * w.dilations[a] + 1;
+    match kind {
+        PoolKind::Max => true,
+        PoolKind::Avg { count_include_pad: false } => (0..3).all(|a| w.pads_begin[a] == 0 && reach(a) <= w.input[a]),
+        PoolKind::Avg { count_include_pad: true } => {
+            (0..3).all(|a| reach(a) <= w.input[a] + w.pads_begin[a] + w.pads_end[a])
+        }
     }
 }
 

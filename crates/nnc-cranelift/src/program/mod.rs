@@ -337,9 +337,10 @@ pub(crate) struct WindowKernel {
     pub cg: u64,
     /// Output channels per group.
     pub mg: u64,
-    /// A convolution computed along output rows, four positions per vector, each
-    /// output still the interpreter's sum in its order; reading the input padded into
-    /// this scratch when the convolution pads.
+    /// A convolution or pooling computed along output rows, four positions per
+    /// vector, each output still the interpreter's sum (or maximum) in its order;
+    /// reading the input padded into this scratch (zeros, or -inf for max pooling)
+    /// when the window pads.
     pub by_rows: bool,
     pub padded: Option<usize>,
     /// A fused convolution's epilogue, applied as each output is written.

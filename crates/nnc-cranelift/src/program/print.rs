@@ -83,7 +83,12 @@ impl Program {
             Body::Window(w) => {
                 let args: Vec<String> = w.args.iter().map(|&a| s(a)).collect();
                 let then = w.epilogue.as_ref().map_or(String::new(), |e| output_epilogue(e, &s));
-                format!("{} = {:?} {} over {}{then}", s(w.out), w.op, args.join(", "), geometry(w))
+                let rows = match (w.by_rows, w.padded) {
+                    (false, _) => String::new(),
+                    (true, None) => ", along output rows".to_string(),
+                    (true, Some(p)) => format!(", along output rows, padded in {}", s(p)),
+                };
+                format!("{} = {:?} {} over {}{rows}{then}", s(w.out), w.op, args.join(", "), geometry(w))
             }
             Body::Copy(b) => {
                 let parts: Vec<String> = b
