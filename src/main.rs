@@ -379,7 +379,7 @@ fn run(command: Command) -> Result<()> {
         } => {
             let kernels: nnc_cranelift::Kernels = kernels.into();
             let backend = nnc_cranelift::CompileOptions { kernels, ..Default::default() };
-            let graph = import(&model)?;
+            let graph = import(&model, train || emit == Emit::TrainIr)?;
             if let Some(output) = output {
                 return cli::aot::run(cli::aot::AotRequest {
                     model_path: model,
@@ -454,14 +454,23 @@ fn run(command: Command) -> Result<()> {
             quiet,
             checkpoint,
         } => {
-            let (model, model_name) = match model {
+            let (model, inference_model, model_name) = match model {
                 Some(path) => {
-                    (import(&path)?, path.file_name().unwrap_or(path.as_os_str()).to_string_lossy().into_owned())
+                    let name = path.file_name().unwrap_or(path.as_os_str()).to_string_lossy().into_owned();
+                    let model = import(&path, true)?;
+                    // A model that updates state in training (batch normalization's
+                    // running statistics) is evaluated and written out as imported
+                    // for inference.
+                    let inference = match model.updates().is_empty() {
+                        true => None,
+                        false => Some(import(&path, false)?),
+                    };
+                    (model, inference, name)
                 }
                 None => {
                     let spec = MlpSpec::seed_model();
                     let layers: Vec<String> = spec.layers.iter().map(usize::to_string).collect();
-                    (build_mlp(&spec)?, format!("seed MLP {}", layers.join("-")))
+                    (build_mlp(&spec)?, None, format!("seed MLP {}", layers.join("-")))
                 }
             };
             let data = match (inputs, labels) {
@@ -478,6 +487,7 @@ fn run(command: Command) -> Result<()> {
             };
             cli::train::run_train(TrainRequest {
                 model,
+                inference_model,
                 options: step.options(),
                 backend,
                 compile: nnc_train::CompileOptions { threads, kernels: kernels.into(), ..Default::default() },
@@ -492,7 +502,7 @@ fn run(command: Command) -> Result<()> {
         }
         Command::Bench { model, batch, steps, threads, kernels, step, infer, json } => {
             let model = match model {
-                Some(path) => import(&path)?,
+                Some(path) => import(&path, !infer)?,
                 None => build_mlp(&MlpSpec::seed_model())?,
             };
             let options = step.options();
@@ -501,12 +511,12 @@ fn run(command: Command) -> Result<()> {
             cli::bench::run_bench(request)
         }
         Command::Eval { model, backend, data, batch } => {
-            let graph = import(&model)?;
+            let graph = import(&model, false)?;
             cli::train::run_eval(&graph, backend, &data.unwrap_or_else(nnc_train::default_data_dir), batch)
         }
         Command::Export(args) => cli::export::run_export(args),
         Command::Run { model, inputs, output, backend } => {
-            let graph = import(&model)?;
+            let graph = import(&model, false)?;
             let feeds = read_feeds(&graph, &inputs)?;
             let outputs = match backend {
                 Backend::Interp => nnc_interp::run(&graph, &feeds)?,
@@ -544,8 +554,10 @@ fn write_stdout(text: &str) -> Result<()> {
     }
 }
 
-fn import(path: &Path) -> Result<nnc_ir::Graph> {
-    let opts = nnc_onnx::ImportOptions { max_memory: limits::budget(), ..Default::default() };
+/// Imports a model for inference, or (`training`) to be trained: see
+/// `nnc_onnx::ImportOptions::training`.
+fn import(path: &Path, training: bool) -> Result<nnc_ir::Graph> {
+    let opts = nnc_onnx::ImportOptions { training, max_memory: limits::budget(), ..Default::default() };
     nnc_pipeline::import(path, &opts).with_context(|| format!("cannot import {}", path.display()))
 }
 

@@ -39,7 +39,7 @@ pub struct ExportArgs {
 
 pub fn run_export(args: ExportArgs) -> Result<()> {
     check_output(&args.output)?;
-    let model = crate::import(&args.model)?;
+    let model = crate::import(&args.model, args.training)?;
     let graph = if args.training {
         // The learning rate is an input of the exported step, so none is needed here.
         let step = StepArgs { loss: args.loss, optimizer: args.optimizer, lr: 0.0, weight_decay: args.weight_decay };

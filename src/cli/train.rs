@@ -23,7 +23,11 @@ pub enum DataSource {
 }
 
 pub struct TrainRequest {
+    /// The model as imported for training.
     pub model: Graph,
+    /// The model as imported for inference, where it differs (batch normalization):
+    /// evaluation runs it, and `--out` writes it with the trained values.
+    pub inference_model: Option<Graph>,
     pub options: nnc_autodiff::TrainOptions,
     pub backend: Backend,
     /// How the JIT compiles the step (threads).
@@ -42,7 +46,8 @@ pub struct TrainRequest {
 
 pub fn run_train(req: TrainRequest) -> Result<()> {
     let TrainRequest {
-        mut model,
+        model,
+        inference_model,
         options,
         backend,
         compile,
@@ -64,7 +69,7 @@ pub fn run_train(req: TrainRequest) -> Result<()> {
     // Read the checkpoint to resume and lock the checkpoint directory before any work:
     // a bad checkpoint is reported at once, and nothing is written until training.
     let (resume, checkpoint_dir) = checkpoint.open()?;
-    let mut backend = make_backend(&model, &options, backend, &compile, config.batch)?;
+    let mut backend = make_backend((&model, inference_model.as_ref()), &options, backend, &compile, config.batch)?;
     let (train_set, test_set) = load_data(&data)?;
     let input_ty = backend.input_type().clone();
     let labels = backend.labels().clone();
@@ -77,6 +82,8 @@ pub fn run_train(req: TrainRequest) -> Result<()> {
         true => RunIdentity::new(&model, &options, &config, &train_set),
         false => RunIdentity::default(),
     };
+    // `--out` writes the inference form where there is one.
+    let mut model = inference_model.unwrap_or(model);
     // The backend holds the parameters from here on, and `--out` stores the trained
     // ones back into the model: its copy of the initial values would only add to the
     // run's memory.
@@ -119,7 +126,14 @@ pub fn run_train(req: TrainRequest) -> Result<()> {
         None => None,
     };
     if let Some(out) = out {
-        store_params(&mut model, &backend.params())?;
+        // The parameters, and the state the model reads (running statistics).
+        let mut values = backend.params();
+        values.extend(
+            backend.state().into_iter().filter(|(n, _)| {
+                model.find(n).is_some_and(|id| matches!(model.value(id).op, nnc_ir::Op::State { .. }))
+            }),
+        );
+        store_params(&mut model, &values)?;
         nnc_onnx::write_file(&model, &out, &nnc_onnx::ExportOptions::default())?;
         eprintln!("wrote {}", out.display());
     }
@@ -152,7 +166,7 @@ fn plot_title(model: &str, data: &DataSource, options: &nnc_autodiff::TrainOptio
 /// JIT's memory at `batch` (arenas and parameters) is checked against the budget here,
 /// before the first step allocates its arena.
 fn make_backend(
-    model: &Graph,
+    (model, inference): (&Graph, Option<&Graph>),
     options: &nnc_autodiff::TrainOptions,
     backend: Backend,
     compile: &CompileOptions,
@@ -163,10 +177,11 @@ fn make_backend(
         eprintln!("note: {note}");
     }
     Ok(match backend {
-        Backend::Interp => Box::new(InterpBackend::from_train_graph(&tg)?),
+        Backend::Interp => Box::new(InterpBackend::with_inference(&tg, inference)?),
         Backend::Jit => {
             let started = Instant::now();
-            let jit = JitBackend::from_train_graph(&tg, compile).context("cannot compile the training step")?;
+            let jit =
+                JitBackend::with_inference(&tg, inference, compile).context("cannot compile the training step")?;
             check_step_memory(&jit, batch)?;
             eprintln!(
                 "compiled the training step: {} kernels ({}, {} thread{}) in {:.0} ms",
@@ -202,7 +217,7 @@ fn check_step_memory(jit: &JitBackend, batch: usize) -> Result<()> {
 /// `nnc eval`: loss and accuracy of a model on the test split of a data directory.
 pub fn run_eval(model: &Graph, backend: Backend, data: &Path, batch: usize) -> Result<()> {
     let options = nnc_autodiff::TrainOptions::default();
-    let mut backend = make_backend(model, &options, backend, &CompileOptions::default(), batch)
+    let mut backend = make_backend((model, None), &options, backend, &CompileOptions::default(), batch)
         .context("cannot evaluate the model")?;
     let (_, test) = load_mnist_dir_with(data, crate::limits::budget())?;
     let test = fit_to_model(test, &backend.input_type().clone(), &backend.labels().clone())?;

@@ -63,10 +63,17 @@ pub fn is_supported_op(domain: &str, op_type: &str, opset: i64) -> bool {
 
 pub use budget::MAX_NODES;
 
-/// Resource limits of an import. Sizes are checked from the model's declarations
-/// before anything of that size is allocated or read.
+/// Resource limits of an import, and what the graph is for. Sizes are checked from
+/// the model's declarations before anything of that size is allocated or read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ImportOptions {
+    /// Import the model to be trained: a `BatchNormalization` in inference form whose
+    /// running mean and variance are initializers normalizes by the batch's
+    /// statistics instead, and updates the running statistics in place with its
+    /// `momentum` (`running·momentum + batch·(1 − momentum)`, the batch variance the
+    /// population's, as ONNX's training mode defines it), as PyTorch's `train()`
+    /// does. Off, the model computes what the file says (inference).
+    pub training: bool,
     /// The most bytes the model file, any one initializer or Constant tensor, and all
     /// of them together may need (default: half of physical memory, see
     /// [`nnc_ir::MemoryBudget`]).
@@ -77,7 +84,7 @@ pub struct ImportOptions {
 
 impl Default for ImportOptions {
     fn default() -> ImportOptions {
-        ImportOptions { max_memory: nnc_ir::MemoryBudget::default(), max_nodes: MAX_NODES }
+        ImportOptions { training: false, max_memory: nnc_ir::MemoryBudget::default(), max_nodes: MAX_NODES }
     }
 }
 
@@ -130,7 +137,7 @@ fn import_impl(bytes: &[u8], base_dir: Option<&Path>, what: &str, opts: &ImportO
     let opset = default_opset(&model)?;
     budget::check(graph, opts)?;
     check_supported(&model, graph, opset)?;
-    Importer::run(&model, graph, opset, base_dir)
+    Importer::run(&model, graph, (opset, opts.training), base_dir)
 }
 
 /// Refuses an IR version nnc does not know. A missing one (which protobuf reads as 0)
@@ -266,10 +273,20 @@ pub(crate) struct Importer {
     pub(crate) base_dir: Option<PathBuf>,
     /// Transposes nnc's exporter wrote for a matmul's transpose flag.
     pub(crate) fusable_transposes: HashSet<ValueId>,
+    /// Imported for training (see [`ImportOptions::training`]).
+    pub(crate) training: bool,
+    /// In-place updates ops declare (batch normalization's running statistics in
+    /// training): the state leaf and its new value.
+    pub(crate) updates: Vec<(ValueId, ValueId)>,
 }
 
 impl Importer {
-    fn run(model: &ModelProto, graph: &GraphProto, opset: i64, base_dir: Option<&Path>) -> Result<Graph, OnnxError> {
+    fn run(
+        model: &ModelProto,
+        graph: &GraphProto,
+        (opset, training): (i64, bool),
+        base_dir: Option<&Path>,
+    ) -> Result<Graph, OnnxError> {
         let name = if graph.name.is_empty() { "main" } else { graph.name.as_str() };
         let mut reserved: HashSet<String> = graph.input.iter().map(|v| v.name.clone()).collect();
         reserved.extend(graph.initializer.iter().map(|t| t.name.clone()));
@@ -286,6 +303,8 @@ impl Importer {
             uses,
             base_dir: base_dir.map(Path::to_path_buf),
             fusable_transposes: HashSet::new(),
+            training,
+            updates: Vec::new(),
         };
 
         let meta = crate::meta::read(model);
@@ -320,6 +339,13 @@ impl Importer {
             let l = imp.g.find(leaf).ok_or_else(|| bad("no such parameter or state"))?;
             updates.push((l, imp.output_value(new)?));
         }
+        for &(leaf, _) in &imp.updates {
+            if updates.iter().any(|&(l, _)| l == leaf) {
+                let name = imp.g.name_of(leaf).to_string();
+                return Err(OnnxError::Model(format!("\"{name}\" is updated twice (by nnc's metadata and an op)")));
+            }
+        }
+        updates.extend(std::mem::take(&mut imp.updates));
         imp.g.set_updates(updates);
         let g = dce::remove_dead(imp.g, &imp.removable).map_err(OnnxError::Ir)?;
         nnc_ir::verify(&g).map_err(OnnxError::Ir)?;

@@ -34,7 +34,14 @@ impl InterpBackend {
     /// Prepares to run an existing training step. Every parameter and state must
     /// have an initial value; the step must have exactly one model input.
     pub fn from_train_graph(tg: &TrainGraph) -> Result<InterpBackend, TrainError> {
-        let spec = StepSpec::new(tg)?;
+        InterpBackend::with_inference(tg, None)
+    }
+
+    /// [`InterpBackend::from_train_graph`], inferring with `inference` (the model as
+    /// imported for inference) instead of the step's forward pass when given: see
+    /// `StepSpec::with_inference`.
+    pub fn with_inference(tg: &TrainGraph, inference: Option<&Graph>) -> Result<InterpBackend, TrainError> {
+        let spec = StepSpec::with_inference(tg, inference)?;
         let leaves: HashMap<String, Tensor> = spec.initial_values().into_iter().collect();
         let g = &spec.step_graph;
         let update_targets = g.updates().iter().map(|&(leaf, _)| g.name_of(leaf).to_string()).collect();

@@ -5,8 +5,8 @@
 //! state in its own buffers and updates them in place.
 //!
 //! The two compiled functions have separate parameter buffers, so after training steps
-//! the inference function is brought up to date (one copy of the parameters) before
-//! it runs; evaluation happens once per epoch, so the copy is cheap next to training.
+//! the inference function is brought up to date (one copy of the parameters and of
+//! the state it reads) before it runs; evaluation happens once per epoch, so the copy is cheap next to training.
 
 use crate::backend::{check_type, StepBackend, StepResult};
 use crate::dataset::Labels;
@@ -44,7 +44,18 @@ impl JitBackend {
     }
 
     pub fn from_train_graph(tg: &TrainGraph, compile: &CompileOptions) -> Result<JitBackend, TrainError> {
-        let mut spec = StepSpec::new(tg)?;
+        JitBackend::with_inference(tg, None, compile)
+    }
+
+    /// [`JitBackend::from_train_graph`], inferring with `inference` (the model as
+    /// imported for inference) instead of the step's forward pass when given: see
+    /// `StepSpec::with_inference`.
+    pub fn with_inference(
+        tg: &TrainGraph,
+        inference: Option<&Graph>,
+        compile: &CompileOptions,
+    ) -> Result<JitBackend, TrainError> {
+        let mut spec = StepSpec::with_inference(tg, inference)?;
         let step = self::compile(&spec.step_graph, compile)?;
         let infer = self::compile(&spec.infer_graph, compile)?;
         // The compiled functions hold the values now; the graphs are kept for names and types.
@@ -127,7 +138,8 @@ impl StepBackend for JitBackend {
 
     fn infer(&mut self, x: &Tensor) -> Result<Tensor, TrainError> {
         if self.infer_stale {
-            for name in &self.spec.params {
+            // Parameters, and state the model reads (running statistics).
+            for name in self.spec.params.iter().chain(&self.spec.state) {
                 if self.spec.infer_graph.find(name).is_some() {
                     let value = self.step.param(name).map_err(backend_error)?;
                     self.infer.set_param(name, &value).map_err(backend_error)?;

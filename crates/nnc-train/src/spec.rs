@@ -26,8 +26,13 @@ pub(crate) struct StepSpec {
 
 impl StepSpec {
     /// Every parameter and state must have an initial value; the step must have
-    /// exactly one model input.
-    pub fn new(tg: &TrainGraph) -> Result<StepSpec, TrainError> {
+    /// exactly one model input. Inference runs the step's forward pass, or
+    /// `inference` when given: the model as imported for inference, where an op computes
+    /// otherwise in training (batch normalization's running statistics instead of the
+    /// batch's). It must read the step's input and only the step's parameters and
+    /// state, by name and type; its declared updates are dropped (inference changes
+    /// nothing) and its output is the step's prediction, by name.
+    pub fn with_inference(tg: &TrainGraph, inference: Option<&Graph>) -> Result<StepSpec, TrainError> {
         let g = &tg.graph;
         // The parts tell the model's inputs from `labels` (loss) and `lr`/`step`
         // (update), even if the model has an input of one of those names.
@@ -67,9 +72,13 @@ impl StepSpec {
             }
             list.push(v.name.clone());
         }
+        let infer_graph = match inference {
+            Some(model) => inference_graph(model, tg)?,
+            None => forward_graph(tg)?,
+        };
         Ok(StepSpec {
             step_graph: g.clone(),
-            infer_graph: forward_graph(tg)?,
+            infer_graph,
             input: g.name_of(input).to_string(),
             input_type,
             labels,
@@ -147,6 +156,38 @@ fn label_spec(labels: &TensorType, prediction: &TensorType) -> Result<Labels, Tr
 
 /// The forward part of the training step, with the prediction as its output: the
 /// model as differentiated, with the same names, so parameters are shared by name.
+/// `model` checked against the step and made to return the prediction (see
+/// [`StepSpec::with_inference`]).
+fn inference_graph(model: &Graph, tg: &TrainGraph) -> Result<Graph, TrainError> {
+    let g = &tg.graph;
+    let bad = |m: String| TrainError::Model(format!("the inference model does not fit the training step: {m}"));
+    for id in model.ids() {
+        let v = model.value(id);
+        if !matches!(v.op, Op::Input | Op::Param { .. } | Op::State { .. }) {
+            continue;
+        }
+        let same = g.find(&v.name).filter(|&s| g.ty(s) == &v.ty && tg.part_of(s) == Part::Forward);
+        let same_kind = same.is_some_and(|s| std::mem::discriminant(&g.value(s).op) == std::mem::discriminant(&v.op));
+        if !same_kind {
+            return Err(bad(format!("%{} ({}) is not a leaf of the step's model", v.name, v.ty)));
+        }
+    }
+    let prediction = g.name_of(tg.prediction);
+    let out = model.find(prediction).ok_or_else(|| bad(format!("it has no value %{prediction}")))?;
+    if model.ty(out) != g.ty(tg.prediction) {
+        return Err(bad(format!("%{prediction} is {}, the step's {}", model.ty(out), g.ty(tg.prediction))));
+    }
+    let mut infer = model.clone();
+    infer.name = format!("{}_infer", model.name);
+    infer.set_outputs(vec![out]);
+    infer.set_updates(Vec::new());
+    // What only the dropped updates needed goes; inputs and parameters stay.
+    let live = infer.live(|_, v| matches!(v.op, Op::Input | Op::Param { .. }));
+    let (infer, _) = infer.retain(&live).map_err(|e| bad(e.to_string()))?;
+    nnc_ir::verify(&infer).map_err(|e| bad(e.to_string()))?;
+    Ok(infer)
+}
+
 fn forward_graph(tg: &TrainGraph) -> Result<Graph, TrainError> {
     let g = &tg.graph;
     if tg.part_of(tg.prediction) != Part::Forward {

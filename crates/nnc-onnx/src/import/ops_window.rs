@@ -294,8 +294,9 @@ impl Importer {
         Ok(())
     }
 
-    /// `(x − mean) / √(var + ε) · scale + bias` with the running statistics; the
-    /// batch statistics of training mode are refused.
+    /// `(x − mean) / √(var + ε) · scale + bias` with the running statistics, or (in
+    /// training mode, or imported for training with the statistics as state) the
+    /// batch's.
     pub(super) fn batch_norm(&mut self, ctx: &Ctx) -> Result<(), OnnxError> {
         let out = ctx.out()?;
         let attrs = ctx.attrs();
@@ -334,13 +335,22 @@ impl Importer {
                 );
             }
         }
+        // Imported for training, running statistics that are state are updated in place.
+        let state = |imp: &mut Self, n: &str| -> Result<Option<nnc_ir::ValueId>, OnnxError> {
+            let id = imp.ir(ctx, n)?;
+            Ok(matches!(imp.g.value(id).op, Op::State { .. }).then_some(id))
+        };
+        let leaves = match (state(self, names[3])?, state(self, names[4])?) {
+            (Some(m), Some(v)) if self.training => Some((m, v)),
+            _ => None,
+        };
         let [scale, bias, mean, var] =
             [names[1], names[2], names[3], names[4]].map(|n| self.per_channel(ctx, out, n, r));
         let (scale, bias, mean, var) = (scale?, bias?, mean?, var?);
         let ix = self.ir(ctx, x)?;
         let e = self.emit_const(ctx, out, "epsilon", Tensor::scalar_f32(eps))?;
-        if training {
-            return self.batch_norm_training(ctx, (ix, r, channels), (scale, bias, mean, var), e);
+        if training || leaves.is_some() {
+            return self.batch_norm_training(ctx, (ix, r, channels), (scale, bias, mean, var), e, leaves);
         }
         let var_eps = self.emit_tmp(ctx, out, "var_eps", Op::Binary(BinaryOp::Add), &[var, e])?;
         let std = self.emit_tmp(ctx, out, "std", Op::Unary(UnaryOp::Sqrt), &[var_eps])?;
@@ -352,16 +362,18 @@ impl Importer {
         Ok(())
     }
 
-    /// Training mode (opset 14+): normalized by the batch's statistics over every axis
-    /// but the channels (the variance the population's, as ONNX's reference computes
-    /// it), and the running statistics `input·momentum + batch·(1 − momentum)` as the
-    /// optional second and third outputs.
+    /// Training mode: normalized by the batch's statistics over every axis but the
+    /// channels (the variance the population's, as ONNX's reference computes it), and
+    /// the running statistics `input·momentum + batch·(1 − momentum)` as the optional
+    /// second and third outputs (opset 14+), and as the new values of the running
+    /// statistics' state leaves `update` (mean, variance) when given.
     fn batch_norm_training(
         &mut self,
         ctx: &Ctx,
         (x, r, channels): (nnc_ir::ValueId, usize, usize),
         (scale, bias, mean, var): (nnc_ir::ValueId, nnc_ir::ValueId, nnc_ir::ValueId, nnc_ir::ValueId),
         eps: nnc_ir::ValueId,
+        update: Option<(nnc_ir::ValueId, nnc_ir::ValueId)>,
     ) -> Result<(), OnnxError> {
         let out = ctx.out()?;
         let momentum = ctx.attr(ctx.attrs().float("momentum", 0.9))?;
@@ -380,15 +392,29 @@ impl Importer {
         let keep = self.emit_const(ctx, out, "momentum", Tensor::scalar_f32(momentum))?;
         let take = self.emit_const(ctx, out, "one_minus_momentum", Tensor::scalar_f32(1.0 - momentum))?;
         let vector = Op::Reshape { shape: Shape::fixed(&[channels]) };
+        let leaves = update.map(|(m, v)| [m, v]);
         for (i, (running, batch)) in [(mean, batch_mean), (var, batch_var)].into_iter().enumerate() {
-            let Some(name) = ctx.node.output.get(i + 1).filter(|n| !n.is_empty()) else { continue };
+            let output = ctx.node.output.get(i + 1).filter(|n| !n.is_empty());
+            if output.is_none() && leaves.is_none() {
+                continue;
+            }
             let stat = ["mean", "var"][i];
-            let running = self.emit_tmp(ctx, name, &format!("running_{stat}"), vector.clone(), &[running])?;
-            let batch = self.emit_tmp(ctx, name, &format!("batch_{stat}"), vector.clone(), &[batch])?;
-            let kept = self.emit_tmp(ctx, name, "kept", Op::Binary(BinaryOp::Mul), &[running, keep])?;
-            let taken = self.emit_tmp(ctx, name, "taken", Op::Binary(BinaryOp::Mul), &[batch, take])?;
-            let new = self.emit(ctx, name, Op::Binary(BinaryOp::Add), &[kept, taken])?;
-            self.define_ir(name, new);
+            let name = output.cloned().unwrap_or_else(|| format!("{out}_running_{stat}"));
+            let running = self.emit_tmp(ctx, &name, &format!("running_{stat}"), vector.clone(), &[running])?;
+            let batch = self.emit_tmp(ctx, &name, &format!("batch_{stat}"), vector.clone(), &[batch])?;
+            let kept = self.emit_tmp(ctx, &name, "kept", Op::Binary(BinaryOp::Mul), &[running, keep])?;
+            let taken = self.emit_tmp(ctx, &name, "taken", Op::Binary(BinaryOp::Mul), &[batch, take])?;
+            let new = match output {
+                Some(name) => {
+                    let new = self.emit(ctx, name, Op::Binary(BinaryOp::Add), &[kept, taken])?;
+                    self.define_ir(name, new);
+                    new
+                }
+                None => self.emit_tmp(ctx, &name, "new", Op::Binary(BinaryOp::Add), &[kept, taken])?,
+            };
+            if let Some(leaves) = leaves {
+                self.updates.push((leaves[i], new));
+            }
         }
         Ok(())
     }
