@@ -306,6 +306,22 @@ fn kernels_line(options: &nnc_cranelift::CompileOptions) -> Result<String> {
     Ok(format!("matrix-product kernels: {family} (choose with --kernels)\n"))
 }
 
+/// The summary's convolution lines: the kernel the backend chose for each
+/// convolution and pooling (nothing for a model without them, or one the backend
+/// cannot lower, which `--emit lowered` reports).
+fn window_kernels(graph: &nnc_ir::Graph, opt: &nnc_opt::OptOptions, backend: &nnc_cranelift::CompileOptions) -> String {
+    let lowered = nnc_pipeline::optimize(graph, opt).ok().and_then(|o| nnc_pipeline::lower(&o, backend).ok());
+    let kernels = lowered.map(|l| l.window_kernels()).unwrap_or_default();
+    if kernels.is_empty() {
+        return String::new();
+    }
+    let mut text = String::from("convolution and pooling kernels:\n");
+    for (value, kernel) in kernels {
+        text += &format!("  {value}: {kernel}\n");
+    }
+    text
+}
+
 /// `--kernels`: the matrix-product micro-kernel family of the JIT.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum KernelsArg {
@@ -413,10 +429,13 @@ fn run(command: Command) -> Result<()> {
                 Ok(optimized)
             };
             let text = match emit {
-                Emit::Summary => match &tg {
-                    Some(tg) => summary::train_summary(tg, &step.options(), step.lr) + &kernels_line(&backend)?,
-                    None => summary::summary(graph) + &kernels_line(&backend)?,
-                },
+                Emit::Summary => {
+                    let head = match &tg {
+                        Some(tg) => summary::train_summary(tg, &step.options(), step.lr),
+                        None => summary::summary(graph),
+                    };
+                    head + &kernels_line(&backend)? + &window_kernels(graph, &opt.options(), &backend)
+                }
                 Emit::Ir | Emit::TrainIr => nnc_ir::print(graph),
                 Emit::IrData => nnc_ir::print_with_data(graph),
                 Emit::IrOpt => nnc_ir::print(&optimized()?.graph),

@@ -38,6 +38,18 @@ fn compile_summarizes_the_seed_model() {
     insta::assert_snapshot!(stdout(&o));
 }
 
+/// The summary of a CNN's training step names the kernel of every convolution and
+/// pooling, with a fused convolution's epilogue (a snapshot, with the portable kernels).
+#[test]
+fn compile_names_the_kernel_of_each_convolution() {
+    let model = repo("tests/fixtures/cnn/lenet5.ts.onnx");
+    let o = nnc(&["compile", &model, "--train", "--kernels", "cranelift"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = stdout(&o);
+    let at = text.find("convolution and pooling kernels:").expect("the kernels are listed");
+    insta::assert_snapshot!(&text[at..]);
+}
+
 #[test]
 fn emit_ir_of_committed_models() {
     for (name, model) in [("seed", "models/mlp.onnx"), ("deep", "models/mlp-deep.onnx")] {

@@ -212,6 +212,12 @@ impl Lowered {
         self.program.text(self.family.family(), batch)
     }
 
+    /// Each convolution's and pooling's value and the kernel chosen for it, in a few
+    /// words (an implicit product on the tiles, or a direct kernel).
+    pub fn window_kernels(&self) -> Vec<(String, String)> {
+        self.program.window_kernels()
+    }
+
     /// The step plan the program executes, with its kernels' scratch buffers.
     pub fn plan(&self) -> &nnc_opt::StepPlan {
         &self.program.plan

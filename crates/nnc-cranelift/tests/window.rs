@@ -64,7 +64,8 @@ fn graph_1d_3d() -> Graph {
 }
 
 /// Products of several panels, K blocks and row tiles with an edge: 13 output
-/// channels, 72 or 117 deep, 380 positions.
+/// channels, 72 or 117 deep, 380 positions; and one-tap products, whose full panels
+/// read their input in place.
 fn graph_wide() -> Graph {
     parse(
         "graph wide {
@@ -76,7 +77,11 @@ fn graph_wide() -> Graph {
   %dww: f32[13,8,3,3] = conv_backward_filter[kernel=[3,3], pads=[1,1,1,1]] %x, %dy
   %w5: f32[9,13,3,3] = input
   %ysw: f32[N,9,10,10] = conv[kernel=[3,3], strides=[2,2], pads=[1,1,1,1]] %yw, %w5
-  return %yw, %dxw, %dww, %ysw
+  %w1: f32[13,8,1,1] = input
+  %b1: f32[13,1,1] = input
+  %y11: f32[N,13,20,19] = conv[kernel=[1,1]] %x, %w1
+  %y12: f32[N,13,10,10] = fused.conv[kernel=[1,1], strides=[2,2], bias, act=relu] %x, %w1, %b1
+  return %yw, %dxw, %dww, %ysw, %y11, %y12
 }
 ",
     )
@@ -156,7 +161,8 @@ fn bits(ts: &[Tensor]) -> Vec<Vec<u32>> {
 
 /// The outputs computed by implicit products: the convolutions but the depthwise ones
 /// and the strided data gradients.
-const PRODUCTS: [&str; 14] = ["y", "dw", "dx1", "y1", "dw1", "f3", "c3p", "yw", "dxw", "dww", "ysw", "fg", "fr", "f1"];
+const PRODUCTS: [&str; 16] =
+    ["y", "dw", "dx1", "y1", "dw1", "f3", "c3p", "yw", "dxw", "dww", "ysw", "y11", "y12", "fg", "fr", "f1"];
 
 #[test]
 fn window_kernels_match_the_interpreter_with_the_same_bits_for_every_thread_count_and_family() {

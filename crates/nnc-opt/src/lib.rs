@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! Graph ──► simplify, const_fold, cse, dce ──► fold_transpose ──► fuse_softmax_ce, fuse_update,
-//!           fuse_dense, fuse_relu_grad, fuse_bias_grad ──► cse, dce ──► plan
+//!           fuse_dense, fuse_conv, fuse_relu_grad, fuse_bias_grad ──► cse, dce ──► plan
 //! ```
 //!
 //! - Each pass is one file in `passes/` and one function, `run(&Graph) -> Result<Graph>`;

@@ -307,14 +307,24 @@ impl Tiles<'_> {
         }
     }
 
-    fn args(&self, fx: &mut Fx, a: Value, kb: Value, c: Value, accumulate: Value, cols: usize) -> TileArgs {
-        let nr = self.c.tile.nr() as i64;
+    /// `b` the B operand's first row and the bytes between its rows.
+    #[allow(clippy::too_many_arguments)]
+    fn args(
+        &self,
+        fx: &mut Fx,
+        a: Value,
+        (b, b_step): (Value, i64),
+        kb: Value,
+        c: Value,
+        accumulate: Value,
+        cols: usize,
+    ) -> TileArgs {
         let ldc = fx.iconst(self.ldc);
         TileArgs {
             a: ARows::Uniform { base: a, stride: self.a_row },
             a_step: Step::Static(F),
-            b_panel: self.block,
-            b_step: Step::Static(nr * F),
+            b_panel: b,
+            b_step: Step::Static(b_step),
             kb,
             c,
             ldc,
@@ -335,13 +345,30 @@ impl Tiles<'_> {
         }
     }
 
+    /// The row tiles over the gathered block.
     fn run(&self, fx: &mut Fx, a: Value, kb: Value, c_panel: Value, accumulate: Value, cols: usize) {
+        let nr = self.c.tile.nr() as i64;
+        self.run_on(fx, a, (self.block, nr * F), kb, c_panel, accumulate, cols)
+    }
+
+    /// The row tiles over B rows `b.1` bytes apart from `b.0`.
+    #[allow(clippy::too_many_arguments)]
+    fn run_on(
+        &self,
+        fx: &mut Fx,
+        a: Value,
+        b: (Value, i64),
+        kb: Value,
+        c_panel: Value,
+        accumulate: Value,
+        cols: usize,
+    ) {
         let mr = self.c.tile.mr as i64;
         let whole = self.rows / mr * mr;
         for i in (0..whole).step_by(mr as usize) {
             let ai = fx.b.ins().iadd_imm_s(a, i * self.a_row);
             let ci = fx.b.ins().iadd_imm_s(c_panel, i * self.ldc);
-            let args = self.args(fx, ai, kb, ci, accumulate, cols);
+            let args = self.args(fx, ai, b, kb, ci, accumulate, cols);
             self.tile(fx, TileRows::All, &args);
         }
         let left = self.rows - whole;
@@ -351,7 +378,7 @@ impl Tiles<'_> {
         let ai = fx.b.ins().iadd_imm_s(a, whole * self.a_row);
         let ci = fx.b.ins().iadd_imm_s(c_panel, whole * self.ldc);
         if self.family.runs(&MicroOp::Tile(self.spec(TileRows::Edge, cols))) {
-            let mut args = self.args(fx, ai, kb, ci, accumulate, cols);
+            let mut args = self.args(fx, ai, b, kb, ci, accumulate, cols);
             args.rows = Some(fx.iconst(left));
             return self.tile(fx, TileRows::Edge, &args);
         }
@@ -359,7 +386,7 @@ impl Tiles<'_> {
         let nr = self.c.tile.nr() as i64;
         let rows: Vec<Value> = (0..mr).map(|r| fx.b.ins().iadd_imm_s(ai, r.min(left - 1) * self.a_row)).collect();
         let no = fx.b.ins().iconst(types::I8, 0);
-        let mut args = self.args(fx, ai, kb, self.stack, no, nr as usize);
+        let mut args = self.args(fx, ai, b, kb, self.stack, no, nr as usize);
         args.a = ARows::Each(rows);
         args.ldc = fx.iconst(nr * F);
         cranelift::emit_tile(fx, self.c.tile, &args);
@@ -473,6 +500,9 @@ fn emit_forward(fx: &mut Fx, c: &ConvGemm, family: &dyn KernelFamily) {
     let staged = c.grid.map(|_| fx.stack_buffer((w.mg as i64 * nr * F) as u32));
     let ldc = if staged.is_some() { nr * F } else { outputs * F };
     let tiles = Tiles { c, family, rows: w.mg as i64, a_row: depth * F, ldc, block, stack };
+    // A full panel of a one-tap product reads its B rows where they are: no gather
+    // (the tiles give the same bits either way).
+    let in_place = c.reads_in_place();
     let input = fx.slot(c.padded.unwrap_or(c.input));
     let (a_slot, out) = (fx.slot(c.a), fx.slot(c.out));
     let epilogue = w.epilogue.as_ref().map(|e| (e, OutputOperands::new(fx, e, out)));
@@ -510,6 +540,18 @@ fn emit_forward(fx: &mut Fx, c: &ConvGemm, family: &dyn KernelFamily) {
                     let off = fx.mul_imm(off, F);
                     fx.add(planes_at, off)
                 };
+                let ak = fx.mul_imm(k0, F);
+                let ak = fx.add(a, ak);
+                let accumulate = fx.b.ins().icmp_imm_s(IntCC::NotEqual, k0, 0);
+                if in_place && cols == nr as usize {
+                    // One tap: K row k is input channel k's run from the panel's first
+                    // position, one channel plane after the row before.
+                    let zero = fx.iconst(0);
+                    let first = row_base(fx, zero);
+                    let q0 = fx.mul_imm(p0, F);
+                    let b = fx.add(first, q0);
+                    return tiles.run_on(fx, ak, (b, plane * F), kb, c_panel, accumulate, cols);
+                }
                 match c.grid {
                     // K row k of the panel: `cols` floats from its tap's first.
                     Some(_) => {
@@ -532,9 +574,6 @@ fn emit_forward(fx: &mut Fx, c: &ConvGemm, family: &dyn KernelFamily) {
                     }
                     None => gather(fx, block, nr, kb, cols, table, &row_base),
                 }
-                let ak = fx.mul_imm(k0, F);
-                let ak = fx.add(a, ak);
-                let accumulate = fx.b.ins().icmp_imm_s(IntCC::NotEqual, k0, 0);
                 tiles.run(fx, ak, kb, c_panel, accumulate, cols);
             });
             let channel = fx.mul_imm(g, w.mg as i64);

@@ -463,6 +463,13 @@ impl ConvGemm {
         }
     }
 
+    /// Whether a forward product's full column panels read their B rows in place
+    /// instead of gathering them: a convolution of one tap over the grid, where K row
+    /// `k` is input channel `k`'s run, one channel plane after the row before.
+    pub fn reads_in_place(&self) -> bool {
+        self.op == ConvGemmOp::Forward && self.grid.is_some() && self.geometry.kernel.iter().product::<u64>() == 1
+    }
+
     /// Floats per input channel as the product reads them (every phase plane).
     pub fn channel_plane(&self) -> u64 {
         self.phases.iter().product::<u64>() * self.read_dims().iter().product::<u64>()

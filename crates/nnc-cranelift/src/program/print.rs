@@ -40,6 +40,43 @@ impl Program {
         out
     }
 
+    /// Each convolution and pooling kernel: the value it computes and, in a few words,
+    /// which kernel computes it (`nnc compile`'s summary).
+    pub(crate) fn window_kernels(&self) -> Vec<(String, String)> {
+        let rows = |w: &WindowKernel| if w.by_rows { ", along output rows" } else { "" };
+        let then = |w: &WindowKernel| match &w.epilogue {
+            Some(e) => output_epilogue(e, &|slot| self.slot(slot)).replace(" as it is written", ""),
+            None => String::new(),
+        };
+        self.kernels
+            .iter()
+            .filter_map(|k| match &k.body {
+                Body::ConvGemm(c) => {
+                    let what = match (c.op, c.flip) {
+                        (ConvGemmOp::Forward, None) => "convolution",
+                        (ConvGemmOp::Forward, Some(_)) => "data gradient (the transposed convolution)",
+                        (ConvGemmOp::Filter, _) => "filter gradient",
+                    };
+                    let tiles = format!("{}×{}", c.tile.mr, c.tile.nr());
+                    let how = format!("{what}: implicit product on {tiles} tiles{}", then(&c.geometry));
+                    Some((self.slot(c.out), how))
+                }
+                Body::Window(w) => {
+                    let what = match w.op {
+                        WindowOp::Conv => "convolution",
+                        WindowOp::ConvData => "data gradient",
+                        WindowOp::ConvFilter => "filter gradient",
+                        WindowOp::Pool(nnc_ir::PoolKind::Max) => "max pooling",
+                        WindowOp::Pool(_) => "average pooling",
+                        WindowOp::PoolBackward(_) => "pooling gradient",
+                    };
+                    Some((self.slot(w.out), format!("{what}: direct{}{}", rows(w), then(w))))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// A slot's name: the value's, or its arena buffer's.
     fn slot(&self, slot: usize) -> String {
         match (self.names.get(slot), self.slots.get(slot)) {
@@ -115,7 +152,10 @@ impl Program {
                     }
                     (ConvGemmOp::Filter, _) => format!("{}·windows({})ᵀ (the filter gradient)", s(c.a), s(c.input)),
                 };
-                let padded = c.padded.map_or(String::new(), |p| format!(", padded in {}", s(p)));
+                let mut padded = c.padded.map_or(String::new(), |p| format!(", padded in {}", s(p)));
+                if c.reads_in_place() {
+                    padded += ", full panels read in place";
+                }
                 let then = c.geometry.epilogue.as_ref().map_or(String::new(), |e| output_epilogue(e, &s));
                 format!(
                     "{} = {what} as an implicit product on {}×{} tiles, K blocks of {}: {}{padded}{then}",
