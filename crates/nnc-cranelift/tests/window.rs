@@ -64,8 +64,8 @@ fn graph_1d_3d() -> Graph {
 }
 
 /// Products of several panels, K blocks and row tiles with an edge: 13 output
-/// channels, 72 or 117 deep, 380 positions; and one-tap products, whose full panels
-/// read their input in place.
+/// channels, 72 or 117 deep, 380 positions; one-tap products, whose full panels
+/// read their input in place; and one panel of 40 channels, split into row blocks.
 fn graph_wide() -> Graph {
     parse(
         "graph wide {
@@ -81,7 +81,12 @@ fn graph_wide() -> Graph {
   %b1: f32[13,1,1] = input
   %y11: f32[N,13,20,19] = conv[kernel=[1,1]] %x, %w1
   %y12: f32[N,13,10,10] = fused.conv[kernel=[1,1], strides=[2,2], bias, act=relu] %x, %w1, %b1
-  return %yw, %dxw, %dww, %ysw, %y11, %y12
+  %x5: f32[N,8,5,5] = input
+  %w40: f32[40,8,3,3] = input
+  %b40: f32[40,1,1] = input
+  %yr: f32[N,40,5,5] = fused.conv[kernel=[3,3], pads=[1,1,1,1], bias, act=relu] %x5, %w40, %b40
+  %dr: f32[N,8,5,5] = conv_backward_data[kernel=[3,3], pads=[1,1,1,1], input=[5,5]] %yr, %w40
+  return %yw, %dxw, %dww, %ysw, %y11, %y12, %yr, %dr
 }
 ",
     )
@@ -161,8 +166,8 @@ fn bits(ts: &[Tensor]) -> Vec<Vec<u32>> {
 
 /// The outputs computed by implicit products: the convolutions but the depthwise ones
 /// and the strided data gradients.
-const PRODUCTS: [&str; 16] =
-    ["y", "dw", "dx1", "y1", "dw1", "f3", "c3p", "yw", "dxw", "dww", "ysw", "y11", "y12", "fg", "fr", "f1"];
+const PRODUCTS: [&str; 18] =
+    ["y", "dw", "dx1", "y1", "dw1", "f3", "c3p", "yw", "dxw", "dww", "ysw", "y11", "y12", "yr", "dr", "fg", "fr", "f1"];
 
 #[test]
 fn window_kernels_match_the_interpreter_with_the_same_bits_for_every_thread_count_and_family() {

@@ -54,7 +54,7 @@ pub(crate) fn pad_items(w: &WindowKernel) -> Size {
 pub(crate) fn items(c: &ConvGemm) -> Size {
     let w = &c.geometry;
     match c.op {
-        ConvGemmOp::Forward => planes(w.batch, w.groups * c.positions().div_ceil(c.tile.nr() as u64)),
+        ConvGemmOp::Forward => planes(w.batch, w.groups * c.row_blocks() * c.positions().div_ceil(c.tile.nr() as u64)),
         ConvGemmOp::Filter => Size::fixed(w.groups * (w.cg * prod(&w.kernel)).div_ceil(c.tile.nr() as u64)),
     }
 }
@@ -64,7 +64,7 @@ pub(crate) fn item_work(c: &ConvGemm) -> Size {
     let w = &c.geometry;
     let (taps, positions) = (prod(&w.kernel), c.positions());
     match c.op {
-        ConvGemmOp::Forward => Size::fixed(2 * w.mg * w.cg * taps * (c.tile.nr() as u64).min(positions)),
+        ConvGemmOp::Forward => Size::fixed(2 * c.row_block * w.cg * taps * (c.tile.nr() as u64).min(positions)),
         ConvGemmOp::Filter => planes(w.batch, 2 * w.mg * c.tile.nr() as u64 * positions),
     }
 }
@@ -499,7 +499,7 @@ fn emit_forward(fx: &mut Fx, c: &ConvGemm, family: &dyn KernelFamily) {
     // copied out; else C itself.
     let staged = c.grid.map(|_| fx.stack_buffer((w.mg as i64 * nr * F) as u32));
     let ldc = if staged.is_some() { nr * F } else { outputs * F };
-    let tiles = Tiles { c, family, rows: w.mg as i64, a_row: depth * F, ldc, block, stack };
+    let (row_block, row_blocks) = (c.row_block as i64, c.row_blocks() as i64);
     // A full panel of a one-tap product reads its B rows where they are: no gather
     // (the tiles give the same bits either way).
     let in_place = c.reads_in_place();
@@ -508,19 +508,33 @@ fn emit_forward(fx: &mut Fx, c: &ConvGemm, family: &dyn KernelFamily) {
     let epilogue = w.epilogue.as_ref().map(|e| (e, OutputOperands::new(fx, e, out)));
     let (begin, end) = (fx.begin, fx.end);
     fx.for_range(begin, end, 1, |fx, item| {
+        // Item (n, g, row block, panel q).
         let q = fx.b.ins().urem_imm_u(item, panels);
-        let ng = fx.b.ins().udiv_imm_u(item, panels);
+        let rest = fx.b.ins().udiv_imm_u(item, panels);
+        let rb = fx.b.ins().urem_imm_u(rest, row_blocks);
+        let ng = fx.b.ins().udiv_imm_u(rest, row_blocks);
         let n = fx.b.ins().udiv_imm_u(ng, w.groups as i64);
         let g = fx.b.ins().urem_imm_u(ng, w.groups as i64);
         let planes_at = group_planes(fx, input, (n, g), (c_in, w.cg as i64), plane);
-        let a = fx.mul_imm(g, w.mg as i64 * depth * F);
+        let r0 = fx.mul_imm(rb, row_block);
+        let first_row = fx.mul_imm(g, w.mg as i64);
+        let first_row = fx.add(first_row, r0);
+        let a = fx.mul_imm(first_row, depth * F);
         let a = fx.add(a_slot, a);
         let y_rows = group_planes(fx, out, (n, g), (c_out, w.mg as i64), outputs);
+        let y_off = fx.mul_imm(r0, outputs * F);
+        let y_rows = fx.add(y_rows, y_off);
         let p0 = fx.mul_imm(q, nr);
-        let panel = |fx: &mut Fx, cols: usize| {
+        // Rows [r0, r0 + rows) of the group's output channels, `cols` columns.
+        let panel = |fx: &mut Fx, cols: usize, rows: u64| {
+            let tiles = Tiles { c, family, rows: rows as i64, a_row: depth * F, ldc, block, stack };
             if c.grid.is_none() {
                 offset_table(fx, table, p0, cols, &|fx, p| position_offset(fx, c, p));
             }
+            let staged = staged.map(|panel| {
+                let at = fx.mul_imm(r0, nr * F);
+                fx.add(panel, at)
+            });
             let c_panel = match staged {
                 Some(panel) => panel,
                 None => {
@@ -576,12 +590,12 @@ fn emit_forward(fx: &mut Fx, c: &ConvGemm, family: &dyn KernelFamily) {
                 }
                 tiles.run(fx, ak, kb, c_panel, accumulate, cols);
             });
-            let channel = fx.mul_imm(g, w.mg as i64);
+            let channel = first_row;
             let Some(panel) = staged else {
                 // The epilogue over the panel's columns of C, in place.
                 if let Some((e, operands)) = &epilogue {
                     let len = fx.iconst(cols as i64);
-                    emit_output_rows(fx, e, operands, (channel, w.mg), (c_panel, ldc), (c_panel, ldc), len);
+                    emit_output_rows(fx, e, operands, (channel, rows), (c_panel, ldc), (c_panel, ldc), len);
                 }
                 return;
             };
@@ -591,13 +605,22 @@ fn emit_forward(fx: &mut Fx, c: &ConvGemm, family: &dyn KernelFamily) {
                 let (src, dst) = (fx.add(panel, column), fx.add(y_rows, output));
                 match &epilogue {
                     Some((e, operands)) => {
-                        emit_output_rows(fx, e, operands, (channel, w.mg), (src, nr * F), (dst, outputs * F), len)
+                        emit_output_rows(fx, e, operands, (channel, rows), (src, nr * F), (dst, outputs * F), len)
                     }
-                    None => copy_rows(fx, w.mg, (src, nr * F), (dst, outputs * F), len),
+                    None => copy_rows(fx, rows, (src, nr * F), (dst, outputs * F), len),
                 }
             });
         };
-        split_panels(fx, q, positions, nr, panel);
+        // The last row block may be short, as the last panel may be narrow.
+        let (mg, rb_len) = (w.mg as i64, row_block);
+        let last_rows = (mg - (row_blocks - 1) * rb_len) as u64;
+        split_panels(fx, q, positions, nr, |fx, cols| {
+            if last_rows == rb_len as u64 {
+                return panel(fx, cols, rb_len as u64);
+            }
+            let full = fx.b.ins().icmp_imm_s(IntCC::SignedLessThan, rb, row_blocks - 1);
+            fx.if_else(full, |fx| panel(fx, cols, rb_len as u64), |fx| panel(fx, cols, last_rows));
+        });
     });
 }
 

@@ -14,6 +14,10 @@ use nnc_ir::{PoolKind, Size, ValueId};
 const MAX_STACK_BYTES: u64 = 384 << 10;
 /// The most taps the row kernel of a direct convolution unrolls.
 const MAX_ROW_TAPS: u64 = 64;
+/// A forward product with fewer column panels per image than this splits its output
+/// channels into blocks too, so that two threads share a layer at batch 1 (ResNet's
+/// last layers, 7×7, are one panel of 512 channels).
+const MIN_ITEMS_PER_IMAGE: u64 = 4;
 
 impl Lowering<'_> {
     /// The kernel of a convolution or pooling.
@@ -131,8 +135,18 @@ impl Lowering<'_> {
             Some((_, flipped)) => flipped,
             None => geometry.args[1],
         };
+        let panels = geometry.groups * positions.div_ceil(nr);
+        let mr = tile.mr as u64;
+        let row_block = match op {
+            ConvGemmOp::Forward if panels < MIN_ITEMS_PER_IMAGE && geometry.mg >= 4 * mr => {
+                let blocks = MIN_ITEMS_PER_IMAGE.div_ceil(panels).min(geometry.mg / (2 * mr));
+                geometry.mg.div_ceil(blocks).div_ceil(mr) * mr
+            }
+            _ => geometry.mg,
+        };
         Ok(Some(ConvGemm {
             op,
+            row_block,
             input: geometry.args[0],
             a,
             out: w.out,

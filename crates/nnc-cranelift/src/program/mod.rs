@@ -442,6 +442,10 @@ pub(crate) struct ConvGemm {
     pub tile: TileShape,
     /// K block depth.
     pub kc: u64,
+    /// Output channels per work item of a forward product (the group's, `mg`, unless
+    /// an image has too few column panels to share among threads; a multiple of the
+    /// tile's rows otherwise). Each element is the same FMA chain either way.
+    pub row_block: u64,
 }
 
 impl ConvGemm {
@@ -461,6 +465,11 @@ impl ConvGemm {
             Some(_) => std::array::from_fn(|a| (w.input[a] + w.pads_begin[a] + w.pads_end[a]).div_ceil(self.phases[a])),
             None => w.input,
         }
+    }
+
+    /// Blocks of `row_block` output channels per group.
+    pub fn row_blocks(&self) -> u64 {
+        self.geometry.mg.div_ceil(self.row_block)
     }
 
     /// Whether a forward product's full column panels read their B rows in place

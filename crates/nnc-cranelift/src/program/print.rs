@@ -156,6 +156,9 @@ impl Program {
                 if c.reads_in_place() {
                     padded += ", full panels read in place";
                 }
+                if c.row_block < c.geometry.mg {
+                    padded += &format!(", output channels in blocks of {}", c.row_block);
+                }
                 let then = c.geometry.epilogue.as_ref().map_or(String::new(), |e| output_epilogue(e, &s));
                 format!(
                     "{} = {what} as an implicit product on {}×{} tiles, K blocks of {}: {}{padded}{then}",
