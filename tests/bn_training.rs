@@ -6,6 +6,9 @@
 //! eval-mode output, within 1e-4 relative), through the interpreter and the JIT, with
 //! the same bits for one and two threads.
 
+mod common;
+
+use common::{f32s, relative_error};
 use nnc::npy::read_npy;
 use nnc_autodiff::{training_graph, TrainOptions};
 use nnc_ir::Tensor;
@@ -19,18 +22,6 @@ fn dir() -> PathBuf {
 
 fn npy(name: &str) -> Tensor {
     read_npy(&dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
-fn f32s(t: &Tensor) -> Vec<f32> {
-    t.to_f32_vec().unwrap()
-}
-
-/// The largest difference relative to the largest magnitude of `want`.
-fn relative_error(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len());
-    let scale = want.iter().fold(0f64, |m, v| m.max(v.abs() as f64));
-    let diff = got.iter().zip(want).fold(0f64, |m, (g, w)| m.max((*g as f64 - *w as f64).abs()));
-    diff / scale
 }
 
 fn import(training: bool) -> nnc_ir::Graph {

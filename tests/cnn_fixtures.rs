@@ -2,6 +2,9 @@
 //! its `make_fixtures.py`): the interpreter matches ONNX Runtime's outputs, and the
 //! LeNet-5 training step reproduces PyTorch's ten SGD steps.
 
+mod common;
+
+use common::{f32s, relative_error};
 use nnc::npy::read_npy;
 use nnc_autodiff::{training_graph, TrainOptions};
 use nnc_cranelift::Kernels;
@@ -11,18 +14,6 @@ use std::path::{Path, PathBuf};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cnn")
-}
-
-fn f32s(t: &Tensor) -> Vec<f32> {
-    t.to_f32_vec().unwrap()
-}
-
-/// The largest difference relative to the largest magnitude of `want`.
-fn relative_error(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len());
-    let scale = want.iter().fold(0f64, |m, v| m.max(v.abs() as f64));
-    let diff = got.iter().zip(want).fold(0f64, |m, (g, w)| m.max((*g as f64 - *w as f64).abs()));
-    diff / scale
 }
 
 #[test]

@@ -42,8 +42,7 @@ pub fn value_flops(graph: &Graph, id: ValueId, batch: usize) -> u64 {
                 Op::ConvBackwardData { .. } => (graph.ty(v.args[0]), graph.ty(v.args[1])),
                 _ => (graph.ty(v.args[1]), &v.ty),
             };
-            let per_output = weight.shape.as_fixed().map_or(0, |d| d[1..].iter().product::<usize>() as u64);
-            2 * forward_out.shape.numel(batch).unwrap_or(0) as u64 * per_output
+            conv_flops(forward_out, weight, batch)
         }
         Op::Pool(pool) | Op::PoolBackward { pool, .. } => {
             let taps: usize = pool.window.kernel.iter().product();
@@ -92,6 +91,13 @@ pub fn value_flops(graph: &Graph, id: ValueId, batch: usize) -> u64 {
             crate::fused::kernel_flops(f, &outs, &args, batch)
         }
     }
+}
+
+/// A convolution's FLOPs: a multiply and an add per element of the forward output `y`
+/// and weight of its group (padded taps included).
+pub(crate) fn conv_flops(y: &TensorType, weight: &TensorType, batch: usize) -> u64 {
+    let per_output = weight.shape.as_fixed().map_or(0, |d| d[1..].iter().product::<usize>() as u64);
+    2 * y.shape.numel(batch).unwrap_or(0) as u64 * per_output
 }
 
 /// FLOPs per example: the growth of [`flops`] per extra batch element. For an

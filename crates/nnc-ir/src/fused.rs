@@ -81,11 +81,19 @@ impl ConvEpilogue {
     pub fn operands(&self) -> usize {
         self.bias as usize + self.residual as usize
     }
+}
 
-    /// Whether it does anything.
-    pub fn is_empty(&self) -> bool {
-        *self == ConvEpilogue::default()
-    }
+/// Whether `b` is a fused convolution's bias for its output `y`: f32 `[M, 1, ..]` or
+/// `[1, M, 1, ..]`, `y`'s channels and a 1 per spatial axis of `y`.
+pub fn is_channel_bias(b: &TensorType, y: &TensorType) -> bool {
+    let (m, spatial) = (y.shape.0[1], y.rank() - 2);
+    let ones = |d: &[Dim]| d.len() == spatial && d.iter().all(|&d| d == Dim::Fixed(1));
+    b.dtype == DType::F32
+        && match &b.shape.0[..] {
+            [c, rest @ ..] if ones(rest) => *c == m,
+            [one, c, rest @ ..] if ones(rest) => *one == Dim::Fixed(1) && *c == m,
+            _ => false,
+        }
 }
 
 /// The results of a gradient kernel.
@@ -443,15 +451,8 @@ pub(crate) fn infer(f: &FusedOp, args: &[&TensorType]) -> Result<TensorType, Str
             if e.bias {
                 let b = args[at];
                 at += 1;
-                let m = y.shape.0[1];
-                let ones = |d: &[Dim]| d.iter().all(|&d| d == Dim::Fixed(1));
-                let spatial = y.rank() - 2;
-                let per_channel = match &b.shape.0[..] {
-                    [c, rest @ ..] if rest.len() == spatial => *c == m && ones(rest),
-                    [one, c, rest @ ..] if rest.len() == spatial => *one == Dim::Fixed(1) && *c == m && ones(rest),
-                    _ => false,
-                };
-                if b.dtype != DType::F32 || !per_channel {
+                if !is_channel_bias(b, &y) {
+                    let m = y.shape.0[1];
                     return Err(format!("the bias must be f32 with one value per channel ([{m}, 1, ..]), got {b}"));
                 }
             }
@@ -568,14 +569,13 @@ pub(crate) fn kernel_flops(f: &FusedOp, outs: &[FusedOp], args: &[&TensorType], 
             // As `cost::value_flops` counts a convolution, plus one per epilogue step.
             let Ok(y) = infer(f, args) else { return 0 };
             let out = numel(&y);
-            let per_output = args[1].shape.as_fixed().map_or(0, |d| d[1..].iter().product::<usize>() as u64);
             let act = match e.act {
                 Some(UnaryOp::Gelu { .. }) => 8,
                 Some(_) => 1,
                 None => 0,
             };
             let steps = e.bias as u64 + e.residual as u64 + act + e.min.is_some() as u64 + e.max.is_some() as u64;
-            2 * out * per_output + steps * out
+            crate::cost::conv_flops(&y, args[1], batch) + steps * out
         }
         FusedOp::Dense { trans_a, trans_b, alpha, bias, act } => {
             let (mm, out) = matmul(trans_a, trans_b);

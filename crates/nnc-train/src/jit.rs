@@ -6,7 +6,8 @@
 //!
 //! The two compiled functions have separate parameter buffers, so after training steps
 //! the inference function is brought up to date (one copy of the parameters and of
-//! the state it reads) before it runs; evaluation happens once per epoch, so the copy is cheap next to training.
+//! the state it reads) before it runs; evaluation happens once per epoch, so the copy
+//! is cheap next to training.
 
 use crate::backend::{check_type, StepBackend, StepResult};
 use crate::dataset::Labels;

@@ -154,8 +154,6 @@ fn label_spec(labels: &TensorType, prediction: &TensorType) -> Result<Labels, Tr
     }
 }
 
-/// The forward part of the training step, with the prediction as its output: the
-/// model as differentiated, with the same names, so parameters are shared by name.
 /// `model` checked against the step and made to return the prediction (see
 /// [`StepSpec::with_inference`]).
 fn inference_graph(model: &Graph, tg: &TrainGraph) -> Result<Graph, TrainError> {
@@ -188,6 +186,8 @@ fn inference_graph(model: &Graph, tg: &TrainGraph) -> Result<Graph, TrainError> 
     Ok(infer)
 }
 
+/// The forward part of the training step, with the prediction as its output: the
+/// model as differentiated, with the same names, so parameters are shared by name.
 fn forward_graph(tg: &TrainGraph) -> Result<Graph, TrainError> {
     let g = &tg.graph;
     if tg.part_of(tg.prediction) != Part::Forward {

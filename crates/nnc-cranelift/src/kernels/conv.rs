@@ -24,12 +24,12 @@
 //! neither the threads nor the family.
 
 use super::copy::{copy_floats, copy_strided, fill_floats};
-use super::epilogue::{emit_output_rows, OutputOperands};
+use super::epilogue::{emit_output_run, OutputOperands};
 use crate::clif::{Fx, PTR};
 use crate::microkernel::{
     cranelift, ARead, ARows, KernelFamily, MicroArgs, MicroOp, Step, TileArgs, TileRows, TileSpec,
 };
-use crate::program::{ConvGemm, ConvGemmOp, WindowKernel, WindowOp};
+use crate::program::{ConvGemm, ConvGemmOp, OutputEpilogue, WindowKernel, WindowOp};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use nnc_ir::{PoolKind, Size};
@@ -471,6 +471,11 @@ fn for_runs(
 /// `len` floats of each of `rows` rows, from rows `src.1` bytes apart to rows `dst.1`
 /// bytes apart.
 fn copy_rows(fx: &mut Fx, rows: u64, src: (Value, i64), dst: (Value, i64), len: Value) {
+    for_rows(fx, rows, src, dst, &|fx, _, s, d| copy_floats(fx, s, d, len));
+}
+
+/// `body(m, src row, dst row)` for each of `rows` rows, `src.1` and `dst.1` bytes apart.
+fn for_rows(fx: &mut Fx, rows: u64, src: (Value, i64), dst: (Value, i64), body: &dyn Fn(&mut Fx, Value, Value, Value)) {
     let z = fx.iconst(0);
     let end = fx.iconst(rows as i64);
     fx.for_range(z, end, 1, |fx, m| {
@@ -478,7 +483,23 @@ fn copy_rows(fx: &mut Fx, rows: u64, src: (Value, i64), dst: (Value, i64), len: 
         let s = fx.add(src.0, s);
         let d = fx.mul_imm(m, dst.1);
         let d = fx.add(dst.0, d);
-        copy_floats(fx, s, d, len);
+        body(fx, m, s, d);
+    });
+}
+
+/// A fused convolution's epilogue ([`emit_output_run`]) over `rows` output channels
+/// from `channel`: row `m`'s `len` outputs from `src.0 + m·src.1` to `dst.0 + m·dst.1`.
+fn epilogue_rows(
+    fx: &mut Fx,
+    (e, operands): (&OutputEpilogue, &OutputOperands),
+    (channel, rows): (Value, u64),
+    (src, dst): ((Value, i64), (Value, i64)),
+    len: Value,
+) {
+    for_rows(fx, rows, src, dst, &|fx, m, s, d| {
+        let ch = fx.add(channel, m);
+        let bias = operands.channel(fx, ch);
+        emit_output_run(fx, e, (s, d), len, bias, operands.residual);
     });
 }
 
@@ -590,36 +611,33 @@ fn emit_forward(fx: &mut Fx, c: &ConvGemm, family: &dyn KernelFamily) {
                 }
                 tiles.run(fx, ak, kb, c_panel, accumulate, cols);
             });
-            let channel = first_row;
             let Some(panel) = staged else {
                 // The epilogue over the panel's columns of C, in place.
                 if let Some((e, operands)) = &epilogue {
                     let len = fx.iconst(cols as i64);
-                    emit_output_rows(fx, e, operands, (channel, rows), (c_panel, ldc), (c_panel, ldc), len);
+                    epilogue_rows(fx, (e, operands), (first_row, rows), ((c_panel, ldc), (c_panel, ldc)), len);
                 }
                 return;
             };
             // The panel's outputs, run by run of a grid row, through the epilogue.
             let to = fx.b.ins().iadd_imm_s(p0, cols as i64);
             for_output_runs(fx, c, p0, to, &|fx, len, column, output| {
-                let (src, dst) = (fx.add(panel, column), fx.add(y_rows, output));
+                let src = (fx.add(panel, column), nr * F);
+                let dst = (fx.add(y_rows, output), outputs * F);
                 match &epilogue {
-                    Some((e, operands)) => {
-                        emit_output_rows(fx, e, operands, (channel, rows), (src, nr * F), (dst, outputs * F), len)
-                    }
-                    None => copy_rows(fx, rows, (src, nr * F), (dst, outputs * F), len),
+                    Some((e, operands)) => epilogue_rows(fx, (e, operands), (first_row, rows), (src, dst), len),
+                    None => copy_rows(fx, rows, src, dst, len),
                 }
             });
         };
         // The last row block may be short, as the last panel may be narrow.
-        let (mg, rb_len) = (w.mg as i64, row_block);
-        let last_rows = (mg - (row_blocks - 1) * rb_len) as u64;
+        let last_rows = w.mg - (c.row_blocks() - 1) * c.row_block;
         split_panels(fx, q, positions, nr, |fx, cols| {
-            if last_rows == rb_len as u64 {
-                return panel(fx, cols, rb_len as u64);
+            if last_rows == c.row_block {
+                return panel(fx, cols, c.row_block);
             }
             let full = fx.b.ins().icmp_imm_s(IntCC::SignedLessThan, rb, row_blocks - 1);
-            fx.if_else(full, |fx| panel(fx, cols, rb_len as u64), |fx| panel(fx, cols, last_rows));
+            fx.if_else(full, |fx| panel(fx, cols, c.row_block), |fx| panel(fx, cols, last_rows));
         });
     });
 }

@@ -69,8 +69,8 @@ pub(crate) fn zero_floats(fx: &mut Fx, dst: Value, len: i64) {
 
 /// Sets `len` floats from `dst` to `value`: four at a time, then one at a time.
 pub(crate) fn fill_floats(fx: &mut Fx, dst: Value, len: i64, value: f32) {
-    let zero = fx.b.ins().f32const(value);
-    let zeros = fx.b.ins().splat(types::F32X4, zero);
+    let lane = fx.b.ins().f32const(value);
+    let lanes = fx.b.ins().splat(types::F32X4, lane);
     let dp = fx.var(PTR, dst);
     let z = fx.iconst(0);
     let end = fx.iconst(len * F);
@@ -80,8 +80,8 @@ pub(crate) fn fill_floats(fx: &mut Fx, dst: Value, len: i64, value: f32) {
         let d = fx.b.ins().iadd_imm_s(d, bytes);
         fx.set(dp, d);
     };
-    let rest = fx.for_whole_steps(z, end, 4 * F, |fx, _| step(fx, zeros, 4 * F));
-    fx.for_range(rest, end, F, |fx, _| step(fx, zero, F));
+    let rest = fx.for_whole_steps(z, end, 4 * F, |fx, _| step(fx, lanes, 4 * F));
+    fx.for_range(rest, end, F, |fx, _| step(fx, lane, F));
 }
 
 /// `len` floats from `src` to `dst`: four at a time, then one at a time. The

@@ -205,28 +205,3 @@ pub(crate) fn emit_output_run(
     let rest = if vector { fx.for_whole_steps(z, bytes, 16, |fx, _| step(fx, types::F32X4, 16)) } else { z };
     fx.for_range(rest, bytes, 4, |fx, _| step(fx, types::F32, 4));
 }
-
-/// [`emit_output_run`] over `rows` channels from `channel`: row `m`'s `len` outputs
-/// from `src.0 + m·src.1` to `dst.0 + m·dst.1` (bytes).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn emit_output_rows(
-    fx: &mut Fx,
-    e: &OutputEpilogue,
-    operands: &OutputOperands,
-    (channel, rows): (Value, u64),
-    src: (Value, i64),
-    dst: (Value, i64),
-    len: Value,
-) {
-    let z = fx.iconst(0);
-    let end = fx.iconst(rows as i64);
-    fx.for_range(z, end, 1, |fx, m| {
-        let s = fx.mul_imm(m, src.1);
-        let s = fx.add(src.0, s);
-        let d = fx.mul_imm(m, dst.1);
-        let d = fx.add(dst.0, d);
-        let ch = fx.add(channel, m);
-        let bias = operands.channel(fx, ch);
-        emit_output_run(fx, e, (s, d), len, bias, operands.residual);
-    });
-}

@@ -41,8 +41,7 @@ impl Lowering<'_> {
                 // A ceil-mode window may reach past the end padding: pad to its end.
                 // More padding changes no maximum (it reads as -inf).
                 for a in 0..3 {
-                    let end = (w.output[a] - 1) * w.strides[a] + (w.kernel[a] - 1) * w.dilations[a] + 1;
-                    w.pads_end[a] = w.pads_end[a].max(end.saturating_sub(w.input[a] + w.pads_begin[a]));
+                    w.pads_end[a] = w.pads_end[a].max(w.reach(a).saturating_sub(w.input[a] + w.pads_begin[a]));
                 }
             }
             if w.pads_begin.iter().chain(&w.pads_end).any(|&p| p > 0) {
@@ -165,12 +164,11 @@ impl Lowering<'_> {
 /// average's windows all lie inside the input, or with `count_include_pad` inside the
 /// padded input (no ceil-mode window past the end padding).
 fn one_divisor(w: &WindowKernel, kind: PoolKind) -> bool {
-    let reach = |a: usize| (w.output[a].max(1) - 1) * w.strides[a] + (w.kernel[a] - 1) * w.dilations[a] + 1;
     match kind {
         PoolKind::Max => true,
-        PoolKind::Avg { count_include_pad: false } => (0..3).all(|a| w.pads_begin[a] == 0 && reach(a) <= w.input[a]),
+        PoolKind::Avg { count_include_pad: false } => (0..3).all(|a| w.pads_begin[a] == 0 && w.reach(a) <= w.input[a]),
         PoolKind::Avg { count_include_pad: true } => {
-            (0..3).all(|a| reach(a) <= w.input[a] + w.pads_begin[a] + w.pads_end[a])
+            (0..3).all(|a| w.reach(a) <= w.input[a] + w.pads_begin[a] + w.pads_end[a])
         }
     }
 }

@@ -369,6 +369,12 @@ impl WindowKernel {
     pub fn channels_out(&self) -> u64 {
         self.mg * self.groups
     }
+
+    /// The padded-input positions the windows span on axis `a`: up to the end of the
+    /// last output's window.
+    pub fn reach(&self, a: usize) -> u64 {
+        (self.output[a].max(1) - 1) * self.strides[a] + (self.kernel[a] - 1) * self.dilations[a] + 1
+    }
 }
 
 /// Blocks of rows copied (concatenation and slicing): for each of `rows` rows, each

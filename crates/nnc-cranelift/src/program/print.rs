@@ -45,7 +45,7 @@ impl Program {
     pub(crate) fn window_kernels(&self) -> Vec<(String, String)> {
         let rows = |w: &WindowKernel| if w.by_rows { ", along output rows" } else { "" };
         let then = |w: &WindowKernel| match &w.epilogue {
-            Some(e) => output_epilogue(e, &|slot| self.slot(slot)).replace(" as it is written", ""),
+            Some(e) => format!(", then {}", output_epilogue(e, &|slot| self.slot(slot))),
             None => String::new(),
         };
         self.kernels
@@ -119,7 +119,7 @@ impl Program {
             }
             Body::Window(w) => {
                 let args: Vec<String> = w.args.iter().map(|&a| s(a)).collect();
-                let then = w.epilogue.as_ref().map_or(String::new(), |e| output_epilogue(e, &s));
+                let then = w.epilogue.as_ref().map_or(String::new(), |e| written(e, &s));
                 let rows = match (w.by_rows, w.padded) {
                     (false, _) => String::new(),
                     (true, None) => ", along output rows".to_string(),
@@ -159,7 +159,7 @@ impl Program {
                 if c.row_block < c.geometry.mg {
                     padded += &format!(", output channels in blocks of {}", c.row_block);
                 }
-                let then = c.geometry.epilogue.as_ref().map_or(String::new(), |e| output_epilogue(e, &s));
+                let then = c.geometry.epilogue.as_ref().map_or(String::new(), |e| written(e, &s));
                 format!(
                     "{} = {what} as an implicit product on {}×{} tiles, K blocks of {}: {}{padded}{then}",
                     s(c.out),
@@ -321,8 +321,7 @@ fn size(s: Size) -> String {
     }
 }
 
-/// A window op's planes, kernel, strides, dilations, pads and groups.
-/// A fused convolution's epilogue, as the steps it applies to each output.
+/// A fused convolution's epilogue: the steps it applies to each output, in order.
 fn output_epilogue(e: &OutputEpilogue, s: &dyn Fn(usize) -> String) -> String {
     let mut steps = Vec::new();
     steps.extend(e.bias.map(|b| format!("+ {} per channel", s(b))));
@@ -330,9 +329,15 @@ fn output_epilogue(e: &OutputEpilogue, s: &dyn Fn(usize) -> String) -> String {
     steps.extend(e.act.map(|u| nnc_ir::Op::Unary(u).mnemonic().to_string()));
     steps.extend(e.min.map(|lo| format!("max {lo:?}")));
     steps.extend(e.max.map(|hi| format!("min {hi:?}")));
-    format!(", then {} as it is written", steps.join(", "))
+    steps.join(", ")
 }
 
+/// The epilogue as `--emit lowered` ends a kernel's line with it.
+fn written(e: &OutputEpilogue, s: &dyn Fn(usize) -> String) -> String {
+    format!(", then {} as it is written", output_epilogue(e, s))
+}
+
+/// A window op's planes, kernel, strides, dilations, pads and groups.
 fn geometry(w: &WindowKernel) -> String {
     let list = |v: &[u64; 3]| format!("{v:?}");
     format!(

@@ -14,8 +14,8 @@
 use crate::pattern::{commuted, scalar_const, unary, Uses};
 use crate::rewrite::Rewriter;
 use crate::OptError;
-use nnc_ir::fused::is_dense_activation;
-use nnc_ir::{BinaryOp, ConvEpilogue, DType, Dim, FusedOp, Graph, Op, TensorType, ValueId};
+use nnc_ir::fused::{is_channel_bias, is_dense_activation};
+use nnc_ir::{BinaryOp, ConvEpilogue, FusedOp, Graph, Op, TensorType, ValueId};
 
 pub const NAME: &str = "fuse_conv";
 
@@ -43,7 +43,7 @@ pub fn run(graph: &Graph) -> Result<Graph, OptError> {
                 .find(|&(x, c)| x == end && c != end && fits(graph.ty(c)) && graph.ty(u) == ty)?;
             Some((u, c))
         };
-        if let Some((u, b)) = added(end, &|t| per_channel(t, ty)) {
+        if let Some((u, b)) = added(end, &|t| is_channel_bias(t, ty)) {
             e.bias = true;
             args.push(b);
             end = u;
@@ -90,17 +90,4 @@ pub fn run(graph: &Graph) -> Result<Graph, OptError> {
         }
     }
     rw.finish()
-}
-
-/// An f32 `[M, 1, ..]` or `[1, M, 1, ..]` with `y`'s channels `M` and a 1 per spatial
-/// axis of `y`: one value per output channel.
-fn per_channel(t: &TensorType, y: &TensorType) -> bool {
-    let (m, spatial) = (y.shape.0[1], y.rank() - 2);
-    let ones = |d: &[Dim]| d.len() == spatial && d.iter().all(|&d| d == Dim::Fixed(1));
-    t.dtype == DType::F32
-        && match &t.shape.0[..] {
-            [c, rest @ ..] if ones(rest) => *c == m,
-            [one, c, rest @ ..] if ones(rest) => *one == Dim::Fixed(1) && *c == m,
-            _ => false,
-        }
 }
